@@ -1,0 +1,121 @@
+"""Activity without a Redis round trip per request.
+
+Requests are counted in this process. Every `interval` seconds one pipeline writes the latest
+activity of everyone who did something, renews a busy lease for everyone whose work (a
+generation, an open stream) has lasted longer than `busy_after`, and drops the leases of work
+that ended. Paths matching the idle-exempt patterns (heartbeats, progress polling) count as
+neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+
+from allocator.store import SessionStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str]:
+    """Shell-style path patterns (`/gradio_api/heartbeat/*`) as one regular expression."""
+    parts = [fnmatch.translate(pattern) for pattern in patterns if pattern]
+    return re.compile("|".join(parts) if parts else r"(?!)")
+
+
+class ActivityTracker:
+    def __init__(
+        self,
+        store: SessionStore,
+        exempt_patterns: Iterable[str],
+        interval: float,
+        busy_after: float,
+        lease_ttl: float,
+    ) -> None:
+        self._store = store
+        self._exempt = compile_patterns(exempt_patterns)
+        self._interval = interval
+        self._busy_after = busy_after
+        self._lease_ttl = lease_ttl
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._pending: dict[str, float] = {}
+        self._busy_since: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
+        self._leased: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def is_exempt(self, path: str) -> bool:
+        return self._exempt.fullmatch(path) is not None
+
+    def begin(self, email: str) -> None:
+        """A request or stream started; call `end` exactly once when it finishes."""
+        now = time.time()
+        self._pending[email] = now
+        count = self._in_flight.get(email, 0)
+        if count == 0:
+            self._busy_since[email] = now
+        self._in_flight[email] = count + 1
+
+    def end(self, email: str) -> None:
+        self._pending[email] = time.time()
+        count = self._in_flight[email] - 1
+        if count:
+            self._in_flight[email] = count
+        else:
+            del self._in_flight[email]
+            del self._busy_since[email]
+
+    def last_seen(self, email: str) -> float | None:
+        """Activity seen here but not yet written (the status page adds it)."""
+        return self._pending.get(email)
+
+    def is_busy(self, email: str) -> bool:
+        return email in self._in_flight
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="activity-flush")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(StoreUnavailable):
+            await self.flush(final=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except StoreUnavailable as exc:
+                log.warning("could not write activity, will retry: %s", exc)
+
+    async def flush(self, final: bool = False) -> None:
+        now = time.time()
+        pending, self._pending = self._pending, {}
+        try:
+            await self._store.touch(pending)
+        except StoreUnavailable:
+            for email, stamp in pending.items():  # keep the newest for the next try
+                self._pending[email] = max(stamp, self._pending.get(email, 0.0))
+            raise
+        await self._flush_leases(now, final)
+
+    async def _flush_leases(self, now: float, final: bool) -> None:
+        cutoff = now - self._busy_after
+        busy = set() if final else {e for e, t in self._busy_since.items() if t <= cutoff}
+        ended = self._leased - busy
+        if busy:
+            await self._store.hold_busy(busy, self.holder, now + self._lease_ttl)
+        if ended:
+            await self._store.release_busy(ended, self.holder)
+        self._leased = busy

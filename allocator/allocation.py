@@ -1,0 +1,185 @@
+"""Allocations: at most one allocation per person across every replica, and its progress.
+
+The first request for a person without a session takes a Redis lock (with expiry, renewed
+while the backend works) and allocates in a background task of this process. Every other
+request for that person, here or in another replica, waits a little for the result and
+otherwise gets the progress (allocating, starting, all GPUs busy, failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+from allocator import metrics
+from allocator.cache import SessionCache
+from allocator.settings import Settings
+from allocator.store import SessionStore, StoreUnavailable
+from allocator.types import (
+    AllocationFailed,
+    Backend,
+    NoCapacity,
+    Person,
+    Progress,
+    Session,
+    State,
+)
+
+log = logging.getLogger(__name__)
+
+FINDING = "Finding a WebUI for you."
+ALL_BUSY = "All GPUs are busy. Your WebUI starts as soon as one is free; this page refreshes by itself."
+RESTARTED = "Your previous WebUI stopped, so you are getting a new one. Saved images are kept."
+POLL_SECONDS = 0.2
+
+
+class Allocations:
+    def __init__(
+        self, store: SessionStore, backend: Backend, cache: SessionCache, settings: Settings
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._cache = cache
+        self._settings = settings
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def ensure(self, person: Person, wait: float, restarted: bool = False) -> Session | Progress:
+        """The person's session, allocating one if needed; progress if not ready within `wait`."""
+        deadline = time.monotonic() + wait
+        while True:
+            session = await self._store.get(person.email)
+            if session is not None:
+                self._cache.put(session)
+                return session
+            progress = await self._store.get_progress(person.email)
+            task = self._tasks.get(person.email)
+            if task is None and not self._settled(progress):
+                task = await self._start(person, restarted)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (task is None and self._settled(progress)):
+                return progress or Progress(State.ALLOCATING, FINDING, time.time(), restarted)
+            if task is not None:
+                await asyncio.wait({task}, timeout=remaining)
+            else:  # another replica is allocating: look again shortly
+                await asyncio.sleep(min(POLL_SECONDS, remaining))
+
+    def _settled(self, progress: Progress | None) -> bool:
+        """A recent failure or 'no capacity' that should be shown, not retried yet."""
+        if progress is None:
+            return False
+        age = time.time() - progress.since
+        if progress.state is State.NO_CAPACITY:
+            return age < self._settings.no_capacity_retry
+        if progress.state is State.FAILED:
+            return age < self._settings.failure_retry
+        return False
+
+    async def _start(self, person: Person, restarted: bool) -> asyncio.Task[None] | None:
+        token = uuid.uuid4().hex
+        if not await self._store.acquire_lock(person.email, token, self._settings.allocation_lock_ttl):
+            return None
+        if person.email in self._tasks:  # raced with ourselves between the await points
+            await self._store.release_lock(person.email, token)
+            return self._tasks[person.email]
+        task = asyncio.create_task(self._allocate(person, token, restarted), name="allocate")
+        self._tasks[person.email] = task
+        return task
+
+    async def _allocate(self, person: Person, token: str, restarted: bool) -> None:
+        started = time.monotonic()
+        keeper = asyncio.create_task(self._keep_lock(person.email, token))
+        result = "error"
+        try:
+            await self._report(person, State.ALLOCATING, FINDING, restarted)
+            if await self._store.get(person.email) is not None:
+                result = "existing"
+                return  # finished elsewhere between our look and our lock
+
+            async def progress(state: State, message: str) -> None:
+                await self._report(person, state, message, restarted)
+
+            placement = await self._backend.allocate(person, progress)
+            session = Session(person.email, person.slug, self._backend.name, placement, time.time())
+            await self._save(session)
+            result = "ok"
+            log.info("allocated %s for %s", placement.server, person.email)
+        except NoCapacity:
+            result = "no_capacity"
+            await self._report(person, State.NO_CAPACITY, ALL_BUSY, restarted)
+        except AllocationFailed as exc:
+            result = "failed"
+            log.warning("allocation for %s failed: %s", person.email, exc)
+            await self._report(person, State.FAILED, str(exc), restarted)
+        except StoreUnavailable as exc:
+            log.warning("allocation for %s stopped, store unavailable: %s", person.email, exc)
+        except Exception:
+            log.exception("allocation for %s failed unexpectedly", person.email)
+            await self._report(person, State.FAILED, "Something went wrong; try again.", restarted)
+        finally:
+            keeper.cancel()
+            metrics.ALLOCATIONS.labels(result=result).inc()
+            metrics.ALLOCATION_SECONDS.observe(time.monotonic() - started)
+            self._tasks.pop(person.email, None)
+            with contextlib.suppress(StoreUnavailable):
+                await self._store.release_lock(person.email, token)
+
+    async def _save(self, session: Session) -> None:
+        try:
+            await self._store.save(session, time.time())
+        except StoreUnavailable:
+            await self._backend.release(session)  # unrecorded, it would be an orphan
+            raise
+        self._cache.put(session)
+
+    async def _report(self, person: Person, state: State, message: str, restarted: bool) -> None:
+        ttl = self._settings.start_timeout + self._settings.allocation_lock_ttl
+        progress = Progress(state, message, time.time(), restarted)
+        with contextlib.suppress(StoreUnavailable):
+            await self._store.set_progress(person.email, progress, ttl)
+
+    async def _keep_lock(self, email: str, token: str) -> None:
+        ttl = self._settings.allocation_lock_ttl
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                if not await self._store.renew_lock(email, token, ttl):
+                    log.warning("allocation lock for %s was lost while allocating", email)
+                    return
+            except StoreUnavailable as exc:
+                log.warning("could not renew allocation lock for %s: %s", email, exc)
+
+    async def release(self, email: str) -> bool:
+        """Give the person's WebUI back now; False when they had none."""
+        session = await self._store.get(email)
+        if session is None:
+            return False
+        await self._backend.release(session)
+        await self._store.drop(email, session.server)
+        self._cache.forget(email)
+        log.info("released %s of %s", session.server, email)
+        return True
+
+    async def recover(self, person: Person, session: Session) -> Session | Progress | None:
+        """The WebUI refused a connection. None if it still exists (just not answering);
+        otherwise the mapping is dropped and a new allocation started."""
+        if await self._backend.is_alive(session):
+            return None
+        self._cache.forget(person.email)
+        if await self._store.drop(person.email, session.server):
+            log.warning("WebUI %s of %s is gone; allocating a new one", session.server, person.email)
+            metrics.RESTARTS.inc()
+            with contextlib.suppress(Exception):
+                await self._backend.release(session)
+        outcome = await self.ensure(person, self._settings.allocation_wait, restarted=True)
+        if isinstance(outcome, Session):
+            return Progress(State.READY, RESTARTED, time.time(), restarted=True)
+        return outcome
+
+    async def close(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,232 @@
+"""The ASGI application: identity → session → forward, for every path outside `/_allocator/`.
+
+Paths under `/_allocator/` go to the control app (pages, status, sign-in, admin API).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import weakref
+from urllib.parse import quote
+
+from allocator import metrics, pages
+from allocator.control import build_control
+from allocator.headers import valid_host
+from allocator.proxy import ClientGone, UpstreamBroken, UpstreamRefused
+from allocator.runtime import Runtime
+from allocator.settings import Settings, load_settings
+from allocator.store import StoreUnavailable
+from allocator.types import ASGIApp, Person, Progress, Receive, Scope, Send, Session, State
+
+log = logging.getLogger(__name__)
+
+CONTROL_PREFIX = "/_allocator"
+WS_POLICY_VIOLATION = 1008
+WS_TRY_AGAIN_LATER = 1013
+WS_INTERNAL_ERROR = 1011
+GC_GEN0_THRESHOLD = 50_000  # fewer, larger young collections: a shorter latency tail
+STORE_DOWN = "Sessions cannot be looked up right now. Please try again in a minute."
+
+running: weakref.WeakSet[AllocatorApp] = weakref.WeakSet()
+
+
+def create_app() -> AllocatorApp:
+    """The uvicorn factory: settings from the environment (the CLI put its flags there)."""
+    return AllocatorApp(load_settings())
+
+
+class AllocatorApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = Runtime.build(settings)
+        self.control: ASGIApp = build_control(self.runtime)
+        self._allowed_hosts = {h.lower().encode() for h in settings.allowed_hosts}
+        self._any_host = "*" in settings.allowed_hosts
+        self._good_hosts: set[bytes] = set()
+        running.add(self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["path"].startswith(CONTROL_PREFIX):
+            await self.control(scope, receive, send)
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = self._refusal(scope)
+        if problem is not None:
+            await pages.send_error(scope, send, problem[0], "Bad request", problem[1])
+            return
+        person = await self.runtime.identity.identify(scope)
+        if person is None:
+            await self._challenge(scope, send)
+            return
+        session = await self._session(scope, send, person)
+        if session is None:
+            return
+        tracker = self.runtime.tracker
+        exempt = tracker.is_exempt(scope["path"])
+        if not exempt:
+            tracker.begin(person.email)
+        try:
+            status = await self.runtime.http.forward(scope, receive, send, session, person, exempt)
+            metrics.count_response(status)
+        except UpstreamRefused as exc:
+            await self._recover(scope, send, person, session, str(exc))
+        except UpstreamBroken as exc:
+            metrics.UPSTREAM_ERRORS.labels(cause="broken").inc()
+            log.warning("WebUI %s of %s failed: %s", session.server, person.email, exc)
+            message = "Your WebUI did not answer this request. Try again in a moment."
+            await pages.send_error(scope, send, 502, "Your WebUI did not answer", message)
+        except ClientGone:
+            pass
+        finally:
+            if not exempt:
+                tracker.end(person.email)
+
+    async def _session(self, scope: Scope, send: Send, person: Person) -> Session | None:
+        """The person's session; otherwise answers with progress (or a store error) and None."""
+        try:
+            session = await self.runtime.core.cache.lookup(person.email)
+            if session is not None:
+                return session
+            outcome = await self.runtime.core.allocations.ensure(
+                person, self.settings.allocation_wait
+            )
+        except StoreUnavailable as exc:
+            log.warning("store unavailable for %s: %s", person.email, exc)
+            await pages.send_error(scope, send, 503, "Temporarily unavailable", STORE_DOWN,
+                                   [(b"retry-after", b"10")])
+            return None
+        if isinstance(outcome, Progress):
+            await pages.send_progress(scope, send, outcome)
+            return None
+        return outcome
+
+    async def _recover(
+        self, scope: Scope, send: Send, person: Person, session: Session, cause: str
+    ) -> None:
+        metrics.UPSTREAM_ERRORS.labels(cause="refused").inc()
+        log.warning("WebUI %s of %s refused a connection: %s", session.server, person.email, cause)
+        try:
+            outcome = await self.runtime.core.allocations.recover(person, session)
+        except StoreUnavailable:
+            outcome = None
+        if outcome is None:
+            outcome = Progress(State.STARTING, "Your WebUI is not answering yet.", session.allocated_at)
+        elif isinstance(outcome, Session):  # pragma: no cover - recover returns Progress
+            outcome = Progress(State.READY, "Your WebUI is ready.", session.allocated_at)
+        await pages.send_progress(scope, send, outcome)
+
+    async def _challenge(self, scope: Scope, send: Send) -> None:
+        login = self.runtime.identity.login_path
+        if login and pages.wants_html(scope) and scope["method"] == "GET":
+            target = scope["path"] + ("?" + scope["query_string"].decode("latin-1")
+                                      if scope.get("query_string") else "")
+            location = f"{login}?next={quote(target, safe='')}".encode()
+            headers = [(b"location", location), (b"content-length", b"0"), *pages.SECURITY_HEADERS]
+            await send({"type": "http.response.start", "status": 303, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            metrics.count_response(303)
+            return
+        message = "Sign in first." if login else "No verified identity came with this request."
+        extra = [(b"www-authenticate", b'Cookie realm="sd-allocator"')] if login else []
+        await pages.send_error(scope, send, 401, "Not signed in", message, extra)
+
+    def _refusal(self, scope: Scope) -> tuple[int, str] | None:
+        size = 0
+        host = b""
+        for name, value in scope["headers"]:
+            size += len(name) + len(value)
+            if name == b"host":
+                host = value
+        if size > self.settings.max_header_bytes:
+            return 431, "The request headers are too large."
+        if host not in self._good_hosts:
+            if not host or not valid_host(host) or not self._host_allowed(host):
+                return 400, "The Host header is missing or not accepted here."
+            if len(self._good_hosts) < 256:
+                self._good_hosts.add(host)
+        return None
+
+    def _host_allowed(self, host: bytes) -> bool:
+        if self._any_host:
+            return True
+        name = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
+        return name.lower() in self._allowed_hosts
+
+    # -- WebSocket ------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        person = await self.runtime.identity.identify(scope)
+        if person is None or self._refusal(scope) or not _same_origin(scope):
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+            return
+        try:
+            session = await self.runtime.core.cache.lookup(person.email)
+        except StoreUnavailable:
+            session = None
+        if session is None:
+            await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
+            return
+        tracker = self.runtime.tracker
+        exempt = tracker.is_exempt(scope["path"])
+        if not exempt:
+            tracker.begin(person.email)
+        try:
+            await self.runtime.websockets.forward(scope, receive, send, session, person)
+        except UpstreamRefused:
+            metrics.UPSTREAM_ERRORS.labels(cause="refused").inc()
+            await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
+            try:
+                await self.runtime.core.allocations.recover(person, session)
+            except StoreUnavailable:
+                pass
+        except UpstreamBroken as exc:
+            metrics.UPSTREAM_ERRORS.labels(cause="broken").inc()
+            log.info("WebSocket to %s failed: %s", session.server, exc)
+            await send({"type": "websocket.close", "code": WS_INTERNAL_ERROR})
+        finally:
+            if not exempt:
+                tracker.end(person.email)
+
+    # -- lifespan -------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                gc.collect()
+                gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+                gc.freeze()  # long-lived objects out of the collector's way: a shorter p99 tail
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _same_origin(scope: Scope) -> bool:
+    """A browser WebSocket must come from a page of this site (no cross-site hijacking)."""
+    origin = host = None
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            origin = value
+        elif name == b"host":
+            host = value
+    if origin is None:
+        return True  # not a browser: no ambient cookies to abuse
+    return origin.split(b"://", 1)[-1] == host

@@ -1,0 +1,333 @@
+"""LocalBackend: one WebUI process per person on this machine.
+
+Each person's process runs in its own process group with its own folder
+(`<data_dir>/users/<slug>/`, outputs in `outputs/`). A small registry of JSON files in
+`<data_dir>/run/` (guarded by a file lock) is the truth about which processes exist, so every
+`serve` process on this machine and the CLI see the same capacity, and any of them can stop any
+WebUI. Children get SIGTERM when the process that started them dies, so none is orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+from allocator.settings import Settings
+from allocator.types import (
+    AllocationFailed,
+    NoCapacity,
+    Person,
+    Placement,
+    ProgressCallback,
+    Session,
+    State,
+)
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+PING_PATH = "/internal/ping"
+STOP_GRACE_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(slots=True)
+class Entry:
+    """One registry file: a WebUI process, or a claim on a slot while it starts."""
+
+    email: str
+    slug: str
+    owner: int  # pid of the serve process that started it
+    claimed_at: float
+    pid: int | None = None
+    create_time: float | None = None
+    port: int | None = None
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self, command: str, data_dir: Path, max_sessions: int, start_timeout: float
+    ) -> None:
+        self._command = command
+        self._users = data_dir / "users"
+        self._run = data_dir / "run"
+        self._max = max_sessions
+        self._start_timeout = start_timeout
+        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._client: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalBackend:
+        return cls(
+            settings.local_command,
+            settings.data_dir,
+            settings.max_sessions,
+            settings.start_timeout,
+        )
+
+    async def start(self) -> None:
+        self._run.mkdir(parents=True, exist_ok=True)
+        self._users.mkdir(parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        """Stop every WebUI this process started."""
+        for pid in list(self._children):
+            await self._stop(pid)
+        if self._client:
+            await self._client.close()
+
+    # -- the Backend protocol -------------------------------------------------------------
+
+    async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
+        existing = await asyncio.to_thread(self._claim, person)
+        if existing is not None:
+            placement = await self._reattach(existing)
+            if placement is not None:
+                return placement
+            await asyncio.to_thread(self._claim, person, replace=True)
+        await progress(State.STARTING, "Starting your WebUI. This takes a few seconds.")
+        try:
+            return await self._spawn(person)
+        except BaseException:
+            self._forget(person.slug)
+            raise
+
+    async def release(self, session: Session) -> None:
+        pid = session.placement.handle.get("pid")
+        created = session.placement.handle.get("create_time")
+        if isinstance(pid, int) and _same_process(pid, created):
+            await self._stop(pid)
+        self._forget(session.slug, pid)
+
+    async def is_alive(self, session: Session) -> bool:
+        handle = session.placement.handle
+        return _same_process(handle.get("pid"), handle.get("create_time"))
+
+    # -- starting a WebUI -----------------------------------------------------------------
+
+    async def _spawn(self, person: Person) -> Placement:
+        port = _free_port()
+        user_dir = self._users / person.slug
+        outputs = user_dir / "outputs"
+        outputs.mkdir(parents=True, exist_ok=True)
+        argv = self._argv(port, user_dir, outputs)
+        log_path = user_dir / "webui.log"
+        with log_path.open("ab") as log_file:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    cwd=user_dir,
+                    env=_child_environment(user_dir),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                raise AllocationFailed(f"Could not start the WebUI ({argv[0]}): {exc}") from exc
+        self._children[process.pid] = process
+        created = psutil.Process(process.pid).create_time()
+        self._record(person, process.pid, created, port)
+        log.info("started WebUI for %s: pid %s on port %s", person.email, process.pid, port)
+        try:
+            await self._wait_ready(process, port, log_path)
+        except BaseException:
+            await self._stop(process.pid)
+            raise
+        handle = {"pid": process.pid, "create_time": created}
+        return Placement(server=f"local-{person.slug}", host=HOST, port=port, handle=handle)
+
+    def _argv(self, port: int, user_dir: Path, outputs: Path) -> list[str]:
+        values = {
+            "port": str(port),
+            "user_dir": str(user_dir),
+            "outputs_dir": str(outputs),
+            "python": sys.executable,
+        }
+        return [part.format(**values) for part in shlex.split(self._command)]
+
+    async def _wait_ready(self, process: asyncio.subprocess.Process, port: int, log: Path) -> None:
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise AllocationFailed(
+                    f"The WebUI exited with code {process.returncode} while starting: "
+                    f"{_last_line(log)}"
+                )
+            if await self._answers(port):
+                return
+            await asyncio.sleep(0.2)
+        raise AllocationFailed(
+            f"The WebUI did not answer within {self._start_timeout:.0f} s; log: {log}"
+        )
+
+    async def _answers(self, port: int) -> bool:
+        if self._client is None:
+            timeout = aiohttp.ClientTimeout(total=2)
+            self._client = aiohttp.ClientSession(timeout=timeout)
+        try:
+            async with self._client.get(f"http://{HOST}:{port}{PING_PATH}") as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _reattach(self, entry: Entry) -> Placement | None:
+        """A WebUI of this person's is still running (the mapping was lost): use it."""
+        if entry.pid is None or entry.port is None or not await self._answers(entry.port):
+            if entry.pid is not None and _same_process(entry.pid, entry.create_time):
+                await self._stop(entry.pid)
+            return None
+        log.info("re-attached %s to running WebUI pid %s", entry.email, entry.pid)
+        handle = {"pid": entry.pid, "create_time": entry.create_time}
+        return Placement(server=f"local-{entry.slug}", host=HOST, port=entry.port, handle=handle)
+
+    # -- stopping -------------------------------------------------------------------------
+
+    async def _stop(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+        if not await asyncio.to_thread(_wait_gone, pid, STOP_GRACE_SECONDS):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        child = self._children.pop(pid, None)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                await child.wait()
+
+    # -- the registry ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._run.mkdir(parents=True, exist_ok=True)
+        with (self._run / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _claim(self, person: Person, replace: bool = False) -> Entry | None:
+        """Take a slot for `person`, or return their still-running WebUI's entry."""
+        with self._locked():
+            entries = self._live_entries()
+            mine = entries.pop(person.slug, None)
+            if mine is not None and not replace:
+                return mine
+            if len(entries) >= self._max:
+                raise NoCapacity()
+            entry = Entry(person.email, person.slug, owner=os.getpid(), claimed_at=time.time())
+            self._write(entry)
+            return None
+
+    def _record(self, person: Person, pid: int, created: float, port: int) -> None:
+        entry = Entry(person.email, person.slug, os.getpid(), time.time(), pid, created, port)
+        with self._locked():
+            self._write(entry)
+
+    def _forget(self, slug: str, pid: Any = None) -> None:
+        with self._locked():
+            path = self._run / f"{slug}.json"
+            entry = _read(path)
+            if entry is not None and (pid is None or entry.pid == pid):
+                path.unlink(missing_ok=True)
+
+    def _live_entries(self) -> dict[str, Entry]:
+        live = {}
+        for path in self._run.glob("*.json"):
+            entry = _read(path)
+            if entry is not None and self._is_live(entry):
+                live[entry.slug] = entry
+            else:
+                path.unlink(missing_ok=True)
+        return live
+
+    def _is_live(self, entry: Entry) -> bool:
+        if entry.pid is not None:
+            return _same_process(entry.pid, entry.create_time)
+        fresh = time.time() - entry.claimed_at < self._start_timeout + 10
+        return fresh and psutil.pid_exists(entry.owner)
+
+    def _write(self, entry: Entry) -> None:
+        path = self._run / f"{entry.slug}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(entry)))
+        temporary.replace(path)
+
+    def running(self) -> list[Entry]:
+        """The WebUIs running on this machine (for operators and reconciliation)."""
+        with self._locked():
+            return list(self._live_entries().values())
+
+
+def _read(path: Path) -> Entry | None:
+    try:
+        return Entry(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _same_process(pid: Any, create_time: Any) -> bool:
+    """Whether `pid` is still the process we started (not a zombie, not a reused pid)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(process.create_time() - float(create_time)) < 0.01
+    except (psutil.Error, ValueError):
+        return False
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _same_process(pid, None):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _child_environment(user_dir: Path) -> dict[str, str]:
+    """The server's environment without its own settings (they may hold secrets)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
+    env["GRADIO_TEMP_DIR"] = str(user_dir / ".gradio")  # Gradio's file cache, per person
+    return env
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the serve process dies (even by SIGKILL)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return lines[-1][-300:] if lines else "(no output)"

@@ -1,0 +1,28 @@
+"""StaticBackend: every person shares one WebUI at `SDA_STATIC_TARGET` (benchmarks, single-GPU setups)."""
+
+from __future__ import annotations
+
+from allocator.settings import parse_authority
+from allocator.types import Person, Placement, ProgressCallback, Session
+
+
+class StaticBackend:
+    name = "static"
+
+    def __init__(self, target: str) -> None:
+        self._host, self._port = parse_authority(target)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
+        return Placement(server=f"static-{self._host}-{self._port}", host=self._host, port=self._port)
+
+    async def release(self, session: Session) -> None:
+        return None  # the shared WebUI is nobody's to stop
+
+    async def is_alive(self, session: Session) -> bool:
+        return True  # nothing to replace it with; a refused connection is reported as such

@@ -1,0 +1,188 @@
+"""The `sd-allocator` command: serve, and the operator's view of sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from allocator.settings import (
+    MEMORY_STORE,
+    Settings,
+    SettingsError,
+    env_name,
+    load_settings,
+    unknown_variables,
+)
+
+T = TypeVar("T")
+USAGE_ERROR = 2
+
+
+def fail(message: str) -> None:
+    click.echo(f"sd-allocator: error: {message}", err=True)
+    sys.exit(USAGE_ERROR)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc))
+        raise AssertionError from exc  # fail() exits
+
+
+def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One `--kebab-case` flag per setting, e.g. SDA_IDLE_TIMEOUT ↔ --idle-timeout."""
+    for name, info in reversed(Settings.model_fields.items()):
+        shown = "" if info.default_factory else f", default {info.default!r}"
+        command = click.option(
+            "--" + name.replace("_", "-"),
+            name,
+            metavar="VALUE",
+            default=None,
+            help=f"{env_name(name)}{shown}",
+        )(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """Give every person their own Stable Diffusion WebUI behind one proxy."""
+
+
+@main.command()
+@_setting_options
+def serve(**flags: str | None) -> None:
+    """Run the proxy. With no settings: the whole product on this machine."""
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[env_name(name)] = value  # workers read their settings from here
+    settings = _settings()
+    for variable in unknown_variables():
+        click.echo(f"sd-allocator: warning: unknown setting {variable}", err=True)
+    from allocator.backends import BackendUnavailable
+    from allocator.identity import IdentityUnavailable
+    from allocator.server import serve as run_server
+
+    try:
+        _check_available(settings)
+    except (BackendUnavailable, IdentityUnavailable) as exc:
+        fail(str(exc))
+    _announce(settings)
+    run_server(settings)
+
+
+def _check_available(settings: Settings) -> None:
+    from allocator.backends import create_backend
+    from allocator.identity import create_identity
+
+    create_backend(settings)
+    create_identity(settings)
+
+
+def _announce(settings: Settings) -> None:
+    where = f"http://{settings.host}:{settings.port}/"
+    click.echo(
+        f"sd-allocator: serving on {where} (backend {settings.backend}, identity "
+        f"{settings.identity}, store {'memory' if settings.redis_url == MEMORY_STORE else 'redis'})",
+        err=True,
+    )
+    if settings.identity == "dev":
+        click.echo(f"sd-allocator: sign in at {where}_allocator/login", err=True)
+
+
+@main.group()
+def sessions() -> None:
+    """Who has which WebUI (reads the store named by SDA_REDIS_URL)."""
+
+
+def _core_call(action: Callable[[Any], Awaitable[T]]) -> T:
+    settings = _settings()
+    if settings.redis_url == MEMORY_STORE:
+        fail(
+            "SDA_REDIS_URL=memory: the sessions live inside the running server. Open "
+            f"http://{settings.host}:{settings.port}/_allocator/admin (as one of SDA_ADMINS), or "
+            "run the server with SDA_REDIS_URL=redis://… to use this command."
+        )
+    from allocator.runtime import Core
+    from allocator.store import StoreUnavailable
+
+    async def run() -> T:
+        core = Core.build(settings)
+        try:
+            return await action(core)
+        finally:
+            await core.store.close()
+
+    try:
+        return asyncio.run(run())
+    except StoreUnavailable as exc:
+        fail(f"cannot reach the session store: {exc}")
+        raise AssertionError from exc
+
+
+def _rows(views: list[Any], now: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "email": view.session.email,
+            "server": view.session.server,
+            "address": view.session.authority,
+            "backend": view.session.backend,
+            "idle_seconds": int(now - view.last_activity),
+            "busy": view.busy,
+            "allocated_at": view.session.allocated_at,
+        }
+        for view in views
+    ]
+
+
+@sessions.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+def list_sessions(as_json: bool) -> None:
+    """Every session, longest idle first."""
+    now = time.time()
+    rows = _rows(_core_call(lambda core: core.store.list(now)), now)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no sessions")
+        return
+    click.echo(f"{'EMAIL':40} {'SERVER':40} {'IDLE':>7} BUSY")
+    for row in rows:
+        busy = "yes" if row["busy"] else "no"
+        click.echo(f"{row['email']:40} {row['server']:40} {row['idle_seconds']:>6}s {busy}")
+
+
+@sessions.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def show_session(email: str, as_json: bool) -> None:
+    """One person's session."""
+    now = time.time()
+    view = _core_call(lambda core: core.store.view(email.strip().lower(), now))
+    if view is None:
+        fail(f"{email} has no session")
+    row = _rows([view], now)[0]
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+    else:
+        for key, value in row.items():
+            click.echo(f"{key:13} {value}")
+
+
+@sessions.command("release")
+@click.argument("email")
+def release_session(email: str) -> None:
+    """Give a person's WebUI back now (their saved images stay)."""
+    released = _core_call(lambda core: core.allocations.release(email.strip().lower()))
+    if not released:
+        fail(f"{email} has no session")
+    click.echo(f"released the WebUI of {email}")

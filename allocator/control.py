@@ -1,0 +1,275 @@
+"""The control app under `/_allocator/`: health, status, sign-in, release, admin API.
+
+FastAPI here (forms, JSON, an OpenAPI document for the admin API); the proxy hot path in
+`app.py` stays plain ASGI.
+"""
+
+
+import asyncio
+import time
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, FastAPI, Form, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException
+
+from allocator import pages
+from allocator.identity.dev import MAX_AGE_SECONDS, DevIdentity
+from allocator.runtime import Runtime
+from allocator.status import SessionStatus, describe, status_of
+from allocator.store import StoreUnavailable
+from allocator.types import Person
+
+PREFIX = "/_allocator"
+API_DOCS = (f"{PREFIX}/api/docs", f"{PREFIX}/api/openapi.json")
+
+
+class NotSignedIn(Exception):
+    pass
+
+
+def build_control(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="sd-allocator",
+        summary="Operator API of the Stable Diffusion WebUI allocator",
+        openapi_url=f"{PREFIX}/api/openapi.json",
+        docs_url=f"{PREFIX}/api/docs",
+        redoc_url=None,
+    )
+    _install_error_pages(app, runtime)
+    _add_security_headers(app)
+    _add_health(app, runtime)
+    _add_person_routes(app, runtime)
+    _add_sign_in(app, runtime)
+    _add_admin(app, runtime)
+    return app
+
+
+def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("refresh", None)
+    return HTMLResponse(pages.render(template, **context), status_code=status)
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _check_origin(request: Request) -> None:
+    """State changes only from pages of this site (CSRF): Origin, else Referer, must match."""
+    host = request.headers.get("host", "")
+    source = request.headers.get("origin") or request.headers.get("referer") or ""
+    if not host or urlsplit(source).netloc != host:
+        raise HTTPException(403, "This request must come from a page of this site.")
+
+
+def _install_error_pages(app: FastAPI, runtime: Runtime) -> None:
+    @app.exception_handler(NotSignedIn)
+    async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        login = runtime.identity.login_path
+        if login and _wants_html(request) and request.method == "GET":
+            return RedirectResponse(f"{login}?next={request.url.path}", status_code=303)
+        message = "Sign in first." if login else "No verified identity came with this request."
+        return _error(request, 401, "Not signed in", message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        titles = {404: "Not found", 403: "Forbidden", 405: "Method not allowed"}
+        title = titles.get(exc.status_code, "Request refused")
+        detail = exc.detail if exc.status_code != 404 else f"Nothing at {request.url.path}."
+        return _error(request, exc.status_code, title, str(detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return _error(request, 422, "Invalid request", problems)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(request: Request, exc: StoreUnavailable) -> Response:
+        message = "Sessions cannot be looked up right now. Please try again in a minute."
+        return _error(request, 503, "Temporarily unavailable", message, {"Retry-After": "10"})
+
+
+def _error(
+    request: Request, status: int, title: str, message: str, headers: Any = None
+) -> Response:
+    if _wants_html(request):
+        return _page(request, "error.html", status, title=title, message=message, status=status)
+    return JSONResponse({"error": title, "message": message}, status, headers=headers)
+
+
+def _add_security_headers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        if request.url.path not in API_DOCS:  # Swagger UI loads its scripts from a CDN
+            for name, value in pages.SECURITY_HEADERS:
+                response.headers.setdefault(name.decode(), value.decode())
+        return response
+
+
+def _add_health(app: FastAPI, runtime: Runtime) -> None:
+    @app.get(f"{PREFIX}/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return Response("ok\n", media_type="text/plain")
+
+    @app.get(f"{PREFIX}/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        problems: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(runtime.core.store.ping(), timeout=2.0)
+        except (StoreUnavailable, TimeoutError) as exc:
+            problems["store"] = str(exc) or "no answer within 2 s"
+        identity_problem = await runtime.identity.readiness_problem()
+        if identity_problem:
+            problems["identity"] = identity_problem
+        status = 503 if problems else 200
+        return JSONResponse({"ready": not problems, "problems": problems}, status)
+
+    @app.get(f"{PREFIX}/static/style.css", include_in_schema=False)
+    async def style() -> Response:
+        css = resources.files("allocator").joinpath("static/style.css").read_text()
+        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+def _person_dependency(runtime: Runtime) -> Any:
+    async def current_person(request: Request) -> Person:
+        person = await runtime.identity.identify(request.scope)
+        if person is None:
+            raise NotSignedIn()
+        return person
+
+    return current_person
+
+
+def _add_person_routes(app: FastAPI, runtime: Runtime) -> None:
+    person_dep = _person_dependency(runtime)
+    CurrentPerson = Annotated[Person, Depends(person_dep)]
+
+    @app.get(f"{PREFIX}/status", response_model=SessionStatus, tags=["person"])
+    async def status(person: CurrentPerson) -> SessionStatus:
+        """My session: state, server, idle time and time until it is given back."""
+        return await status_of(runtime, person)
+
+    @app.post(f"{PREFIX}/release", tags=["person"])
+    async def release(request: Request, person: CurrentPerson) -> Response:
+        """Give my WebUI back now."""
+        _check_origin(request)
+        released = await runtime.core.allocations.release(person.email)
+        if _wants_html(request):
+            return RedirectResponse(f"{PREFIX}/", status_code=303)
+        return JSONResponse({"released": released})
+
+    @app.post(f"{PREFIX}/retry", include_in_schema=False)
+    async def retry(request: Request, person: CurrentPerson) -> Response:
+        _check_origin(request)
+        await runtime.core.store.clear_progress(person.email)
+        return RedirectResponse("/", status_code=303)
+
+    @app.get(f"{PREFIX}/", include_in_schema=False)
+    async def home(request: Request, person: CurrentPerson) -> Response:
+        report = await status_of(runtime, person)
+        return _page(
+            request,
+            "home.html",
+            title="Your session",
+            can_sign_out=runtime.identity.login_path is not None,
+            is_admin=person.email in runtime.settings.admins,
+            **report.model_dump(),
+        )
+
+    @app.get(PREFIX, include_in_schema=False)
+    async def home_redirect() -> Response:
+        return RedirectResponse(f"{PREFIX}/", status_code=308)
+
+
+def _add_sign_in(app: FastAPI, runtime: Runtime) -> None:
+    identity = runtime.identity
+    if not isinstance(identity, DevIdentity):
+        return
+
+    @app.get(f"{PREFIX}/login", include_in_schema=False)
+    async def login_form(request: Request, next: str = "/") -> Response:
+        return _page(request, "login.html", title="Sign in", next=_safe_next(next), email="")
+
+    @app.post(f"{PREFIX}/login", include_in_schema=False)
+    async def login(
+        request: Request, email: Annotated[str, Form(max_length=320)] = "",
+        next: Annotated[str, Form(max_length=2048)] = "/",
+    ) -> Response:
+        _check_origin(request)
+        signed = identity.sign_in(email)
+        if signed is None:
+            error = "That does not look like an email address."
+            return _page(request, "login.html", 400, title="Sign in", error=error,
+                         next=_safe_next(next), email=email)
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        response.set_cookie(
+            identity.cookie_name, signed[1], max_age=MAX_AGE_SECONDS, httponly=True,
+            samesite="lax", secure=request.url.scheme == "https", path="/",
+        )
+        return response
+
+    @app.post(f"{PREFIX}/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        _check_origin(request)
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+        response.delete_cookie(identity.cookie_name, path="/")
+        return response
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site (no open redirect to another host)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _add_admin(app: FastAPI, runtime: Runtime) -> None:
+    person_dep = _person_dependency(runtime)
+
+    async def admin(person: Annotated[Person, Depends(person_dep)]) -> Person:
+        if person.email not in runtime.settings.admins:
+            raise HTTPException(403, "Only administrators (SDA_ADMINS) may do this.")
+        return person
+
+    Admin = Annotated[Person, Depends(admin)]
+
+    async def all_sessions() -> list[SessionStatus]:
+        now = time.time()
+        views = await runtime.core.store.list(now)
+        return [describe(runtime, view, now) for view in views]
+
+    @app.get(f"{PREFIX}/api/sessions", response_model=list[SessionStatus], tags=["admin"])
+    async def list_sessions(_: Admin) -> list[SessionStatus]:
+        """Every session, oldest activity first."""
+        return await all_sessions()
+
+    @app.get(f"{PREFIX}/api/sessions/{{email}}", response_model=SessionStatus, tags=["admin"])
+    async def show_session(email: str, _: Admin) -> SessionStatus:
+        """One person's session."""
+        view = await runtime.core.store.view(email.lower(), time.time())
+        if view is None:
+            raise HTTPException(404, f"{email} has no session.")
+        return describe(runtime, view, time.time())
+
+    @app.delete(f"{PREFIX}/api/sessions/{{email}}", status_code=204, tags=["admin"])
+    async def release_session(email: str, _: Admin) -> Response:
+        """Release a person's WebUI now."""
+        if not await runtime.core.allocations.release(email.lower()):
+            raise HTTPException(404, f"{email} has no session.")
+        return Response(status_code=204)
+
+    @app.get(f"{PREFIX}/admin", include_in_schema=False)
+    async def admin_page(request: Request, _: Admin) -> Response:
+        return _page(request, "admin.html", title="Sessions", sessions=await all_sessions())
+
+    @app.post(f"{PREFIX}/admin/release", include_in_schema=False)
+    async def admin_release(
+        request: Request, _: Admin, email: Annotated[str, Form(max_length=320)]
+    ) -> Response:
+        _check_origin(request)
+        await runtime.core.allocations.release(email.lower())
+        return RedirectResponse(f"{PREFIX}/admin", status_code=303)

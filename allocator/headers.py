@@ -1,0 +1,105 @@
+"""Which headers cross the proxy, in each direction."""
+
+from __future__ import annotations
+
+import re
+
+from multidict import CIMultiDict
+
+from allocator.types import Person, Scope
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Identity is ours to set: whatever a client sends under these names is dropped.
+CLIENT_IDENTITY = frozenset(
+    {
+        b"x-forwarded-user",
+        b"x-forwarded-email",
+        b"x-forwarded-groups",
+        b"x-forwarded-preferred-username",
+        b"x-forwarded-access-token",
+        b"x-auth-request-user",
+        b"x-auth-request-email",
+        b"x-auth-request-groups",
+        b"x-remote-user",
+        b"remote-user",
+    }
+)
+# Set by us, or meaningless upstream (the WebSocket handshake is redone by the client library).
+REPLACED = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"expect", b"host"}
+)
+WEBSOCKET_HANDSHAKE = frozenset(
+    {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
+     b"sec-websocket-protocol"}
+)
+_DROP_UPSTREAM = HOP_BY_HOP | CLIENT_IDENTITY | REPLACED
+_HOST = re.compile(rb"^(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$")
+
+
+def valid_host(host: bytes) -> bool:
+    return _HOST.match(host.lower()) is not None
+
+
+def upstream_headers(
+    scope: Scope, person: Person, drop_cookie: bytes | None, websocket: bool = False
+) -> CIMultiDict[str]:
+    """The request headers the WebUI sees: the client's, cleaned, plus who and where from."""
+    out: CIMultiDict[str] = CIMultiDict()
+    host = b""
+    forwarded_for = b""
+    connection_named: set[bytes] = set()
+    drop = _DROP_UPSTREAM | WEBSOCKET_HANDSHAKE if websocket else _DROP_UPSTREAM
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+        elif name == b"x-forwarded-for":
+            forwarded_for = value
+        elif name == b"connection":
+            connection_named.update(v.strip().lower() for v in value.split(b","))
+        if name in drop or name.startswith(b"x-goog-"):
+            continue
+        if name == b"cookie" and drop_cookie is not None and drop_cookie in value:
+            value = _without_cookie(value, drop_cookie)
+            if not value:
+                continue
+        out.add(name.decode("latin-1"), value.decode("latin-1"))
+    for name in connection_named - {b"close", b"keep-alive", b"upgrade"}:
+        out.popall(name.decode("latin-1"), None)
+    client = scope.get("client")
+    client_ip = client[0] if client else "unknown"
+    chain = f"{forwarded_for.decode('latin-1')}, {client_ip}" if forwarded_for else client_ip
+    out["X-Forwarded-For"] = chain
+    out["X-Forwarded-Proto"] = scope.get("scheme", "http").replace("ws", "http")
+    if host:
+        out["X-Forwarded-Host"] = host.decode("latin-1")
+        out["Host"] = host.decode("latin-1")
+    out["X-Forwarded-Email"] = person.email
+    out["X-Forwarded-User"] = person.email
+    return out
+
+
+# The server adds its own Date; two would confuse caches (nginx hides the upstream's too).
+_DROP_DOWNSTREAM = HOP_BY_HOP | {b"date"}
+
+
+def downstream_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    """The response headers the browser sees: the WebUI's, minus hop-by-hop ones."""
+    return [(n, v) for n, v in ((n.lower(), v) for n, v in raw) if n not in _DROP_DOWNSTREAM]
+
+
+def _without_cookie(header: bytes, name: bytes) -> bytes:
+    prefix = name + b"="
+    kept = [part for part in header.split(b";") if not part.strip().startswith(prefix)]
+    return b";".join(kept).strip()

@@ -1,0 +1,44 @@
+"""Prometheus metrics, served on their own port (`SDA_METRICS_PORT`), never through the proxy."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("sda_requests_total", "Requests answered, by HTTP status", ["status"])
+UPSTREAM_ERRORS = Counter(
+    "sda_upstream_errors_total", "Requests a WebUI could not answer, by cause", ["cause"]
+)
+ALLOCATIONS = Counter("sda_allocations_total", "Allocation attempts, by result", ["result"])
+ALLOCATION_SECONDS = Histogram(
+    "sda_allocation_seconds",
+    "Time from allocation start to a ready WebUI (or failure)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+RESTARTS = Counter("sda_restarts_total", "Sessions re-allocated because their WebUI was gone")
+ACTIVE_SESSIONS = Gauge("sda_active_sessions", "Sessions in the store")
+OPEN_WEBSOCKETS = Gauge("sda_open_websockets", "WebSockets open through this process")
+
+_by_status: dict[int, Counter] = {}
+
+
+def count_response(status: int) -> None:
+    """REQUESTS.labels(...).inc() without the label lookup on every request."""
+    child = _by_status.get(status)
+    if child is None:
+        child = _by_status[status] = REQUESTS.labels(status=str(status))
+    child.inc()
+
+
+def serve(host: str, port: int) -> None:
+    if port == 0:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        log.warning("metrics not served on %s:%s: %s", host, port, exc)
+    else:
+        log.info("metrics on http://%s:%s/metrics", host, port)

@@ -1,0 +1,117 @@
+"""Runtime: every long-lived part of a running allocator, built from the settings in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from allocator import metrics
+from allocator.activity import ActivityTracker
+from allocator.allocation import Allocations
+from allocator.backends import create_backend
+from allocator.cache import SessionCache
+from allocator.identity import create_identity
+from allocator.proxy import HttpForwarder, close_quietly, create_client
+from allocator.settings import Settings
+from allocator.store import SessionStore, StoreUnavailable
+from allocator.types import Backend, Identity
+from allocator.wsproxy import WebSocketForwarder
+
+log = logging.getLogger(__name__)
+
+GAUGE_SECONDS = 15.0
+
+
+@dataclass
+class Core:
+    """What the CLI needs too: settings, store, backend and allocations (no proxy)."""
+
+    settings: Settings
+    store: SessionStore
+    backend: Backend
+    cache: SessionCache
+    allocations: Allocations
+
+    @classmethod
+    def build(cls, settings: Settings) -> Core:
+        store = SessionStore.from_url(settings.redis_url)
+        backend = create_backend(settings)
+        cache = SessionCache(store, settings.cache_ttl, settings.store_outage_grace)
+        return cls(settings, store, backend, cache, Allocations(store, backend, cache, settings))
+
+    async def close(self) -> None:
+        await self.allocations.close()
+        await self.backend.close()
+        await self.store.close()
+
+
+@dataclass
+class Runtime:
+    core: Core
+    identity: Identity
+    tracker: ActivityTracker
+    http: HttpForwarder
+    websockets: WebSocketForwarder
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        core = Core.build(settings)
+        identity = create_identity(settings)
+        cookie = getattr(identity, "cookie_name", None)
+        cookie_name = cookie.encode() if isinstance(cookie, str) else None
+        client = create_client(settings)
+        tracker = ActivityTracker(
+            core.store,
+            settings.idle_exempt_paths,
+            settings.activity_interval,
+            settings.busy_after,
+            settings.busy_lease_ttl,
+        )
+        return cls(
+            core=core,
+            identity=identity,
+            tracker=tracker,
+            http=HttpForwarder(client, cookie_name),
+            websockets=WebSocketForwarder(client, cookie_name, settings.ws_max_size),
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return self.core.settings
+
+    async def start(self) -> None:
+        await self.core.backend.start()
+        await self.identity.start()
+        await self.tracker.start()
+        self._tasks.append(asyncio.create_task(self._count_sessions(), name="session-gauge"))
+        try:
+            await self.core.store.ping()
+        except StoreUnavailable as exc:
+            log.warning("the session store is not reachable yet: %s", exc)
+
+    def begin_shutdown(self) -> None:
+        """Before connections drain: WebSockets close with 1001, idle streams end."""
+        closed = self.websockets.close_all()
+        self.http.closing.set()
+        if closed:
+            log.info("closed %d WebSocket(s) for shutdown", closed)
+
+    async def close(self) -> None:
+        self.begin_shutdown()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.tracker.close()
+        await self.identity.close()
+        await close_quietly(self.http.client)
+        await self.core.close()
+
+    async def _count_sessions(self) -> None:
+        while True:
+            with contextlib.suppress(StoreUnavailable):
+                metrics.ACTIVE_SESSIONS.set(await self.core.store.count())
+            await asyncio.sleep(GAUGE_SECONDS)

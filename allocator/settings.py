@@ -1,0 +1,208 @@
+"""Every setting of the allocator, from `SDA_*` environment variables or `serve` flags.
+
+A bad value stops start-up with one line that names the variable (`SettingsError`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "SDA_"
+MEMORY_STORE = "memory"
+SECRET_FIELDS = frozenset({"redis_url", "secret_key"})  # never echoed in errors or logs
+LOCAL_PLACEHOLDERS = frozenset({"port", "user_dir", "outputs_dir", "python"})
+EXTRA_VARIABLES = frozenset({"SDA_REQUIRE_ALL"})  # read by the test suite, not the server
+DEFAULT_LOCAL_COMMAND = (
+    "{python} -m demo_webui --port {port} --user-dir {user_dir} --outputs-dir {outputs_dir}"
+)
+# Paths a page polls while nobody does anything: Gradio heartbeats, progress polling.
+DEFAULT_IDLE_EXEMPT = (
+    "/gradio_api/heartbeat/*,/heartbeat/*,/internal/progress,/internal/pending-tasks,"
+    "/sdapi/v1/progress,/gradio_api/queue/status,/queue/status,/internal/ping"
+)
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sd-allocator"
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    backend: Literal["local", "static", "agones"] = "local"
+    static_target: str | None = None
+    identity: Literal["dev", "header", "iap"] = "dev"
+    identity_header: str = "X-Goog-Authenticated-User-Email"
+    iap_audience: str | None = None
+    iap_jwks_url: str = "https://www.gstatic.com/iap/verify/public_key-jwk"
+    redis_url: str = MEMORY_STORE
+    idle_timeout: float = Field(900, gt=0)
+    max_sessions: int = Field(4, ge=1)
+    local_command: str = DEFAULT_LOCAL_COMMAND
+    admins: CommaList = ()
+    metrics_host: str | None = None
+    metrics_port: int = Field(9090, ge=0, le=65535)
+    namespace: str = "default"
+    fleet: str = "sd-webui"
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    secret_key: SecretStr | None = None
+    force_dev_identity: bool = False
+    idle_exempt_paths: CommaList = tuple(DEFAULT_IDLE_EXEMPT.split(","))
+    allowed_hosts: CommaList = ("*",)
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    cache_ttl: float = Field(2.0, ge=0)
+    store_outage_grace: float = Field(60.0, ge=0)
+    activity_interval: float = Field(5.0, gt=0)
+    busy_after: float = Field(3.0, ge=0)
+    busy_lease_ttl: float = Field(30.0, gt=0)
+    allocation_wait: float = Field(3.0, ge=0)
+    allocation_lock_ttl: float = Field(30.0, gt=0)
+    start_timeout: float = Field(120.0, gt=0)
+    no_capacity_retry: float = Field(10.0, gt=0)
+    failure_retry: float = Field(30.0, gt=0)
+
+    upstream_connect_timeout: float = Field(5.0, gt=0)
+    upstream_read_timeout: float = Field(0, ge=0)  # 0: none (generations and streams are long)
+    keepalive_timeout: float = Field(620, gt=0)  # above the Google load balancer's 600 s
+    shutdown_timeout: float = Field(25, ge=0)
+    ws_max_size: int = Field(1 << 30, gt=0)
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
+
+    @field_validator("admins", "idle_exempt_paths", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("admins")
+    @classmethod
+    def _lower_admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(admin.lower() for admin in value)
+
+    @field_validator("static_target")
+    @classmethod
+    def _check_target(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_authority(value)
+        return value
+
+    @field_validator("local_command")
+    @classmethod
+    def _check_command(cls, value: str) -> str:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        unknown = names - LOCAL_PLACEHOLDERS
+        if unknown:
+            known = ", ".join(sorted("{" + n + "}" for n in LOCAL_PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; known: {known}")
+        if "{port}" not in value:
+            raise ValueError("must contain {port}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if value != MEMORY_STORE and not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError("must be 'memory' or a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.backend == "static" and not self.static_target:
+            raise ValueError("SDA_STATIC_TARGET is required when SDA_BACKEND=static")
+        if self.identity == "iap" and not self.iap_audience:
+            raise ValueError("SDA_IAP_AUDIENCE is required when SDA_IDENTITY=iap")
+        if self.redis_url == MEMORY_STORE and self.workers > 1:
+            raise ValueError(
+                "SDA_REDIS_URL=memory lives inside one process; with SDA_WORKERS > 1 "
+                "set SDA_REDIS_URL to a redis:// URL"
+            )
+        if self.identity == "dev" and not is_loopback(self.host) and not self.force_dev_identity:
+            raise ValueError(
+                f"SDA_IDENTITY=dev lets anyone sign in as anyone; it refuses to listen on "
+                f"{self.host}. Use SDA_HOST=127.0.0.1, another identity, or "
+                "SDA_FORCE_DEV_IDENTITY=true"
+            )
+        return self
+
+    @property
+    def metrics_bind(self) -> str:
+        return self.metrics_host or self.host
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+def parse_authority(value: str) -> tuple[str, int]:
+    """`host:port` → (host, port), with a message a person can act on."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """`SDA_*` variables that name no setting (usually a typo), with a suggestion."""
+    known = {env_name(name) for name in Settings.model_fields}
+    found = []
+    for name in sorted(environ if environ is not None else os.environ):
+        if name.startswith(ENV_PREFIX) and name not in known and name not in EXTRA_VARIABLES:
+            close = difflib.get_close_matches(name, known, n=1)
+            found.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return found
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation errors into one clear `SettingsError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:
+        return message
+    given = error.get("input")
+    shown = isinstance(given, str | int | float) and loc[0] not in SECRET_FIELDS
+    got = f" (got {given!r})" if shown and repr(given) not in message else ""
+    return f"{env_name(loc[0])}: {message}{got}"

@@ -1,0 +1,290 @@
+"""SessionStore: who has which WebUI, when they last did something, who is allocating.
+
+Layout in Redis (every key starts with `sda:`):
+  sda:session:<email>   hash    the mapping (backend, server, host, port, handle, allocated_at)
+  sda:activity          zset    email → last activity (unix seconds); "idle since T" is one
+                                ZRANGEBYSCORE, O(log N + idle), never a scan
+  sda:busy:<email>      zset    lease holder → lease expiry; work that outlives a few seconds
+  sda:lock:<email>      string  allocation lock token, with expiry
+  sda:progress:<email>  string  JSON: what the allocation is doing, with expiry
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from allocator.settings import MEMORY_STORE
+from allocator.types import Placement, Progress, Session, State
+
+log = logging.getLogger(__name__)
+
+ACTIVITY = "sda:activity"
+
+_DROP = """
+local current = redis.call('HGET', KEYS[1], 'server')
+if not current then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+if ARGV[2] ~= '' and current ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+_RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class StoreUnavailable(Exception):
+    """Redis did not answer; the cause is in `__cause__` (never the URL: it may hold a password)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session as operators and the status page see it."""
+
+    session: Session
+    last_activity: float
+    busy: bool
+
+
+def _session_key(email: str) -> str:
+    return f"sda:session:{email}"
+
+
+def _busy_key(email: str) -> str:
+    return f"sda:busy:{email}"
+
+
+def _lock_key(email: str) -> str:
+    return f"sda:lock:{email}"
+
+
+def _progress_key(email: str) -> str:
+    return f"sda:progress:{email}"
+
+
+def connect(url: str) -> redis.Redis:
+    """A pooled client for `url`, or an embedded in-process store for `memory`."""
+    if url == MEMORY_STORE:
+        import fakeredis
+
+        return cast(redis.Redis, fakeredis.FakeAsyncRedis(decode_responses=True))
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        health_check_interval=30,
+        retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        max_connections=64,
+    )
+
+
+@asynccontextmanager
+async def _translate() -> AsyncIterator[None]:
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class SessionStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._drop = client.register_script(_DROP)
+        self._renew_lock = client.register_script(_RENEW_LOCK)
+        self._release_lock = client.register_script(_RELEASE_LOCK)
+
+    @classmethod
+    def from_url(cls, url: str) -> SessionStore:
+        return cls(connect(url))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def ping(self) -> None:
+        async with _translate():
+            await self._redis.ping()
+
+    # -- mappings -------------------------------------------------------------------------
+
+    async def get(self, email: str) -> Session | None:
+        async with _translate():
+            fields = await self._redis.hgetall(_session_key(email))
+        return _decode_session(fields) if fields else None
+
+    async def save(self, session: Session, now: float) -> None:
+        """Store the mapping and count its creation as activity; clears any progress."""
+        key = _session_key(session.email)
+        async with _translate(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=_encode_session(session))
+            pipe.zadd(ACTIVITY, {session.email: now})
+            pipe.delete(_progress_key(session.email))
+            await pipe.execute()
+
+    async def drop(self, email: str, server: str | None = None) -> bool:
+        """Remove the mapping, only if it still points at `server` (when given)."""
+        keys = [_session_key(email), ACTIVITY, _busy_key(email)]
+        async with _translate():
+            return bool(await self._drop(keys=keys, args=[email, server or ""]))
+
+    async def count(self) -> int:
+        async with _translate():
+            return int(await self._redis.zcard(ACTIVITY))
+
+    async def list(self, now: float) -> list[SessionView]:
+        async with _translate():
+            stamps = await self._redis.zrange(ACTIVITY, 0, -1, withscores=True)
+            return await self._views(stamps, now)
+
+    async def view(self, email: str, now: float) -> SessionView | None:
+        async with _translate():
+            stamp = await self._redis.zscore(ACTIVITY, email)
+            if stamp is None:
+                return None
+            views = await self._views([(email, stamp)], now)
+        return views[0] if views else None
+
+    async def _views(self, stamps: list[tuple[str, float]], now: float) -> list[SessionView]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for email, _ in stamps:
+                pipe.hgetall(_session_key(email))
+                pipe.zcount(_busy_key(email), now, "+inf")
+            replies = await pipe.execute()
+        views = []
+        for index, (_, stamp) in enumerate(stamps):
+            fields, busy = replies[2 * index], replies[2 * index + 1]
+            if fields:
+                views.append(SessionView(_decode_session(fields), float(stamp), busy > 0))
+        return views
+
+    # -- activity and busy leases ---------------------------------------------------------
+
+    async def touch(self, stamps: dict[str, float]) -> None:
+        """Move last activity forward for existing sessions only (never resurrects one)."""
+        if stamps:
+            async with _translate():
+                await self._redis.zadd(ACTIVITY, stamps, xx=True, gt=True)
+
+    async def idle(self, cutoff: float, limit: int | None = None) -> list[tuple[str, float]]:
+        """Sessions whose last activity is at or before `cutoff`, oldest first."""
+        async with _translate():
+            found = await self._redis.zrangebyscore(
+                ACTIVITY, "-inf", cutoff, withscores=True, start=0 if limit else None, num=limit
+            )
+        return [(email, float(stamp)) for email, stamp in found]
+
+    async def hold_busy(self, emails: Iterable[str], holder: str, expires_at: float) -> None:
+        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+            for email in emails:
+                pipe.zadd(_busy_key(email), {holder: expires_at})
+                pipe.expireat(_busy_key(email), int(expires_at) + 1)
+            if len(pipe):
+                await pipe.execute()
+
+    async def release_busy(self, emails: Iterable[str], holder: str) -> None:
+        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+            for email in emails:
+                pipe.zrem(_busy_key(email), holder)
+            if len(pipe):
+                await pipe.execute()
+
+    # -- allocation lock and progress -----------------------------------------------------
+
+    async def acquire_lock(self, email: str, token: str, ttl: float) -> bool:
+        async with _translate():
+            return bool(await self._redis.set(_lock_key(email), token, nx=True, px=_ms(ttl)))
+
+    async def renew_lock(self, email: str, token: str, ttl: float) -> bool:
+        async with _translate():
+            return bool(await self._renew_lock(keys=[_lock_key(email)], args=[token, _ms(ttl)]))
+
+    async def release_lock(self, email: str, token: str) -> None:
+        async with _translate():
+            await self._release_lock(keys=[_lock_key(email)], args=[token])
+
+    async def lock_held(self, email: str) -> bool:
+        async with _translate():
+            return bool(await self._redis.exists(_lock_key(email)))
+
+    async def set_progress(self, email: str, progress: Progress, ttl: float) -> None:
+        value = json.dumps(
+            {
+                "state": progress.state.value,
+                "message": progress.message,
+                "since": progress.since,
+                "restarted": progress.restarted,
+            }
+        )
+        async with _translate():
+            await self._redis.set(_progress_key(email), value, px=_ms(ttl))
+
+    async def clear_progress(self, email: str) -> None:
+        async with _translate():
+            await self._redis.delete(_progress_key(email))
+
+    async def get_progress(self, email: str) -> Progress | None:
+        async with _translate():
+            raw = await self._redis.get(_progress_key(email))
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return Progress(State(data["state"]), data["message"], data["since"], data["restarted"])
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _encode_session(session: Session) -> dict[str, Any]:
+    placement = session.placement
+    return {
+        "email": session.email,
+        "slug": session.slug,
+        "backend": session.backend,
+        "server": placement.server,
+        "host": placement.host,
+        "port": placement.port,
+        "handle": json.dumps(placement.handle),
+        "allocated_at": session.allocated_at,
+    }
+
+
+def _decode_session(fields: dict[str, str]) -> Session:
+    placement = Placement(
+        server=fields["server"],
+        host=fields["host"],
+        port=int(fields["port"]),
+        handle=json.loads(fields.get("handle") or "{}"),
+    )
+    return Session(
+        email=fields["email"],
+        slug=fields["slug"],
+        backend=fields["backend"],
+        placement=placement,
+        allocated_at=float(fields["allocated_at"]),
+    )

@@ -1,0 +1,129 @@
+"""The shared vocabulary: people, sessions, states, the ASGI aliases and the seams.
+
+Every other module of the allocator imports from here; this module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A signed-in person: a normalised email and its label-safe slug."""
+
+    email: str
+    slug: str
+
+
+class State(enum.StrEnum):
+    """What `/_allocator/status` says about a person's WebUI."""
+
+    NONE = "none"
+    ALLOCATING = "allocating"
+    STARTING = "starting"
+    READY = "ready"
+    NO_CAPACITY = "no_capacity"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a backend put a person's WebUI.
+
+    `handle` holds what the backend needs to find it again from any process
+    (a process id, a GameServer name); it is stored as JSON next to the mapping.
+    """
+
+    server: str
+    host: str
+    port: int
+    handle: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The stored mapping: one person, one WebUI."""
+
+    email: str
+    slug: str
+    backend: str
+    placement: Placement
+    allocated_at: float
+
+    @property
+    def server(self) -> str:
+        return self.placement.server
+
+    @property
+    def authority(self) -> str:
+        return f"{self.placement.host}:{self.placement.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What is happening while a person has no ready session."""
+
+    state: State
+    message: str
+    since: float
+    restarted: bool = False
+
+
+ProgressCallback = Callable[[State, str], Awaitable[None]]
+
+
+class NoCapacity(Exception):
+    """Every WebUI slot is taken; the person waits for one to free up."""
+
+
+class AllocationFailed(Exception):
+    """The backend tried and failed; the message is safe to show to the person."""
+
+
+class Backend(Protocol):
+    """A place where WebUIs run: this machine, one static WebUI, an Agones Fleet."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
+        """Give `person` a ready WebUI or raise NoCapacity / AllocationFailed."""
+        ...
+
+    async def release(self, session: Session) -> None:
+        """Give the WebUI back; releasing one that is already gone is not an error."""
+        ...
+
+    async def is_alive(self, session: Session) -> bool:
+        """Whether the WebUI behind `session` still exists (asked after a refused connection)."""
+        ...
+
+
+class Identity(Protocol):
+    """Who is making a request. Returns None when nobody verifiable is signed in."""
+
+    mode: str
+    login_path: str | None  # where a browser signs in, when this mode has a form
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def identify(self, scope: Scope) -> Person | None: ...
+
+    async def readiness_problem(self) -> str | None:
+        """A reason this identity cannot serve yet (e.g. no key set), or None."""
+        ...

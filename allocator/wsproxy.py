@@ -1,0 +1,130 @@
+"""WebSocketForwarder: a browser WebSocket joined to one on the person's WebUI.
+
+Text, binary and close codes pass both ways unchanged (Gradio 3's `/queue/join` runs over
+this). At shutdown every open WebSocket is closed with 1001 (going away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+
+from allocator import metrics
+from allocator.headers import upstream_headers
+from allocator.proxy import UpstreamBroken, UpstreamRefused, upstream_url
+from allocator.types import Person, Receive, Scope, Send, Session
+
+log = logging.getLogger(__name__)
+
+GOING_AWAY = 1001
+# Codes a peer may receive but never send in a close frame (RFC 6455 §7.4.1).
+_RESERVED = {1005: 1000, 1006: 1011, 1015: 1011}
+
+
+class WebSocketForwarder:
+    def __init__(
+        self, client: aiohttp.ClientSession, cookie_name: bytes | None, max_size: int
+    ) -> None:
+        self._client = client
+        self._cookie = cookie_name
+        self._max_size = max_size
+        self._open: set[asyncio.Future[int]] = set()
+
+    async def forward(
+        self, scope: Scope, receive: Receive, send: Send, session: Session, person: Person
+    ) -> None:
+        """Raises UpstreamRefused / UpstreamBroken before the browser's handshake is answered."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        upstream = await self._connect(scope, session, person)
+        await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
+        stop: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._open.add(stop)
+        metrics.OPEN_WEBSOCKETS.inc()
+        try:
+            await self._relay(upstream, receive, send, stop)
+        finally:
+            self._open.discard(stop)
+            metrics.OPEN_WEBSOCKETS.dec()
+            await upstream.close()
+
+    async def _connect(
+        self, scope: Scope, session: Session, person: Person
+    ) -> aiohttp.ClientWebSocketResponse:
+        headers = upstream_headers(scope, person, self._cookie, websocket=True)
+        try:
+            return await self._client.ws_connect(
+                upstream_url("ws", session, scope),
+                protocols=tuple(scope.get("subprotocols", ())),
+                headers=headers,
+                max_msg_size=self._max_size,
+                autoping=True,
+                compress=0,
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamRefused(str(exc)) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamBroken(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _relay(
+        self,
+        upstream: aiohttp.ClientWebSocketResponse,
+        receive: Receive,
+        send: Send,
+        stop: asyncio.Future[int],
+    ) -> None:
+        to_upstream = asyncio.ensure_future(_browser_to_upstream(receive, upstream))
+        to_browser = asyncio.ensure_future(_upstream_to_browser(upstream, send))
+        try:
+            await asyncio.wait({to_upstream, to_browser, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            to_upstream.cancel()
+            to_browser.cancel()
+        if stop.done():
+            code = stop.result()
+            await upstream.close(code=code)
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": code})
+
+    def close_all(self, code: int = GOING_AWAY) -> int:
+        """End every open WebSocket with `code`; returns how many there were."""
+        for stop in list(self._open):
+            if not stop.done():
+                stop.set_result(code)
+        return len(self._open)
+
+
+async def _browser_to_upstream(receive: Receive, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.receive":
+            if message.get("text") is not None:
+                await upstream.send_str(message["text"])
+            else:
+                await upstream.send_bytes(message.get("bytes") or b"")
+        elif message["type"] == "websocket.disconnect":
+            code = int(message.get("code") or 1000)
+            await upstream.close(code=_RESERVED.get(code, code))
+            return
+
+
+async def _upstream_to_browser(upstream: aiohttp.ClientWebSocketResponse, send: Send) -> None:
+    reason = ""
+    while True:
+        message = await upstream.receive()
+        if message.type == aiohttp.WSMsgType.TEXT:
+            await send({"type": "websocket.send", "text": message.data})
+        elif message.type == aiohttp.WSMsgType.BINARY:
+            await send({"type": "websocket.send", "bytes": message.data})
+        else:
+            if message.type == aiohttp.WSMsgType.CLOSE:
+                reason = message.extra or ""
+            elif message.type == aiohttp.WSMsgType.ERROR:
+                log.info("upstream WebSocket error: %s", message.data)
+            break
+    code = upstream.close_code or 1000
+    with contextlib.suppress(Exception):
+        await send({"type": "websocket.close", "code": _RESERVED.get(code, code), "reason": reason})
