@@ -1,0 +1,347 @@
+"""The demo WebUI keeps the promises the allocator and its tests rely on.
+
+Every test talks to real ``python -m demo_webui`` processes: Alice's and Bob's, each with its own
+folder, started once for the whole file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from demo_webui.outputs import OutputFolder
+
+DELAY = 0.5
+"""Seconds one generation takes here: short, but long enough to watch its progress."""
+
+START_TIMEOUT = 60.0
+
+
+# --- the processes --------------------------------------------------------------------------
+
+
+@dataclass
+class WebUI:
+    url: str
+    user_dir: Path
+    outputs_dir: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+    started_in: float = 0.0
+
+    @property
+    def gradio_dir(self) -> Path:
+        return self.user_dir / ".gradio"
+
+    def gradio_client(self, downloads: Path) -> Client:
+        return Client(
+            f"{self.url}/", verbose=False, download_files=str(downloads), analytics_enabled=False
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def launch(base: Path, name: str) -> WebUI:
+    user_dir = base / name
+    outputs_dir = user_dir / "outputs"
+    log = base / f"{name}.log"
+    port = free_port()
+    command = [
+        sys.executable, "-m", "demo_webui", "--port", str(port),
+        "--user-dir", str(user_dir), "--outputs-dir", str(outputs_dir), "--delay", str(DELAY),
+    ]  # fmt: skip
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=base)
+    return WebUI(f"http://127.0.0.1:{port}", user_dir, outputs_dir, log, process)
+
+
+def wait_until_ready(webui: WebUI, launched_at: float) -> None:
+    while time.monotonic() < launched_at + START_TIMEOUT:
+        if webui.process.poll() is not None:
+            pytest.fail(
+                f"demo_webui exited with {webui.process.returncode}: {webui.log.read_text()}"
+            )
+        try:
+            if httpx.get(f"{webui.url}/internal/ping", timeout=1).status_code == 200:
+                webui.started_in = time.monotonic() - launched_at
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"demo_webui did not answer /internal/ping within {START_TIMEOUT} s")
+
+
+def stop(webui: WebUI) -> None:
+    webui.process.terminate()
+    try:
+        webui.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        webui.process.kill()
+        webui.process.wait()
+
+
+@pytest.fixture(scope="module")
+def webuis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebUI, WebUI]]:
+    """Alice's and Bob's WebUIs, started side by side (importing Gradio takes seconds)."""
+    base = tmp_path_factory.mktemp("webuis")
+    launched_at = time.monotonic()
+    pair = (launch(base, "alice"), launch(base, "bob"))
+    try:
+        for webui in pair:
+            wait_until_ready(webui, launched_at)
+        yield pair
+    finally:
+        for webui in pair:
+            stop(webui)
+
+
+@pytest.fixture
+def webui(webuis: tuple[WebUI, WebUI]) -> WebUI:
+    return webuis[0]
+
+
+@pytest.fixture
+def client(webui: WebUI) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=webui.url, timeout=30) as http:
+        yield http
+
+
+def txt2img(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def first_png(result: dict[str, Any]) -> bytes:
+    return base64.b64decode(result["images"][0])
+
+
+def watch_progress(client: httpx.Client, done: threading.Event) -> list[dict[str, Any]]:
+    """Poll ``/sdapi/v1/progress`` until ``done``; return the answers that showed progress."""
+    seen: list[dict[str, Any]] = []
+    while not done.is_set():
+        progress = client.get("/sdapi/v1/progress").json()
+        if progress["progress"] > 0:
+            seen.append(progress)
+        time.sleep(0.02)
+    return seen
+
+
+# --- starting -------------------------------------------------------------------------------
+
+
+def test_starts_and_says_so_once_on_stderr(webui: WebUI) -> None:
+    ready_lines = [line for line in webui.log.read_text().splitlines() if "ready" in line]
+    assert ready_lines == [f"demo_webui ready on {webui.url}/"]
+    print(f"started in {webui.started_in:.2f} s")
+
+
+def test_bad_arguments_exit_with_2(tmp_path: Path) -> None:
+    for arguments in (
+        [],
+        ["--port", "http", "--user-dir", str(tmp_path), "--outputs-dir", str(tmp_path)],
+        ["--port", "70000", "--user-dir", str(tmp_path), "--outputs-dir", str(tmp_path)],
+        ["--port", "1", "--user-dir", str(tmp_path), "--outputs-dir", ".", "--delay", "-1"],
+    ):
+        run = subprocess.run(
+            [sys.executable, "-m", "demo_webui", *arguments], capture_output=True, timeout=30
+        )
+        assert run.returncode == 2, arguments
+        assert b"usage:" in run.stderr
+
+
+def test_ping_answers_empty_json(client: httpx.Client) -> None:
+    response = client.get("/internal/ping")
+    assert (response.status_code, response.json()) == (200, {})
+
+
+# --- the A1111 API --------------------------------------------------------------------------
+
+
+def test_txt2img_returns_pngs_of_the_requested_size_and_saves_them(
+    client: httpx.Client, webui: WebUI
+) -> None:
+    before = set(webui.outputs_dir.glob("*.png"))
+    result = txt2img(client, prompt="a lighthouse", seed=1234, steps=5, width=192, height=128,
+                     batch_size=2)  # fmt: skip
+
+    pngs = [base64.b64decode(image) for image in result["images"]]
+    assert len(pngs) == 2
+    for png in pngs:
+        picture = Image.open(io.BytesIO(png))
+        assert (picture.format, picture.size) == ("PNG", (192, 128))
+    info = json.loads(result["info"])
+    assert (info["seed"], info["all_seeds"]) == (1234, [1234, 1235])
+    assert result["parameters"]["prompt"] == "a lighthouse"
+
+    saved = sorted(set(webui.outputs_dir.glob("*.png")) - before)
+    assert [path.name.split("-", 1)[1] for path in saved] == ["1234.png", "1235.png"]
+    assert sorted(path.read_bytes() for path in saved) == sorted(pngs)
+
+
+def test_the_same_seed_gives_the_same_bytes(client: httpx.Client) -> None:
+    body = {"prompt": "a red fox", "seed": 42, "steps": 3, "width": 96, "height": 64}
+    first = first_png(txt2img(client, **body))
+    assert first_png(txt2img(client, **body)) == first
+    assert first_png(txt2img(client, **{**body, "seed": 43})) != first
+
+
+def test_seed_minus_one_picks_one_and_reports_it(client: httpx.Client) -> None:
+    result = txt2img(client, prompt="anything", seed=-1, steps=1, width=64, height=64)
+    assert 0 <= json.loads(result["info"])["seed"] < 2**32
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"width": 32},
+        {"height": 4096},
+        {"batch_size": 0},
+        {"batch_size": 9},
+        {"steps": 0},
+        {"steps": 151},
+        {"seed": -2},
+        {"width": "wide"},
+    ],
+)
+def test_bad_input_is_rejected_with_422(client: httpx.Client, body: dict[str, Any]) -> None:
+    assert client.post("/sdapi/v1/txt2img", json={"prompt": "x", **body}).status_code == 422
+
+
+def test_progress_is_idle_between_generations(client: httpx.Client) -> None:
+    progress = client.get("/sdapi/v1/progress").json()
+    assert (progress["progress"], progress["eta_relative"]) == (0, 0)
+    assert progress["state"]["job_count"] == 0
+    assert (progress["current_image"], progress["textinfo"]) == (None, None)
+
+
+def test_progress_and_ping_answer_during_an_api_generation(
+    client: httpx.Client, webui: WebUI
+) -> None:
+    done = threading.Event()
+    slowest_ping = 0.0
+
+    def generate() -> None:
+        with httpx.Client(base_url=webui.url, timeout=30) as other:
+            txt2img(other, prompt="slow", seed=1, steps=10, width=64, height=64)
+        done.set()
+
+    def ping() -> None:
+        nonlocal slowest_ping
+        with httpx.Client(base_url=webui.url) as pinger:
+            while not done.is_set():
+                started = time.monotonic()
+                assert pinger.get("/internal/ping").status_code == 200
+                slowest_ping = max(slowest_ping, time.monotonic() - started)
+
+    workers = [threading.Thread(target=generate), threading.Thread(target=ping)]
+    for worker in workers:
+        worker.start()
+    seen = watch_progress(client, done)
+    for worker in workers:
+        worker.join()
+
+    assert seen, "never saw the generation in progress"
+    state = seen[-1]["state"]
+    assert (state["job"], state["job_count"], state["sampling_steps"]) == ("scripts_txt2img", 1, 10)
+    assert 0 < state["sampling_step"] <= 10
+    assert all(0 < answer["progress"] <= 1 for answer in seen)
+    assert slowest_ping < 0.25
+
+
+# --- the Gradio UI --------------------------------------------------------------------------
+
+
+def test_gradio_client_generates_the_same_picture_as_the_api(
+    client: httpx.Client, webui: WebUI, tmp_path: Path
+) -> None:
+    before = set(webui.outputs_dir.glob("*.png"))
+    path = webui.gradio_client(tmp_path).predict(
+        "a cat", "blurry", 7, 10, 128, 96, api_name="/txt2img"
+    )
+
+    png = Path(path).read_bytes()
+    assert Image.open(io.BytesIO(png)).size == (128, 96)
+    [saved] = set(webui.outputs_dir.glob("*.png")) - before
+    assert saved.read_bytes() == png
+    same = {"prompt": "a cat", "negative_prompt": "blurry", "seed": 7, "steps": 10}
+    assert first_png(txt2img(client, **same, width=128, height=96)) == png
+
+
+def test_progress_shows_a_generation_started_in_the_ui(
+    client: httpx.Client, webui: WebUI, tmp_path: Path
+) -> None:
+    done = threading.Event()
+    job = webui.gradio_client(tmp_path).submit("ui", "", 3, 10, 64, 64, api_name="/txt2img")
+    job.add_done_callback(lambda _: done.set())
+
+    seen = watch_progress(client, done)
+
+    assert Path(job.result()).is_file()
+    assert seen, "never saw the UI generation in progress"
+    assert seen[-1]["state"]["job"] == "txt2img"
+
+
+# --- one person's files stay theirs ---------------------------------------------------------
+
+
+def test_gradio_caches_inside_the_persons_own_folder(
+    webuis: tuple[WebUI, WebUI], tmp_path: Path
+) -> None:
+    alice, bob = webuis
+    alice.gradio_client(tmp_path).predict("alice's cat", "", 99, 2, 64, 64, api_name="/txt2img")
+
+    cached = list(alice.gradio_dir.rglob("*.png"))
+    assert cached, "Gradio cached Alice's picture somewhere else"
+    with httpx.Client() as http:
+        for path in [*cached, *alice.outputs_dir.glob("*.png")]:
+            assert http.get(f"{alice.url}/gradio_api/file={path}").status_code == 200
+            stolen = http.get(f"{bob.url}/gradio_api/file={path}")
+            assert stolen.status_code in (403, 404), path
+
+
+def test_nothing_outside_the_persons_folders_is_served(
+    client: httpx.Client, webui: WebUI, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere.png"
+    Image.new("RGB", (8, 8)).save(elsewhere)
+    for path in (elsewhere, webui.log, Path("/etc/passwd")):
+        assert client.get(f"/gradio_api/file={path}").status_code in (403, 404), path
+
+
+# --- the outputs folder ---------------------------------------------------------------------
+
+
+def test_outputs_continue_numbering_and_never_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "00007-1.png").write_bytes(b"old")
+    (tmp_path / "00009-5.png").write_bytes(b"taken")
+    folder = OutputFolder(tmp_path)
+    assert folder.save(b"new", seed=5).name == "00010-5.png"
+
+    other_process = OutputFolder(tmp_path)
+    (tmp_path / "00011-5.png").write_bytes(b"written meanwhile")
+    assert folder.save(b"newer", seed=5).name == "00012-5.png"
+    assert other_process.save(b"newest", seed=5).name == "00013-5.png"
+    assert (tmp_path / "00007-1.png").read_bytes() == b"old"
+    assert (tmp_path / "00011-5.png").read_bytes() == b"written meanwhile"

@@ -1,0 +1,121 @@
+"""A stand-in upstream with what the proxy must carry: echo, SSE, WebSockets, uploads, slowness.
+
+Runs an aiohttp server on its own event loop in a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.support.processes import free_port
+
+
+class Origin:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.ws_closes: list[int | None] = []
+        self.requests = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def authority(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Origin:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=0)
+        app.router.add_route("*", "/echo", self.echo)
+        app.router.add_get("/sse", self.sse)
+        app.router.add_get("/ws", self.websocket)
+        app.router.add_post("/upload", self.upload)
+        app.router.add_get("/slow", self.slow)
+        app.router.add_get("/gradio_api/heartbeat/{session}", self.heartbeat)
+        app.router.add_get("/cookies", self.cookies)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def echo(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = await request.read()
+        data: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "raw_path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_length": len(body),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+        }
+        response = web.json_response(data)
+        response.set_cookie("a", "1")
+        response.set_cookie("b", "2")
+        return response
+
+    async def sse(self, request: web.Request) -> web.StreamResponse:
+        count = int(request.query.get("n", "5"))
+        gap = float(request.query.get("gap", "0.3"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for index in range(count):
+            await response.write(f"data: {json.dumps({'n': index})}\n\n".encode())
+            await asyncio.sleep(gap)
+        await response.write_eof()
+        return response
+
+    async def heartbeat(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(b"data: heartbeat\n\n")
+                await asyncio.sleep(1)
+        except ConnectionError:
+            return response
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("chat", "other"), max_msg_size=0)
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                if message.data.startswith("close:"):
+                    _, code, reason = message.data.split(":", 2)
+                    await ws.close(code=int(code), message=reason.encode())
+                    break
+                await ws.send_str(message.data)
+            elif message.type == WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+        self.ws_closes.append(ws.close_code)
+        return ws
+
+    async def upload(self, request: web.Request) -> web.Response:
+        total = 0
+        digest = hashlib.sha256()
+        async for chunk in request.content.iter_chunked(1 << 16):
+            total += len(chunk)
+            digest.update(chunk)
+        return web.json_response({"bytes": total, "sha256": digest.hexdigest()})
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("seconds", "1")))
+        return web.json_response({"slept": True})
+
+    async def cookies(self, request: web.Request) -> web.Response:
+        return web.json_response({"cookie": request.headers.get("Cookie")})
