@@ -6,6 +6,7 @@ FastAPI here (forms, JSON, an OpenAPI document for the admin API); the proxy hot
 
 
 import asyncio
+import logging
 import time
 from importlib import resources
 from typing import Annotated, Any
@@ -22,6 +23,8 @@ from allocator.runtime import Runtime
 from allocator.status import SessionStatus, describe, status_of
 from allocator.store import StoreUnavailable
 from allocator.types import Person
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/_allocator"
 API_DOCS = (f"{PREFIX}/api/docs", f"{PREFIX}/api/openapi.json")
@@ -48,9 +51,9 @@ def build_control(runtime: Runtime) -> FastAPI:
     return app
 
 
-def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("refresh", None)
-    return HTMLResponse(pages.render(template, **context), status_code=status)
+    return HTMLResponse(pages.render(template, **context), status_code=status_code)
 
 
 def _wants_html(request: Request) -> bool:
@@ -85,6 +88,11 @@ def _install_error_pages(app: FastAPI, runtime: Runtime) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _error(request, 422, "Invalid request", problems)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s", request.url.path, exc_info=exc)
+        return _error(request, 500, "Something went wrong", "The error was logged; try again.")
 
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable) -> Response:

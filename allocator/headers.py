@@ -79,8 +79,7 @@ def upstream_headers(
         out.popall(name.decode("latin-1"), None)
     client = scope.get("client")
     client_ip = client[0] if client else "unknown"
-    chain = f"{forwarded_for.decode('latin-1')}, {client_ip}" if forwarded_for else client_ip
-    out["X-Forwarded-For"] = chain
+    out["X-Forwarded-For"] = _forwarded_for(forwarded_for.decode("latin-1"), client_ip)
     out["X-Forwarded-Proto"] = scope.get("scheme", "http").replace("ws", "http")
     if host:
         out["X-Forwarded-Host"] = host.decode("latin-1")
@@ -97,6 +96,15 @@ _DROP_DOWNSTREAM = HOP_BY_HOP | {b"date"}
 def downstream_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
     """The response headers the browser sees: the WebUI's, minus hop-by-hop ones."""
     return [(n, v) for n, v in ((n.lower(), v) for n, v in raw) if n not in _DROP_DOWNSTREAM]
+
+
+def _forwarded_for(chain: str, client_ip: str) -> str:
+    """Append the client, unless uvicorn already took it from a trusted proxy's chain."""
+    if not chain:
+        return client_ip
+    if chain.rsplit(",", 1)[-1].strip() == client_ip:
+        return chain
+    return f"{chain}, {client_ip}"
 
 
 def _without_cookie(header: bytes, name: bytes) -> bytes:

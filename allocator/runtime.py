@@ -13,6 +13,7 @@ from allocator.allocation import Allocations
 from allocator.backends import create_backend
 from allocator.cache import SessionCache
 from allocator.identity import create_identity
+from allocator.identity.dev import COOKIE_NAME
 from allocator.proxy import HttpForwarder, close_quietly, create_client
 from allocator.settings import Settings
 from allocator.store import SessionStore, StoreUnavailable
@@ -60,8 +61,7 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         core = Core.build(settings)
         identity = create_identity(settings)
-        cookie = getattr(identity, "cookie_name", None)
-        cookie_name = cookie.encode() if isinstance(cookie, str) else None
+        cookie_name = COOKIE_NAME.encode()  # ours in every mode: never the WebUI's to see
         client = create_client(settings)
         tracker = ActivityTracker(
             core.store,

@@ -1,0 +1,115 @@
+"""Activity: throttled writes, busy leases for long work, exempt paths, outage tolerance."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from allocator.activity import ActivityTracker
+from allocator.cache import SessionCache
+from allocator.settings import DEFAULT_IDLE_EXEMPT
+from allocator.store import SessionStore, StoreUnavailable
+from allocator.types import Placement, Session
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[SessionStore]:
+    opened = SessionStore.from_url("memory")
+    yield opened
+    await opened.close()
+
+
+def session(email: str) -> Session:
+    return Session(email, "slug", "static", Placement("gs", "127.0.0.1", 1), allocated_at=0.0)
+
+
+def tracker_for(store: SessionStore, busy_after: float = 0.0) -> ActivityTracker:
+    return ActivityTracker(store, DEFAULT_IDLE_EXEMPT.split(","), 5.0, busy_after, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("path", "exempt"),
+    [
+        ("/gradio_api/heartbeat/abc123", True),
+        ("/heartbeat/abc", True),
+        ("/internal/progress", True),
+        ("/sdapi/v1/progress", True),
+        ("/gradio_api/queue/join", False),
+        ("/gradio_api/queue/data", False),
+        ("/sdapi/v1/txt2img", False),
+        ("/", False),
+        ("/internal/progress/extra", False),
+    ],
+)
+def test_default_exempt_paths(store: SessionStore, path: str, exempt: bool) -> None:
+    assert tracker_for(store).is_exempt(path) is exempt
+
+
+async def test_requests_are_written_once_per_flush_not_per_request(store: SessionStore) -> None:
+    await store.save(session("a@x.com"), now=100)
+    tracker = tracker_for(store)
+    for _ in range(1000):
+        tracker.begin("a@x.com")
+        tracker.end("a@x.com")
+    assert await store.idle(cutoff=101) == [("a@x.com", 100.0)]  # nothing written yet
+    await tracker.flush()
+    assert await store.idle(cutoff=101) == []
+
+
+async def test_long_work_holds_a_lease_until_it_ends(store: SessionStore) -> None:
+    await store.save(session("a@x.com"), now=time.time())
+    tracker = tracker_for(store, busy_after=0.0)
+    tracker.begin("a@x.com")
+    tracker.begin("a@x.com")  # a second overlapping request
+    await tracker.flush()
+    assert (await store.view("a@x.com", time.time())).busy  # type: ignore[union-attr]
+    tracker.end("a@x.com")
+    await tracker.flush()
+    assert (await store.view("a@x.com", time.time())).busy  # type: ignore[union-attr]
+    tracker.end("a@x.com")
+    await tracker.flush()
+    assert not (await store.view("a@x.com", time.time())).busy  # type: ignore[union-attr]
+
+
+async def test_short_work_never_costs_a_lease(store: SessionStore) -> None:
+    await store.save(session("a@x.com"), now=time.time())
+    tracker = tracker_for(store, busy_after=60.0)
+    tracker.begin("a@x.com")
+    await tracker.flush()
+    assert not (await store.view("a@x.com", time.time())).busy  # type: ignore[union-attr]
+    tracker.end("a@x.com")
+
+
+async def test_activity_survives_a_store_outage(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    await store.save(session("a@x.com"), now=100)
+    tracker = tracker_for(store)
+    tracker.begin("a@x.com")
+    tracker.end("a@x.com")
+
+    async def down(stamps: dict[str, float]) -> None:
+        raise StoreUnavailable("down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "touch", down)
+        with pytest.raises(StoreUnavailable):
+            await tracker.flush()
+    await tracker.flush()
+    assert await store.idle(cutoff=101) == []
+
+
+async def test_cache_serves_known_people_through_a_short_outage(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.save(session("a@x.com"), now=100)
+    cache = SessionCache(store, ttl=0.0, outage_grace=60.0)
+    assert await cache.lookup("a@x.com") == session("a@x.com")
+
+    async def down(email: str) -> Session | None:
+        raise StoreUnavailable("down")
+
+    monkeypatch.setattr(store, "get", down)
+    assert await cache.lookup("a@x.com") == session("a@x.com")
+    with pytest.raises(StoreUnavailable):
+        await cache.lookup("new@x.com")

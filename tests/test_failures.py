@@ -1,0 +1,161 @@
+"""Bad input gets a clear 4xx; a dependency going away gets a clear 503 and nothing is lost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.origin import Origin
+from tests.support.processes import AllocatorProcess, RedisServer, header_for, wait_until
+
+HTML = {"Accept": "text/html"}
+
+
+@pytest.fixture
+def header_proxy(
+    origin: Origin, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AllocatorProcess]:
+    allocator = AllocatorProcess(
+        tmp_path_factory.mktemp("failures"), backend="static", static_target=origin.authority,
+        identity="header", redis_url=redis_server.url,
+    ).start()
+    yield allocator
+    allocator.stop()
+
+
+@pytest.fixture(scope="module")
+def dev_proxy(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AllocatorProcess]:
+    allocator = AllocatorProcess(
+        tmp_path_factory.mktemp("dev"), backend="static", static_target=origin.authority,
+        admins="root@example.com",
+    ).start()
+    yield allocator
+    allocator.stop()
+
+
+def sign_in(proxy: AllocatorProcess, email: str) -> httpx.Client:
+    client = httpx.Client(base_url=proxy.url, timeout=10)
+    response = client.post(
+        "/_allocator/login", data={"email": email, "next": "/echo"}, headers={"Origin": proxy.url}
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/echo"
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    return client
+
+
+def test_redis_outage_known_people_served_new_people_told_all_well_after(
+    header_proxy: AllocatorProcess, redis_server: RedisServer
+) -> None:
+    alice, carol = header_for("alice@example.com"), header_for("carol@example.com")
+    url = header_proxy.url
+    assert httpx.get(f"{url}/echo", headers=alice, timeout=10).status_code == 200
+
+    redis_server.kill()
+    for _ in range(5):
+        assert httpx.get(f"{url}/echo", headers=alice, timeout=10).status_code == 200
+        time.sleep(0.6)  # past the 2 s cache TTL: alice is now served from the outage grace
+    page = httpx.get(f"{url}/echo", headers={**carol, **HTML}, timeout=10)
+    assert page.status_code == 503
+    assert "Retry-After" in page.headers
+    assert "try again" in page.text.lower()
+    api = httpx.get(f"{url}/echo", headers=carol, timeout=10)
+    assert api.status_code == 503 and api.json()["error"] == "Temporarily unavailable"
+    ready = httpx.get(f"{url}/_allocator/readyz", timeout=10)
+    assert ready.status_code == 503 and "store" in ready.json()["problems"]
+    assert httpx.get(f"{url}/_allocator/healthz", timeout=10).status_code == 200
+
+    redis_server.start()
+    wait_until(lambda: httpx.get(f"{url}/_allocator/readyz").status_code == 200, 15, "readyz")
+    for who in (alice, carol):
+        response = httpx.get(f"{url}/echo", headers=who, timeout=10)
+        assert response.status_code == 200, response.text
+    assert "Traceback" not in header_proxy.log()
+
+
+def test_no_identity_is_a_401_not_a_crash(header_proxy: AllocatorProcess) -> None:
+    for headers in ({}, {"X-Goog-Authenticated-User-Email": "not an email"},
+                    {"X-Goog-Authenticated-User-Email": "a@b.com\u00e9".encode()}):
+        response = httpx.get(f"{header_proxy.url}/echo", headers=headers, timeout=10)
+        assert response.status_code == 401
+
+
+def test_malformed_cookie_means_signed_out(dev_proxy: AllocatorProcess) -> None:
+    for cookie in ("sda_session=garbage", "sda_session=", "sda_session=a.b.c; x=1", "=;;;"):
+        page = httpx.get(f"{dev_proxy.url}/some/page?x=1", headers={**HTML, "Cookie": cookie},
+                         timeout=10)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/_allocator/login?next=%2Fsome%2Fpage%3Fx%3D1"
+        api = httpx.get(f"{dev_proxy.url}/api", headers={"Cookie": cookie}, timeout=10)
+        assert api.status_code == 401
+
+
+def test_sign_in_then_use_the_webui(dev_proxy: AllocatorProcess) -> None:
+    client = sign_in(dev_proxy, "Dana@Example.com")
+    response = client.get("/echo")
+    assert response.status_code == 200
+    seen = dict(response.json()["headers"])
+    assert seen["X-Forwarded-Email"] == "dana@example.com"
+    assert client.get("/_allocator/status").json()["state"] == "ready"
+
+
+def test_bad_sign_in_input(dev_proxy: AllocatorProcess) -> None:
+    origin = {"Origin": dev_proxy.url}
+    bad = httpx.post(f"{dev_proxy.url}/_allocator/login", data={"email": "nope"}, headers=origin)
+    assert bad.status_code == 400 and "does not look like an email" in bad.text
+    redirect = httpx.post(
+        f"{dev_proxy.url}/_allocator/login",
+        data={"email": "e@example.com", "next": "//evil.example/x"}, headers=origin,
+    )
+    assert redirect.headers["location"] == "/"
+    cross_site = httpx.post(
+        f"{dev_proxy.url}/_allocator/login", data={"email": "e@example.com"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross_site.status_code == 403
+
+
+def test_bad_host_and_oversized_headers(dev_proxy: AllocatorProcess) -> None:
+    client = sign_in(dev_proxy, "erin@example.com")
+    assert client.get("/echo", headers={"Host": "bad host!"}).status_code == 400
+    huge = client.get("/echo", headers={"X-Big": "x" * 100_000})
+    assert huge.status_code in (400, 431)
+    assert client.get("/echo").status_code == 200
+
+
+def test_unknown_allocator_path_is_404_with_a_message(dev_proxy: AllocatorProcess) -> None:
+    client = sign_in(dev_proxy, "finn@example.com")
+    response = client.get("/_allocator/no-such-thing")
+    assert response.status_code == 404
+    assert response.json()["message"] == "Nothing at /_allocator/no-such-thing."
+    page = client.get("/_allocator/no-such-thing", headers=HTML)
+    assert page.status_code == 404 and "Nothing at" in page.text
+
+
+def test_release_needs_a_same_site_origin(dev_proxy: AllocatorProcess) -> None:
+    client = sign_in(dev_proxy, "gus@example.com")
+    assert client.get("/echo").status_code == 200
+    assert client.post("/_allocator/release").status_code == 403
+    assert client.post("/_allocator/release", headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.get("/_allocator/status").json()["state"] == "ready"
+    ok = client.post("/_allocator/release", headers={"Origin": dev_proxy.url})
+    assert ok.json() == {"released": True}
+    assert client.get("/_allocator/status").json()["state"] == "none"
+
+
+def test_admin_api_is_for_admins_only(dev_proxy: AllocatorProcess) -> None:
+    user = sign_in(dev_proxy, "hana@example.com")
+    assert user.get("/echo").status_code == 200
+    assert user.get("/_allocator/api/sessions").status_code == 403
+    assert user.delete("/_allocator/api/sessions/hana@example.com").status_code == 403
+    admin = sign_in(dev_proxy, "root@example.com")
+    emails = [s["email"] for s in admin.get("/_allocator/api/sessions").json()]
+    assert "hana@example.com" in emails
+    assert admin.get("/_allocator/api/sessions/hana@example.com").json()["state"] == "ready"
+    assert admin.delete("/_allocator/api/sessions/hana@example.com").status_code == 204
+    assert admin.delete("/_allocator/api/sessions/hana@example.com").status_code == 404
+    assert "/_allocator/api/sessions" in admin.get("/_allocator/api/openapi.json").json()["paths"]

@@ -1,0 +1,73 @@
+"""A bad or missing setting stops start-up with one clear line naming it (exit code 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from allocator.settings import SettingsError, load_settings, unknown_variables
+
+SD_ALLOCATOR = str(Path(sys.executable).parent / "sd-allocator")
+
+
+def run_serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
+    environ.update(env)
+    return subprocess.run(
+        [SD_ALLOCATOR, "serve", *args], env=environ, capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [
+        ({"SDA_PORT": "eighty"}, (), "SDA_PORT: Input should be a valid integer"),
+        ({}, ("--port", "70000"), "SDA_PORT: Input should be less than or equal to 65535"),
+        ({"SDA_BACKEND": "static"}, (), "SDA_STATIC_TARGET is required"),
+        ({"SDA_BACKEND": "cloud"}, (), "SDA_BACKEND: Input should be 'local', 'static' or 'agones'"),
+        ({"SDA_HOST": "0.0.0.0"}, (), "SDA_IDENTITY=dev lets anyone sign in as anyone"),
+        ({"SDA_IDLE_TIMEOUT": "-5"}, (), "SDA_IDLE_TIMEOUT: Input should be greater than 0"),
+        ({"SDA_LOCAL_COMMAND": "webui --port {prt}"}, (), "SDA_LOCAL_COMMAND: unknown placeholder"),
+        ({"SDA_WORKERS": "2"}, (), "SDA_REDIS_URL=memory lives inside one process"),
+        ({"SDA_IDENTITY": "iap"}, (), "SDA_IAP_AUDIENCE is required"),
+        ({"SDA_BACKEND": "agones"}, (), "SDA_BACKEND=agones is not available in this version"),
+        ({"SDA_STATIC_TARGET": "nohost", "SDA_BACKEND": "static"}, (), "expected host:port"),
+    ],
+)
+def test_bad_settings_stop_start_up_with_one_line(
+    env: dict[str, str], args: tuple[str, ...], expected: str
+) -> None:
+    result = run_serve(*args, **env)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_redis_url_is_never_echoed_in_errors() -> None:
+    result = run_serve(SDA_REDIS_URL="http://user:hunter2@example.com")
+    assert result.returncode == 2
+    assert "hunter2" not in result.stderr
+    assert "SDA_REDIS_URL" in result.stderr
+
+
+def test_flags_and_variables_are_the_same_settings() -> None:
+    settings = load_settings(idle_timeout="60", admins="Root@Example.com, b@example.com")
+    assert settings.idle_timeout == 60
+    assert settings.admins == ("root@example.com", "b@example.com")
+    with pytest.raises(SettingsError, match="SDA_MAX_SESSIONS"):
+        load_settings(max_sessions="0")
+
+
+def test_a_mistyped_variable_is_pointed_out() -> None:
+    found = unknown_variables({"SDA_IDLE_TIMOUT": "5", "SDA_PORT": "1", "SDA_REQUIRE_ALL": "1"})
+    assert found == ["SDA_IDLE_TIMOUT (did you mean SDA_IDLE_TIMEOUT?)"]
+
+
+def test_dev_identity_may_be_forced_onto_another_address() -> None:
+    settings = load_settings(host="0.0.0.0", force_dev_identity="true")
+    assert settings.identity == "dev"
