@@ -72,7 +72,7 @@ class LocalBackend:
         self._run = data_dir / "run"
         self._max = max_sessions
         self._start_timeout = start_timeout
-        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._children: dict[int, tuple[asyncio.subprocess.Process, str]] = {}
         self._client: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -90,8 +90,9 @@ class LocalBackend:
 
     async def close(self) -> None:
         """Stop every WebUI this process started."""
-        for pid in list(self._children):
+        for pid, (_, slug) in list(self._children.items()):
             await self._stop(pid)
+            self._forget(slug, pid)
         if self._client:
             await self._client.close()
 
@@ -145,7 +146,7 @@ class LocalBackend:
                 )
             except OSError as exc:
                 raise AllocationFailed(f"Could not start the WebUI ({argv[0]}): {exc}") from exc
-        self._children[process.pid] = process
+        self._children[process.pid] = (process, person.slug)
         created = psutil.Process(process.pid).create_time()
         self._record(person, process.pid, created, port)
         log.info("started WebUI for %s: pid %s on port %s", person.email, process.pid, port)
@@ -212,7 +213,7 @@ class LocalBackend:
         child = self._children.pop(pid, None)
         if child is not None:
             with contextlib.suppress(ProcessLookupError):
-                await child.wait()
+                await child[0].wait()
 
     # -- the registry ---------------------------------------------------------------------
 
