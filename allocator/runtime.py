@@ -92,15 +92,15 @@ class Runtime:
         except StoreUnavailable as exc:
             log.warning("the session store is not reachable yet: %s", exc)
 
-    def begin_shutdown(self) -> None:
+    async def begin_shutdown(self) -> None:
         """Before connections drain: WebSockets close with 1001, idle streams end."""
-        closed = self.websockets.close_all()
         self.http.closing.set()
+        closed = await self.websockets.close_all()
         if closed:
             log.info("closed %d WebSocket(s) for shutdown", closed)
 
     async def close(self) -> None:
-        self.begin_shutdown()
+        await self.begin_shutdown()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

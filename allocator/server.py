@@ -20,7 +20,7 @@ from allocator.settings import Settings
 class Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for running in list(app_module.running):
-            running.runtime.begin_shutdown()
+            await running.runtime.begin_shutdown()
         await super().shutdown(sockets)
 
 

@@ -89,12 +89,15 @@ class WebSocketForwarder:
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": code})
 
-    def close_all(self, code: int = GOING_AWAY) -> int:
-        """End every open WebSocket with `code`; returns how many there were."""
-        for stop in list(self._open):
-            if not stop.done():
-                stop.set_result(code)
-        return len(self._open)
+    async def close_all(self, code: int = GOING_AWAY, timeout: float = 2.0) -> int:
+        """End every open WebSocket with `code` and wait (briefly) until the close is sent."""
+        stops = [stop for stop in self._open if not stop.done()]
+        for stop in stops:
+            stop.set_result(code)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._open and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return len(stops)
 
 
 async def _browser_to_upstream(receive: Receive, upstream: aiohttp.ClientWebSocketResponse) -> None:

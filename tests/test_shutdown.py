@@ -1,0 +1,48 @@
+"""SIGTERM: WebSockets close with 1001, in-flight requests finish, sessions survive in Redis."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.support.origin import Origin
+from tests.support.processes import AllocatorProcess, RedisServer, header_for
+
+ALICE = header_for("alice@example.com")
+
+
+def test_sigterm_finishes_requests_closes_websockets_and_keeps_sessions(
+    origin: Origin, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = {"backend": "static", "static_target": origin.authority, "identity": "header",
+                "redis_url": redis_server.url}
+    allocator = AllocatorProcess(tmp_path, **settings).start()
+    assert httpx.get(f"{allocator.url}/echo", headers=ALICE, timeout=10).status_code == 200
+    server = httpx.get(f"{allocator.url}/_allocator/status", headers=ALICE).json()["server"]
+
+    url = f"ws://127.0.0.1:{allocator.port}/ws"
+    with connect(url, additional_headers=ALICE) as ws, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        ws.send("hi")
+        assert ws.recv(5) == "hi"
+        slow = pool.submit(httpx.get, f"{allocator.url}/slow?seconds=2", headers=ALICE, timeout=20)
+        time.sleep(0.5)
+        assert allocator.process is not None
+        allocator.process.terminate()
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert slow.result().status_code == 200  # finished, not cut off
+    assert allocator.process.wait(30) in (0, -15)
+
+    restarted = AllocatorProcess(tmp_path, **settings).start()
+    try:
+        status = httpx.get(f"{restarted.url}/_allocator/status", headers=ALICE).json()
+        assert status["state"] == "ready" and status["server"] == server
+    finally:
+        restarted.stop()
