@@ -1,0 +1,62 @@
+"""One person, one real browser: sign in, wait for the WebUI, generate, see the picture."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from tests.support.processes import AllocatorProcess, require
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    executable = require("chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()
+
+
+def test_sign_in_open_the_webui_generate_and_see_the_picture(
+    browser: Browser, tmp_path: Path
+) -> None:
+    allocator = AllocatorProcess(
+        tmp_path,
+        local_command="{python} -m demo_webui --port {port} --user-dir {user_dir} "
+        "--outputs-dir {outputs_dir} --delay 0.5",
+    ).start()
+    page = browser.new_page()
+    try:
+        page.goto(f"{allocator.url}/")
+        expect(page).to_have_url(f"{allocator.url}/_allocator/login?next=%2F")
+        page.fill("#email", "painter@example.com")
+        page.click("#sign-in")
+        # The progress page refreshes by itself until the WebUI answers.
+        prompt = page.locator("#txt2img_prompt textarea")
+        expect(prompt).to_be_visible(timeout=90_000)
+        prompt.fill("a lighthouse on a cliff at dusk")
+        page.click("#generate")
+        picture = page.locator("#output img")
+        expect(picture).to_be_visible(timeout=30_000)
+        loaded = picture.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert loaded, "the picture did not load through the proxy"
+        page.screenshot(path=str(tmp_path / "generated.png"))
+        outputs = list((tmp_path / "users").glob("painter-example-com-*/outputs/*.png"))
+        assert len(outputs) == 1
+    finally:
+        page.close()
+        allocator.stop()
