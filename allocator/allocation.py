@@ -31,7 +31,9 @@ from allocator.types import (
 log = logging.getLogger(__name__)
 
 FINDING = "Finding a WebUI for you."
-ALL_BUSY = "All GPUs are busy. Your WebUI starts as soon as one is free; this page refreshes by itself."
+ALL_BUSY = (
+    "All GPUs are busy. Your WebUI starts as soon as one is free; this page refreshes by itself."
+)
 RESTARTED = "Your previous WebUI stopped, so you are getting a new one. Saved images are kept."
 POLL_SECONDS = 0.2
 
@@ -46,7 +48,9 @@ class Allocations:
         self._settings = settings
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    async def ensure(self, person: Person, wait: float, restarted: bool = False) -> Session | Progress:
+    async def ensure(
+        self, person: Person, wait: float, restarted: bool = False
+    ) -> Session | Progress:
         """The person's session, allocating one if needed; progress if not ready within `wait`."""
         deadline = time.monotonic() + wait
         while True:
@@ -79,7 +83,9 @@ class Allocations:
 
     async def _start(self, person: Person, restarted: bool) -> asyncio.Task[None] | None:
         token = uuid.uuid4().hex
-        if not await self._store.acquire_lock(person.email, token, self._settings.allocation_lock_ttl):
+        if not await self._store.acquire_lock(
+            person.email, token, self._settings.allocation_lock_ttl
+        ):
             return None
         if person.email in self._tasks:  # raced with ourselves between the await points
             await self._store.release_lock(person.email, token)
@@ -169,7 +175,9 @@ class Allocations:
             return None
         self._cache.forget(person.email)
         if await self._store.drop(person.email, session.server):
-            log.warning("WebUI %s of %s is gone; allocating a new one", session.server, person.email)
+            log.warning(
+                "WebUI %s of %s is gone; allocating a new one", session.server, person.email
+            )
             metrics.RESTARTS.inc()
             with contextlib.suppress(Exception):
                 await self._backend.release(session)

@@ -5,6 +5,7 @@ Paths under `/_allocator/` go to the control app (pages, status, sign-in, admin 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import weakref
@@ -102,8 +103,9 @@ class AllocatorApp:
             )
         except StoreUnavailable as exc:
             log.warning("store unavailable for %s: %s", person.email, exc)
-            await pages.send_error(scope, send, 503, "Temporarily unavailable", STORE_DOWN,
-                                   [(b"retry-after", b"10")])
+            await pages.send_error(
+                scope, send, 503, "Temporarily unavailable", STORE_DOWN, [(b"retry-after", b"10")]
+            )
             return None
         if isinstance(outcome, Progress):
             await pages.send_progress(scope, send, outcome)
@@ -120,7 +122,9 @@ class AllocatorApp:
         except StoreUnavailable:
             outcome = None
         if outcome is None:
-            outcome = Progress(State.STARTING, "Your WebUI is not answering yet.", session.allocated_at)
+            outcome = Progress(
+                State.STARTING, "Your WebUI is not answering yet.", session.allocated_at
+            )
         elif isinstance(outcome, Session):  # pragma: no cover - recover returns Progress
             outcome = Progress(State.READY, "Your WebUI is ready.", session.allocated_at)
         await pages.send_progress(scope, send, outcome)
@@ -128,8 +132,9 @@ class AllocatorApp:
     async def _challenge(self, scope: Scope, send: Send) -> None:
         login = self.runtime.identity.login_path
         if login and pages.wants_html(scope) and scope["method"] == "GET":
-            target = scope["path"] + ("?" + scope["query_string"].decode("latin-1")
-                                      if scope.get("query_string") else "")
+            target = scope["path"] + (
+                "?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else ""
+            )
             location = f"{login}?next={quote(target, safe='')}".encode()
             headers = [(b"location", location), (b"content-length", b"0"), *pages.SECURITY_HEADERS]
             await send({"type": "http.response.start", "status": 303, "headers": headers})
@@ -185,10 +190,8 @@ class AllocatorApp:
         except UpstreamRefused:
             metrics.UPSTREAM_ERRORS.labels(cause="refused").inc()
             await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
-            try:
+            with contextlib.suppress(StoreUnavailable):
                 await self.runtime.core.allocations.recover(person, session)
-            except StoreUnavailable:
-                pass
         except UpstreamBroken as exc:
             metrics.UPSTREAM_ERRORS.labels(cause="broken").inc()
             log.info("WebSocket to %s failed: %s", session.server, exc)
@@ -229,4 +232,4 @@ def _same_origin(scope: Scope) -> bool:
             host = value
     if origin is None:
         return True  # not a browser: no ambient cookies to abuse
-    return origin.split(b"://", 1)[-1] == host
+    return bool(origin.split(b"://", 1)[-1] == host)

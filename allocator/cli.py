@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -67,6 +68,8 @@ def serve(**flags: str | None) -> None:
     settings = _settings()
     for variable in unknown_variables():
         click.echo(f"sd-allocator: warning: unknown setting {variable}", err=True)
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sda-metrics-")
     from allocator.backends import BackendUnavailable
     from allocator.identity import IdentityUnavailable
     from allocator.server import serve as run_server
@@ -89,9 +92,10 @@ def _check_available(settings: Settings) -> None:
 
 def _announce(settings: Settings) -> None:
     where = f"http://{settings.host}:{settings.port}/"
+    store = "memory" if settings.redis_url == MEMORY_STORE else "redis"
     click.echo(
         f"sd-allocator: serving on {where} (backend {settings.backend}, identity "
-        f"{settings.identity}, store {'memory' if settings.redis_url == MEMORY_STORE else 'redis'})",
+        f"{settings.identity}, store {store})",
         err=True,
     )
     if settings.identity == "dev":
@@ -148,7 +152,7 @@ def _rows(views: list[Any], now: float) -> list[dict[str, Any]]:
 def list_sessions(as_json: bool) -> None:
     """Every session, longest idle first."""
     now = time.time()
-    rows = _rows(_core_call(lambda core: core.store.list(now)), now)
+    rows = _rows(_core_call(lambda core: core.store.all_views(now)), now)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

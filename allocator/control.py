@@ -4,7 +4,6 @@ FastAPI here (forms, JSON, an OpenAPI document for the admin API); the proxy hot
 `app.py` stays plain ASGI.
 """
 
-
 import asyncio
 import logging
 import time
@@ -204,19 +203,32 @@ def _add_sign_in(app: FastAPI, runtime: Runtime) -> None:
 
     @app.post(f"{PREFIX}/login", include_in_schema=False)
     async def login(
-        request: Request, email: Annotated[str, Form(max_length=320)] = "",
+        request: Request,
+        email: Annotated[str, Form(max_length=320)] = "",
         next: Annotated[str, Form(max_length=2048)] = "/",
     ) -> Response:
         _check_origin(request)
         signed = identity.sign_in(email)
         if signed is None:
             error = "That does not look like an email address."
-            return _page(request, "login.html", 400, title="Sign in", error=error,
-                         next=_safe_next(next), email=email)
+            return _page(
+                request,
+                "login.html",
+                400,
+                title="Sign in",
+                error=error,
+                next=_safe_next(next),
+                email=email,
+            )
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(
-            identity.cookie_name, signed[1], max_age=MAX_AGE_SECONDS, httponly=True,
-            samesite="lax", secure=request.url.scheme == "https", path="/",
+            identity.cookie_name,
+            signed[1],
+            max_age=MAX_AGE_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
         )
         return response
 
@@ -247,7 +259,7 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
 
     async def all_sessions() -> list[SessionStatus]:
         now = time.time()
-        views = await runtime.core.store.list(now)
+        views = await runtime.core.store.all_views(now)
         return [describe(runtime, view, now) for view in views]
 
     @app.get(f"{PREFIX}/api/sessions", response_model=list[SessionStatus], tags=["admin"])

@@ -41,11 +41,17 @@ REPLACED = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"expect", b"host"}
 )
 WEBSOCKET_HANDSHAKE = frozenset(
-    {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
-     b"sec-websocket-protocol"}
+    {
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+    }
 )
 _DROP_UPSTREAM = HOP_BY_HOP | CLIENT_IDENTITY | REPLACED
-_HOST = re.compile(rb"^(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$")
+_HOST = re.compile(
+    rb"^(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$"
+)
 
 
 def valid_host(host: bytes) -> bool:

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 log = logging.getLogger(__name__)
+
+# Set (by the CLI, before this module is imported) when several workers share one /metrics.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter("sda_requests_total", "Requests answered, by HTTP status", ["status"])
 UPSTREAM_ERRORS = Counter(
@@ -19,8 +31,12 @@ ALLOCATION_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 RESTARTS = Counter("sda_restarts_total", "Sessions re-allocated because their WebUI was gone")
-ACTIVE_SESSIONS = Gauge("sda_active_sessions", "Sessions in the store")
-OPEN_WEBSOCKETS = Gauge("sda_open_websockets", "WebSockets open through this process")
+ACTIVE_SESSIONS = Gauge(
+    "sda_active_sessions", "Sessions in the store", multiprocess_mode="mostrecent"
+)
+OPEN_WEBSOCKETS = Gauge(
+    "sda_open_websockets", "WebSockets open through this server", multiprocess_mode="livesum"
+)
 
 _by_status: dict[int, Counter] = {}
 
@@ -34,10 +50,15 @@ def count_response(status: int) -> None:
 
 
 def serve(host: str, port: int) -> None:
+    """Serve /metrics from this process; with several workers, the sum of all of them."""
     if port == 0:
         return
+    registry = REGISTRY
+    if os.environ.get(MULTIPROCESS_DIR):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     try:
-        start_http_server(port, addr=host)
+        start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         log.warning("metrics not served on %s:%s: %s", host, port, exc)
     else:

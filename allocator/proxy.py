@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from allocator.headers import downstream_headers, upstream_headers
@@ -70,7 +72,12 @@ class HttpForwarder:
         self.closing = asyncio.Event()  # set at shutdown: idle-exempt streams end at once
 
     async def forward(
-        self, scope: Scope, receive: Receive, send: Send, session: Session, person: Person,
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        session: Session,
+        person: Person,
         exempt: bool,
     ) -> int:
         """Forward and answer; returns the status. Raises UpstreamRefused / UpstreamBroken
@@ -88,12 +95,21 @@ class HttpForwarder:
         return response.status
 
     async def _open(
-        self, method: str, url: URL, headers: object, body: object, replayable: bool
+        self,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        body: bytes | AsyncIterator[bytes] | None,
+        replayable: bool,
     ) -> aiohttp.ClientResponse:
         for attempt in range(2):
             try:
                 return await self.client.request(
-                    method, url, headers=headers, data=body, allow_redirects=False  # type: ignore[arg-type]
+                    method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
                 )
             except aiohttp.ClientConnectorError as exc:
                 raise UpstreamRefused(str(exc)) from exc
@@ -125,7 +141,7 @@ class HttpForwarder:
         self, response: aiohttp.ClientResponse, send: Send, receive: Receive, exempt: bool
     ) -> None:
         pump = asyncio.ensure_future(_pump(response, send))
-        watchers = {asyncio.ensure_future(_disconnected(receive))}
+        watchers: set[asyncio.Future[Any]] = {asyncio.ensure_future(_disconnected(receive))}
         if exempt:
             watchers.add(asyncio.ensure_future(self.closing.wait()))
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import multiprocess
 
 from allocator import app as app_module
 from allocator import logs, metrics
@@ -49,10 +49,19 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 def serve(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format, settings.access_log)
     config = uvicorn_config(settings)
-    server = Server(config)
+    metrics.serve(settings.metrics_bind, settings.metrics_port)
     if settings.workers > 1:
-        sock = config.bind_socket()
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        # uvicorn builds each worker's Server inside its Process class; ours closes WebSockets
+        # with 1001 first, so the workers must be built from our Process.
+        multiprocess.Process = _WorkerProcess  # type: ignore[misc]
+        multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        metrics.serve(settings.metrics_bind, settings.metrics_port)
-        server.run()
+        Server(config).run()
+
+
+class _WorkerProcess(multiprocess.Process):
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = Server(config=self.config)
+        return self._server

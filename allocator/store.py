@@ -134,14 +134,14 @@ class SessionStore:
     async def get(self, email: str) -> Session | None:
         async with _translate():
             fields = await self._redis.hgetall(_session_key(email))
-        return _decode_session(fields) if fields else None
+        return _decode_session(cast(dict[str, str], fields)) if fields else None
 
     async def save(self, session: Session, now: float) -> None:
         """Store the mapping and count its creation as activity; clears any progress."""
         key = _session_key(session.email)
         async with _translate(), self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            pipe.hset(key, mapping=_encode_session(session))
+            pipe.hset(key, mapping=_encode_session(session))  # type: ignore[arg-type]
             pipe.zadd(ACTIVITY, {session.email: now})
             pipe.delete(_progress_key(session.email))
             await pipe.execute()
@@ -156,26 +156,27 @@ class SessionStore:
         async with _translate():
             return int(await self._redis.zcard(ACTIVITY))
 
-    async def list(self, now: float) -> list[SessionView]:
+    async def all_views(self, now: float) -> list[SessionView]:
+        """Every session, least recently active first."""
         async with _translate():
             stamps = await self._redis.zrange(ACTIVITY, 0, -1, withscores=True)
-            return await self._views(stamps, now)
+            return await self._load_views(cast(list[tuple[str, float]], stamps), now)
 
     async def view(self, email: str, now: float) -> SessionView | None:
         async with _translate():
             stamp = await self._redis.zscore(ACTIVITY, email)
             if stamp is None:
                 return None
-            views = await self._views([(email, stamp)], now)
+            views = await self._load_views([(email, float(stamp))], now)
         return views[0] if views else None
 
-    async def _views(self, stamps: list[tuple[str, float]], now: float) -> list[SessionView]:
+    async def _load_views(self, stamps: list[tuple[str, float]], now: float) -> list[SessionView]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for email, _ in stamps:
                 pipe.hgetall(_session_key(email))
                 pipe.zcount(_busy_key(email), now, "+inf")
             replies = await pipe.execute()
-        views = []
+        views: list[SessionView] = []
         for index, (_, stamp) in enumerate(stamps):
             fields, busy = replies[2 * index], replies[2 * index + 1]
             if fields:
@@ -196,7 +197,7 @@ class SessionStore:
             found = await self._redis.zrangebyscore(
                 ACTIVITY, "-inf", cutoff, withscores=True, start=0 if limit else None, num=limit
             )
-        return [(email, float(stamp)) for email, stamp in found]
+        return [(str(email), float(stamp)) for email, stamp in cast(list[tuple[str, float]], found)]
 
     async def hold_busy(self, emails: Iterable[str], holder: str, expires_at: float) -> None:
         async with _translate(), self._redis.pipeline(transaction=False) as pipe:

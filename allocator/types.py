@@ -93,7 +93,8 @@ class AllocationFailed(Exception):
 class Backend(Protocol):
     """A place where WebUIs run: this machine, one static WebUI, an Agones Fleet."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     async def start(self) -> None: ...
 
@@ -115,8 +116,13 @@ class Backend(Protocol):
 class Identity(Protocol):
     """Who is making a request. Returns None when nobody verifiable is signed in."""
 
-    mode: str
-    login_path: str | None  # where a browser signs in, when this mode has a form
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def login_path(self) -> str | None:
+        """Where a browser signs in, when this mode has a form."""
+        ...
 
     async def start(self) -> None: ...
 

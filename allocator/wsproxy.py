@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import aiohttp
 
@@ -20,6 +21,7 @@ from allocator.types import Person, Receive, Scope, Send, Session
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
+CLOSE_WAIT_SECONDS = 2.0
 # Codes a peer may receive but never send in a close frame (RFC 6455 §7.4.1).
 _RESERVED = {1005: 1000, 1006: 1011, 1015: 1011}
 
@@ -31,7 +33,7 @@ class WebSocketForwarder:
         self._client = client
         self._cookie = cookie_name
         self._max_size = max_size
-        self._open: set[asyncio.Future[int]] = set()
+        self._open: dict[asyncio.Future[int], asyncio.Event] = {}  # stop → relay finished
 
     async def forward(
         self, scope: Scope, receive: Receive, send: Send, session: Session, person: Person
@@ -42,12 +44,13 @@ class WebSocketForwarder:
         upstream = await self._connect(scope, session, person)
         await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
         stop: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._open.add(stop)
+        finished = self._open[stop] = asyncio.Event()
         metrics.OPEN_WEBSOCKETS.inc()
         try:
             await self._relay(upstream, receive, send, stop)
         finally:
-            self._open.discard(stop)
+            del self._open[stop]
+            finished.set()
             metrics.OPEN_WEBSOCKETS.dec()
             await upstream.close()
 
@@ -78,8 +81,9 @@ class WebSocketForwarder:
     ) -> None:
         to_upstream = asyncio.ensure_future(_browser_to_upstream(receive, upstream))
         to_browser = asyncio.ensure_future(_upstream_to_browser(upstream, send))
+        waiting: set[asyncio.Future[Any]] = {to_upstream, to_browser, stop}
         try:
-            await asyncio.wait({to_upstream, to_browser, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             to_upstream.cancel()
             to_browser.cancel()
@@ -89,15 +93,18 @@ class WebSocketForwarder:
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": code})
 
-    async def close_all(self, code: int = GOING_AWAY, timeout: float = 2.0) -> int:
-        """End every open WebSocket with `code` and wait (briefly) until the close is sent."""
-        stops = [stop for stop in self._open if not stop.done()]
-        for stop in stops:
-            stop.set_result(code)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._open and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
-        return len(stops)
+    async def close_all(self, code: int = GOING_AWAY) -> int:
+        """End every open WebSocket with `code`; waits (at most 2 s) until the closes are sent."""
+        open_now = list(self._open.items())
+        for stop, _ in open_now:
+            if not stop.done():
+                stop.set_result(code)
+        if open_now:
+            waits = [asyncio.ensure_future(finished.wait()) for _, finished in open_now]
+            _, pending = await asyncio.wait(waits, timeout=CLOSE_WAIT_SECONDS)
+            for waiting in pending:
+                waiting.cancel()
+        return len(open_now)
 
 
 async def _browser_to_upstream(receive: Receive, upstream: aiohttp.ClientWebSocketResponse) -> None:

@@ -82,7 +82,9 @@ async def test_short_work_never_costs_a_lease(store: SessionStore) -> None:
     tracker.end("a@x.com")
 
 
-async def test_activity_survives_a_store_outage(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_activity_survives_a_store_outage(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await store.save(session("a@x.com"), now=100)
     tracker = tracker_for(store)
     tracker.begin("a@x.com")

@@ -19,15 +19,26 @@ SD_ALLOCATOR = str(Path(sys.executable).parent / "sd-allocator")
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
     environ.update(env)
-    return subprocess.run([SD_ALLOCATOR, *args], env=environ, capture_output=True, text=True,
-                          timeout=30)
+    return subprocess.run(
+        [SD_ALLOCATOR, *args], env=environ, capture_output=True, text=True, timeout=30
+    )
 
 
-def test_sessions_list_show_release(origin: Origin, redis_server: RedisServer, tmp_path: Path) -> None:
-    env = {"SDA_REDIS_URL": redis_server.url, "SDA_BACKEND": "static",
-           "SDA_STATIC_TARGET": origin.authority}
-    allocator = AllocatorProcess(tmp_path, backend="static", static_target=origin.authority,
-                                 identity="header", redis_url=redis_server.url).start()
+def test_sessions_list_show_release(
+    origin: Origin, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {
+        "SDA_REDIS_URL": redis_server.url,
+        "SDA_BACKEND": "static",
+        "SDA_STATIC_TARGET": origin.authority,
+    }
+    allocator = AllocatorProcess(
+        tmp_path,
+        backend="static",
+        static_target=origin.authority,
+        identity="header",
+        redis_url=redis_server.url,
+    ).start()
     try:
         for email in ("ann@example.com", "bob@example.com"):
             assert httpx.get(f"{allocator.url}/echo", headers=header_for(email)).status_code == 200
@@ -35,7 +46,9 @@ def test_sessions_list_show_release(origin: Origin, redis_server: RedisServer, t
         listed = cli("sessions", "list", "--json", **env)
         assert listed.returncode == 0, listed.stderr
         assert sorted(row["email"] for row in json.loads(listed.stdout)) == [
-            "ann@example.com", "bob@example.com"]
+            "ann@example.com",
+            "bob@example.com",
+        ]
         table = cli("sessions", "list", **env)
         assert "ann@example.com" in table.stdout and "EMAIL" in table.stdout
 
@@ -46,7 +59,9 @@ def test_sessions_list_show_release(origin: Origin, redis_server: RedisServer, t
         assert released.returncode == 0 and "released" in released.stdout
         again = cli("sessions", "release", "ann@example.com", **env)
         assert again.returncode == 2 and "has no session" in again.stderr
-        status = httpx.get(f"{allocator.url}/_allocator/status", headers=header_for("ann@example.com"))
+        status = httpx.get(
+            f"{allocator.url}/_allocator/status", headers=header_for("ann@example.com")
+        )
         assert status.json()["state"] == "none"
     finally:
         allocator.stop()

@@ -19,17 +19,24 @@ def header_proxy(
     origin: Origin, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AllocatorProcess]:
     allocator = AllocatorProcess(
-        tmp_path_factory.mktemp("failures"), backend="static", static_target=origin.authority,
-        identity="header", redis_url=redis_server.url,
+        tmp_path_factory.mktemp("failures"),
+        backend="static",
+        static_target=origin.authority,
+        identity="header",
+        redis_url=redis_server.url,
     ).start()
     yield allocator
     allocator.stop()
 
 
 @pytest.fixture(scope="module")
-def dev_proxy(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AllocatorProcess]:
+def dev_proxy(
+    origin: Origin, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AllocatorProcess]:
     allocator = AllocatorProcess(
-        tmp_path_factory.mktemp("dev"), backend="static", static_target=origin.authority,
+        tmp_path_factory.mktemp("dev"),
+        backend="static",
+        static_target=origin.authority,
         admins="root@example.com",
     ).start()
     yield allocator
@@ -78,16 +85,20 @@ def test_redis_outage_known_people_served_new_people_told_all_well_after(
 
 
 def test_no_identity_is_a_401_not_a_crash(header_proxy: AllocatorProcess) -> None:
-    for headers in ({}, {"X-Goog-Authenticated-User-Email": "not an email"},
-                    {"X-Goog-Authenticated-User-Email": "a@b.com\u00e9".encode()}):
+    for headers in (
+        {},
+        {"X-Goog-Authenticated-User-Email": "not an email"},
+        {"X-Goog-Authenticated-User-Email": "a@b.com\u00e9".encode()},
+    ):
         response = httpx.get(f"{header_proxy.url}/echo", headers=headers, timeout=10)
         assert response.status_code == 401
 
 
 def test_malformed_cookie_means_signed_out(dev_proxy: AllocatorProcess) -> None:
     for cookie in ("sda_session=garbage", "sda_session=", "sda_session=a.b.c; x=1", "=;;;"):
-        page = httpx.get(f"{dev_proxy.url}/some/page?x=1", headers={**HTML, "Cookie": cookie},
-                         timeout=10)
+        page = httpx.get(
+            f"{dev_proxy.url}/some/page?x=1", headers={**HTML, "Cookie": cookie}, timeout=10
+        )
         assert page.status_code == 303
         assert page.headers["location"] == "/_allocator/login?next=%2Fsome%2Fpage%3Fx%3D1"
         api = httpx.get(f"{dev_proxy.url}/api", headers={"Cookie": cookie}, timeout=10)
@@ -109,11 +120,13 @@ def test_bad_sign_in_input(dev_proxy: AllocatorProcess) -> None:
     assert bad.status_code == 400 and "does not look like an email" in bad.text
     redirect = httpx.post(
         f"{dev_proxy.url}/_allocator/login",
-        data={"email": "e@example.com", "next": "//evil.example/x"}, headers=origin,
+        data={"email": "e@example.com", "next": "//evil.example/x"},
+        headers=origin,
     )
     assert redirect.headers["location"] == "/"
     cross_site = httpx.post(
-        f"{dev_proxy.url}/_allocator/login", data={"email": "e@example.com"},
+        f"{dev_proxy.url}/_allocator/login",
+        data={"email": "e@example.com"},
         headers={"Origin": "https://evil.example"},
     )
     assert cross_site.status_code == 403
@@ -140,7 +153,10 @@ def test_release_needs_a_same_site_origin(dev_proxy: AllocatorProcess) -> None:
     client = sign_in(dev_proxy, "gus@example.com")
     assert client.get("/echo").status_code == 200
     assert client.post("/_allocator/release").status_code == 403
-    assert client.post("/_allocator/release", headers={"Origin": "https://evil.example"}).status_code == 403
+    assert (
+        client.post("/_allocator/release", headers={"Origin": "https://evil.example"}).status_code
+        == 403
+    )
     assert client.get("/_allocator/status").json()["state"] == "ready"
     ok = client.post("/_allocator/release", headers={"Origin": dev_proxy.url})
     assert ok.json() == {"released": True}

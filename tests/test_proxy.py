@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -77,16 +78,14 @@ def test_encoded_paths_pass_unchanged(proxy: AllocatorProcess) -> None:
 
 def test_sse_events_arrive_as_sent_not_batched(proxy: AllocatorProcess) -> None:
     arrivals: list[float] = []
-    with httpx.stream(
-        "GET", f"{proxy.url}/sse?n=5&gap=0.4", headers=ALICE, timeout=10
-    ) as response:
+    with httpx.stream("GET", f"{proxy.url}/sse?n=5&gap=0.4", headers=ALICE, timeout=10) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         start = time.monotonic()
         for line in response.iter_lines():
             if line.startswith("data:"):
                 arrivals.append(time.monotonic() - start)
     assert len(arrivals) == 5
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert all(gap > 0.25 for gap in gaps), f"events were batched: arrivals {arrivals}"
 
 

@@ -28,7 +28,11 @@ def run_serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ({"SDA_PORT": "eighty"}, (), "SDA_PORT: Input should be a valid integer"),
         ({}, ("--port", "70000"), "SDA_PORT: Input should be less than or equal to 65535"),
         ({"SDA_BACKEND": "static"}, (), "SDA_STATIC_TARGET is required"),
-        ({"SDA_BACKEND": "cloud"}, (), "SDA_BACKEND: Input should be 'local', 'static' or 'agones'"),
+        (
+            {"SDA_BACKEND": "cloud"},
+            (),
+            "SDA_BACKEND: Input should be 'local', 'static' or 'agones'",
+        ),
         ({"SDA_HOST": "0.0.0.0"}, (), "SDA_IDENTITY=dev lets anyone sign in as anyone"),
         ({"SDA_IDLE_TIMEOUT": "-5"}, (), "SDA_IDLE_TIMEOUT: Input should be greater than 0"),
         ({"SDA_LOCAL_COMMAND": "webui --port {prt}"}, (), "SDA_LOCAL_COMMAND: unknown placeholder"),

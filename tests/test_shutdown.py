@@ -20,14 +20,21 @@ ALICE = header_for("alice@example.com")
 def test_sigterm_finishes_requests_closes_websockets_and_keeps_sessions(
     origin: Origin, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    settings = {"backend": "static", "static_target": origin.authority, "identity": "header",
-                "redis_url": redis_server.url}
+    settings = {
+        "backend": "static",
+        "static_target": origin.authority,
+        "identity": "header",
+        "redis_url": redis_server.url,
+    }
     allocator = AllocatorProcess(tmp_path, **settings).start()
     assert httpx.get(f"{allocator.url}/echo", headers=ALICE, timeout=10).status_code == 200
     server = httpx.get(f"{allocator.url}/_allocator/status", headers=ALICE).json()["server"]
 
     url = f"ws://127.0.0.1:{allocator.port}/ws"
-    with connect(url, additional_headers=ALICE) as ws, concurrent.futures.ThreadPoolExecutor(1) as pool:
+    with (
+        connect(url, additional_headers=ALICE) as ws,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
         ws.send("hi")
         assert ws.recv(5) == "hi"
         slow = pool.submit(httpx.get, f"{allocator.url}/slow?seconds=2", headers=ALICE, timeout=20)

@@ -40,6 +40,15 @@ def test_distinct_emails_give_distinct_slugs(first: str, second: str) -> None:
 def test_identity_normalises_and_refuses_garbage() -> None:
     person = person_from_email("accounts.google.com:Bob@Example.COM ")
     assert person is not None and person.email == "bob@example.com"
-    for bad in ["", "bob", "bob@", "@x.com", "a b@x.com", "a@b", "<a@b.com>", "a@b.com\r\nX: 1",
-                "x" * 250 + "@example.com"]:
+    for bad in [
+        "",
+        "bob",
+        "bob@",
+        "@x.com",
+        "a b@x.com",
+        "a@b",
+        "<a@b.com>",
+        "a@b.com\r\nX: 1",
+        "x" * 250 + "@example.com",
+    ]:
         assert person_from_email(bad) is None, bad

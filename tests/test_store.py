@@ -26,8 +26,13 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
 
 
 def session(email: str, server: str = "gs-1") -> Session:
-    return Session(email, email.split("@")[0], "static", Placement(server, "10.0.0.1", 7860,
-                   {"pid": 42}), allocated_at=1000.0)
+    return Session(
+        email,
+        email.split("@")[0],
+        "static",
+        Placement(server, "10.0.0.1", 7860, {"pid": 42}),
+        allocated_at=1000.0,
+    )
 
 
 async def test_mapping_round_trips_and_drop_is_conditional(store: SessionStore) -> None:

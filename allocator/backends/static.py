@@ -1,4 +1,4 @@
-"""StaticBackend: every person shares one WebUI at `SDA_STATIC_TARGET` (benchmarks, single-GPU setups)."""
+"""StaticBackend: everyone shares the WebUI at `SDA_STATIC_TARGET` (benchmarks, one GPU)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class StaticBackend:
         return None
 
     async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
-        return Placement(server=f"static-{self._host}-{self._port}", host=self._host, port=self._port)
+        return Placement(
+            server=f"static-{self._host}-{self._port}", host=self._host, port=self._port
+        )
 
     async def release(self, session: Session) -> None:
         return None  # the shared WebUI is nobody's to stop

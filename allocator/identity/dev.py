@@ -58,7 +58,7 @@ class DevIdentity:
                 for part in value.split(b";"):
                     part = part.strip()
                     if part.startswith(self._cookie_prefix):
-                        return part[len(self._cookie_prefix) :].decode("latin-1")
+                        return str(part[len(self._cookie_prefix) :].decode("latin-1"))
         return None
 
     def _verify(self, token: str) -> Person | None:

@@ -26,13 +26,17 @@ def webuis(allocator: AllocatorProcess) -> list[psutil.Process]:
     return [child for child in parent.children() if "demo_webui" in " ".join(child.cmdline())]
 
 
-def wait_ready(allocator: AllocatorProcess, email: str, timeout: float = START_SECONDS) -> dict[str, object]:
+def wait_ready(
+    allocator: AllocatorProcess, email: str, timeout: float = START_SECONDS
+) -> dict[str, object]:
     headers = header_for(email)
     httpx.get(f"{allocator.url}/", headers=headers, timeout=30)  # starts the allocation
     found: dict[str, object] = {}
 
     def ready() -> bool:
-        found.update(httpx.get(f"{allocator.url}/_allocator/status", headers=headers, timeout=10).json())
+        found.update(
+            httpx.get(f"{allocator.url}/_allocator/status", headers=headers, timeout=10).json()
+        )
         assert found["state"] != "failed", found
         return found["state"] == "ready"
 
@@ -42,14 +46,17 @@ def wait_ready(allocator: AllocatorProcess, email: str, timeout: float = START_S
 
 def txt2img(allocator: AllocatorProcess, email: str, prompt: str) -> httpx.Response:
     body = {"prompt": prompt, "seed": 7, "steps": 2, "width": 64, "height": 64, "batch_size": 1}
-    return httpx.post(f"{allocator.url}/sdapi/v1/txt2img", json=body, headers=header_for(email),
-                      timeout=60)
+    return httpx.post(
+        f"{allocator.url}/sdapi/v1/txt2img", json=body, headers=header_for(email), timeout=60
+    )
 
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AllocatorProcess]:
     allocator = AllocatorProcess(
-        tmp_path_factory.mktemp("local"), identity="header", max_sessions="8",
+        tmp_path_factory.mktemp("local"),
+        identity="header",
+        max_sessions="8",
         local_command="{python} -m demo_webui --port {port} --user-dir {user_dir} "
         "--outputs-dir {outputs_dir} --delay 0.3",
     ).start()
@@ -82,10 +89,14 @@ def test_thirty_parallel_first_requests_start_exactly_one_webui(local: Allocator
     before = len(webuis(local))
     headers = {**header_for("cat@example.com"), "Accept": "application/json"}
     with concurrent.futures.ThreadPoolExecutor(30) as pool:
-        statuses = list(pool.map(
-            lambda _: httpx.get(f"{local.url}/internal/ping", headers=headers, timeout=30).status_code,
-            range(30),
-        ))
+        statuses = list(
+            pool.map(
+                lambda _: (
+                    httpx.get(f"{local.url}/internal/ping", headers=headers, timeout=30).status_code
+                ),
+                range(30),
+            )
+        )
     assert set(statuses) <= {200, 503}
     wait_ready(local, "cat@example.com")
     assert len(webuis(local)) == before + 1
@@ -105,8 +116,11 @@ def test_a_killed_webui_is_replaced_on_the_next_request(local: AllocatorProcess)
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
 
-    page = httpx.get(f"{local.url}/", headers={**header_for("eve@example.com"), "Accept": "text/html"},
-                     timeout=30)
+    page = httpx.get(
+        f"{local.url}/",
+        headers={**header_for("eve@example.com"), "Accept": "text/html"},
+        timeout=30,
+    )
     assert page.status_code == 503
     assert "Your previous WebUI stopped" in page.text
     second = wait_ready(local, "eve@example.com")
@@ -115,18 +129,24 @@ def test_a_killed_webui_is_replaced_on_the_next_request(local: AllocatorProcess)
 
 
 def test_no_capacity_then_a_slot_frees(tmp_path: Path) -> None:
-    allocator = AllocatorProcess(tmp_path, identity="header", max_sessions="1",
-                                 no_capacity_retry="0.5").start()
+    allocator = AllocatorProcess(
+        tmp_path, identity="header", max_sessions="1", no_capacity_retry="0.5"
+    ).start()
     try:
         wait_ready(allocator, "fay@example.com")
-        busy = httpx.get(f"{allocator.url}/", headers={**header_for("gil@example.com"),
-                         "Accept": "text/html"}, timeout=30)
+        busy = httpx.get(
+            f"{allocator.url}/",
+            headers={**header_for("gil@example.com"), "Accept": "text/html"},
+            timeout=30,
+        )
         assert busy.status_code == 503
         assert "All GPUs are busy" in busy.text and busy.headers["retry-after"] == "10"
         api = httpx.get(f"{allocator.url}/x", headers=header_for("gil@example.com"), timeout=30)
         assert api.json()["state"] == "no_capacity"
-        released = httpx.post(f"{allocator.url}/_allocator/release",
-                              headers={**header_for("fay@example.com"), "Origin": allocator.url})
+        released = httpx.post(
+            f"{allocator.url}/_allocator/release",
+            headers={**header_for("fay@example.com"), "Origin": allocator.url},
+        )
         assert released.json() == {"released": True}
         time.sleep(0.6)
         wait_ready(allocator, "gil@example.com")
@@ -136,17 +156,24 @@ def test_no_capacity_then_a_slot_frees(tmp_path: Path) -> None:
 
 def test_a_webui_that_cannot_start_is_reported_not_retried_forever(tmp_path: Path) -> None:
     allocator = AllocatorProcess(
-        tmp_path, identity="header",
+        tmp_path,
+        identity="header",
         local_command="{python} -c 'import sys; print(\"model file missing\"); sys.exit(3)' {port}",
     ).start()
     try:
         headers = header_for("hal@example.com")
         httpx.get(f"{allocator.url}/", headers=headers, timeout=30)
         wait_until(
-            lambda: httpx.get(f"{allocator.url}/_allocator/status", headers=headers).json()["state"]
-            == "failed", 30, "the failure to be reported",
+            lambda: (
+                httpx.get(f"{allocator.url}/_allocator/status", headers=headers).json()["state"]
+                == "failed"
+            ),
+            30,
+            "the failure to be reported",
         )
-        page = httpx.get(f"{allocator.url}/", headers={**headers, "Accept": "text/html"}, timeout=30)
+        page = httpx.get(
+            f"{allocator.url}/", headers={**headers, "Accept": "text/html"}, timeout=30
+        )
         assert page.status_code == 503
         assert "exited with code 3" in page.text and "model file missing" in page.text
         assert "Try again" in page.text
@@ -165,8 +192,14 @@ def test_two_serve_processes_on_one_redis_start_one_webui_per_person(
     try:
         headers = header_for("ida@example.com")
         with concurrent.futures.ThreadPoolExecutor(20) as pool:
-            list(pool.map(lambda i: httpx.get(f"{(first, second)[i % 2].url}/", headers=headers,
-                                              timeout=30), range(20)))
+            list(
+                pool.map(
+                    lambda i: httpx.get(
+                        f"{(first, second)[i % 2].url}/", headers=headers, timeout=30
+                    ),
+                    range(20),
+                )
+            )
         status = wait_ready(first, "ida@example.com")
         assert wait_ready(second, "ida@example.com")["server"] == status["server"]
         assert len(webuis(first)) + len(webuis(second)) == 1
@@ -196,5 +229,5 @@ def test_a_killed_allocator_leaves_no_orphan(tmp_path: Path) -> None:
     assert allocator.process is not None
     allocator.process.kill()
     allocator.process.wait()
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "a WebUI outlived its allocator"

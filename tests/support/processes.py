@@ -21,7 +21,9 @@ BIN = Path(sys.executable).parent
 
 def require(tool: str) -> str:
     """The tool's path; skips the test without it, or fails under SDA_REQUIRE_ALL=1 (CI)."""
-    found = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
+    found = shutil.which(tool) or (
+        f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None
+    )
     if found:
         return found
     message = f"{tool} is not installed (run scripts/system-deps.sh)"
@@ -37,7 +39,9 @@ def free_port() -> int:
         return port
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -66,8 +70,19 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.data_dir)],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.data_dir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -118,8 +133,11 @@ class AllocatorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "sd-allocator"), "serve"], env=self.env, stdout=log,
-                stderr=subprocess.STDOUT, cwd=REPO,
+                [str(BIN / "sd-allocator"), "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
             )
         try:
             wait_until(self._healthy, timeout, "the allocator to answer /_allocator/healthz")
