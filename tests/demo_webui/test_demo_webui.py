@@ -1,7 +1,7 @@
 """The demo WebUI keeps the promises the allocator and its tests rely on.
 
-Every test talks to real ``python -m demo_webui`` processes: Alice's and Bob's, each with its own
-folder, started once for the whole file.
+The tests talk to one real ``python -m demo_webui`` process, Alice's, started once for the file
+(importing Gradio takes seconds); Bob's folder next to hers holds what she must never see.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demo_webui.outputs import OutputFolder
@@ -30,9 +31,10 @@ DELAY = 0.5
 """Seconds one generation takes here: short, but long enough to watch its progress."""
 
 START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
 
 
-# --- the processes --------------------------------------------------------------------------
+# --- the process ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -47,11 +49,6 @@ class WebUI:
     @property
     def gradio_dir(self) -> Path:
         return self.user_dir / ".gradio"
-
-    def gradio_client(self, downloads: Path) -> Client:
-        return Client(
-            f"{self.url}/", verbose=False, download_files=str(downloads), analytics_enabled=False
-        )
 
 
 def free_port() -> int:
@@ -75,7 +72,8 @@ def launch(base: Path, name: str) -> WebUI:
     return WebUI(f"http://127.0.0.1:{port}", user_dir, outputs_dir, log, process)
 
 
-def wait_until_ready(webui: WebUI, launched_at: float) -> None:
+def wait_until_ready(webui: WebUI) -> None:
+    launched_at = time.monotonic()
     while time.monotonic() < launched_at + START_TIMEOUT:
         if webui.process.poll() is not None:
             pytest.fail(
@@ -91,39 +89,49 @@ def wait_until_ready(webui: WebUI, launched_at: float) -> None:
     pytest.fail(f"demo_webui did not answer /internal/ping within {START_TIMEOUT} s")
 
 
-def stop(webui: WebUI) -> None:
-    webui.process.terminate()
-    try:
-        webui.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        webui.process.kill()
-        webui.process.wait()
+def stop_with_a_tab_open(webui: WebUI) -> None:
+    """SIGTERM ends the process promptly even while a browser tab keeps its heartbeat open."""
+    with (
+        httpx.Client(base_url=webui.url) as tab,
+        tab.stream("GET", "/gradio_api/heartbeat/open-tab", timeout=STOP_TIMEOUT) as heartbeat,
+    ):
+        next(heartbeat.iter_lines())
+        webui.process.terminate()
+        try:
+            webui.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            webui.process.kill()
+            webui.process.wait()
+            pytest.fail(f"demo_webui ignored SIGTERM for {STOP_TIMEOUT} s with a tab open")
 
 
 @pytest.fixture(scope="module")
-def webuis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebUI, WebUI]]:
-    """Alice's and Bob's WebUIs, started side by side (importing Gradio takes seconds)."""
-    base = tmp_path_factory.mktemp("webuis")
-    launched_at = time.monotonic()
-    pair = (launch(base, "alice"), launch(base, "bob"))
+def webui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebUI]:
+    """Alice's WebUI; stopping it at the end checks that SIGTERM works with a tab open."""
+    alice = launch(tmp_path_factory.mktemp("people"), "alice")
     try:
-        for webui in pair:
-            wait_until_ready(webui, launched_at)
-        yield pair
+        wait_until_ready(alice)
+        yield alice
     finally:
-        for webui in pair:
-            stop(webui)
-
-
-@pytest.fixture
-def webui(webuis: tuple[WebUI, WebUI]) -> WebUI:
-    return webuis[0]
+        if alice.process.poll() is None:
+            stop_with_a_tab_open(alice)
 
 
 @pytest.fixture
 def client(webui: WebUI) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=webui.url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def gradio(webui: WebUI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """A Gradio client, the way the end-to-end tests drive the WebUI through the allocator."""
+    downloads = tmp_path_factory.mktemp("downloads")
+    client = Client(
+        f"{webui.url}/", verbose=False, download_files=str(downloads), analytics_enabled=False
+    )
+    yield client
+    client.close()
 
 
 def txt2img(client: httpx.Client, **body: Any) -> dict[str, Any]:
@@ -183,8 +191,8 @@ def test_txt2img_returns_pngs_of_the_requested_size_and_saves_them(
     client: httpx.Client, webui: WebUI
 ) -> None:
     before = set(webui.outputs_dir.glob("*.png"))
-    result = txt2img(client, prompt="a lighthouse", seed=1234, steps=5, width=192, height=128,
-                     batch_size=2)  # fmt: skip
+    body = {"prompt": "a lighthouse", "seed": 1234, "steps": 5, "width": 192, "height": 128}
+    result = txt2img(client, **body, batch_size=2)
 
     pngs = [base64.b64decode(image) for image in result["images"]]
     assert len(pngs) == 2
@@ -274,12 +282,10 @@ def test_progress_and_ping_answer_during_an_api_generation(
 
 
 def test_gradio_client_generates_the_same_picture_as_the_api(
-    client: httpx.Client, webui: WebUI, tmp_path: Path
+    client: httpx.Client, gradio: Client, webui: WebUI
 ) -> None:
     before = set(webui.outputs_dir.glob("*.png"))
-    path = webui.gradio_client(tmp_path).predict(
-        "a cat", "blurry", 7, 10, 128, 96, api_name="/txt2img"
-    )
+    path = gradio.predict("a cat", "blurry", 7, 10, 128, 96, api_name="/txt2img")
 
     png = Path(path).read_bytes()
     assert Image.open(io.BytesIO(png)).size == (128, 96)
@@ -289,11 +295,16 @@ def test_gradio_client_generates_the_same_picture_as_the_api(
     assert first_png(txt2img(client, **same, width=128, height=96)) == png
 
 
+def test_the_ui_explains_bad_settings(gradio: Client) -> None:
+    with pytest.raises(AppError, match=r"Please check the settings \(seed: "):
+        gradio.predict("x", "", -5, 10, 64, 64, api_name="/txt2img")
+
+
 def test_progress_shows_a_generation_started_in_the_ui(
-    client: httpx.Client, webui: WebUI, tmp_path: Path
+    client: httpx.Client, gradio: Client
 ) -> None:
     done = threading.Event()
-    job = webui.gradio_client(tmp_path).submit("ui", "", 3, 10, 64, 64, api_name="/txt2img")
+    job = gradio.submit("ui", "", 3, 10, 64, 64, api_name="/txt2img")
     job.add_done_callback(lambda _: done.set())
 
     seen = watch_progress(client, done)
@@ -303,31 +314,40 @@ def test_progress_shows_a_generation_started_in_the_ui(
     assert seen[-1]["state"]["job"] == "txt2img"
 
 
+def test_the_page_keeps_a_heartbeat_stream_open(client: httpx.Client) -> None:
+    """The kind of request the allocator must not count as activity: one endless SSE stream."""
+    config = client.get("/config").json()
+    assert (config["protocol"], config["connect_heartbeat"]) == ("sse_v3", True)
+    with client.stream("GET", "/gradio_api/heartbeat/test-session", timeout=5) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert next(stream.iter_lines()) == "data: ALIVE"
+
+
 # --- one person's files stay theirs ---------------------------------------------------------
 
 
-def test_gradio_caches_inside_the_persons_own_folder(
-    webuis: tuple[WebUI, WebUI], tmp_path: Path
+def test_gradio_caches_pictures_in_the_persons_own_folder(
+    client: httpx.Client, gradio: Client, webui: WebUI
 ) -> None:
-    alice, bob = webuis
-    alice.gradio_client(tmp_path).predict("alice's cat", "", 99, 2, 64, 64, api_name="/txt2img")
+    """Not in the shared /tmp/gradio, where every WebUI on the machine would serve them."""
+    gradio.predict("alice's cat", "", 99, 2, 64, 64, api_name="/txt2img")
 
-    cached = list(alice.gradio_dir.rglob("*.png"))
-    assert cached, "Gradio cached Alice's picture somewhere else"
-    with httpx.Client() as http:
-        for path in [*cached, *alice.outputs_dir.glob("*.png")]:
-            assert http.get(f"{alice.url}/gradio_api/file={path}").status_code == 200
-            stolen = http.get(f"{bob.url}/gradio_api/file={path}")
-            assert stolen.status_code in (403, 404), path
+    cached = list(webui.gradio_dir.rglob("*-99.png"))
+    assert cached, "Gradio cached Alice's picture outside her folder"
+    for path in (cached[0], next(webui.outputs_dir.glob("*-99.png"))):
+        assert client.get(f"/gradio_api/file={path}").status_code == 200
 
 
-def test_nothing_outside_the_persons_folders_is_served(
-    client: httpx.Client, webui: WebUI, tmp_path: Path
-) -> None:
-    elsewhere = tmp_path / "elsewhere.png"
-    Image.new("RGB", (8, 8)).save(elsewhere)
-    for path in (elsewhere, webui.log, Path("/etc/passwd")):
-        assert client.get(f"/gradio_api/file={path}").status_code in (403, 404), path
+def test_another_persons_files_are_not_served(client: httpx.Client, webui: WebUI) -> None:
+    bob = webui.user_dir.parent / "bob"
+    bobs_files = [bob / ".gradio" / "0f3a" / "00001-7.png", bob / "outputs" / "00001-7.png"]
+    for path in bobs_files:
+        path.parent.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(path)
+
+    sneaky = f"{webui.outputs_dir}/%2E%2E/%2E%2E/bob/outputs/00001-7.png"
+    for target in [*map(str, bobs_files), sneaky, str(webui.log), "/etc/passwd"]:
+        assert client.get(f"/gradio_api/file={target}").status_code in (403, 404), target
 
 
 # --- the outputs folder ---------------------------------------------------------------------

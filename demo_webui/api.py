@@ -1,0 +1,38 @@
+"""The A1111-compatible HTTP routes: readiness probe, txt2img and progress."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+from fastapi import APIRouter
+
+from demo_webui.generation import Generator
+from demo_webui.models import ProgressResponse, Txt2ImgRequest, Txt2ImgResponse
+from demo_webui.progress import GenerationTracker
+
+
+def build_api(generator: Generator, tracker: GenerationTracker) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/internal/ping")
+    async def ping() -> dict[str, str]:
+        """Readiness probe: answers as soon as the server serves, also during a generation."""
+        return {}
+
+    @router.post("/sdapi/v1/txt2img")
+    async def txt2img(request: Txt2ImgRequest) -> Txt2ImgResponse:
+        generation = await asyncio.to_thread(generator.txt2img, request, "scripts_txt2img")
+        return Txt2ImgResponse(
+            images=[base64.b64encode(p.png).decode("ascii") for p in generation.pictures],
+            parameters=request.model_dump(),
+            info=json.dumps(generation.info),
+        )
+
+    @router.get("/sdapi/v1/progress")
+    async def progress(skip_current_image: bool = False) -> ProgressResponse:
+        """The generation in flight, from the UI or the API. There is never a current image."""
+        return tracker.snapshot()
+
+    return router

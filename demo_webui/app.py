@@ -1,0 +1,66 @@
+"""One person's demo WebUI: the A1111 API routes and the Gradio UI on one FastAPI app."""
+
+from __future__ import annotations
+
+import gradio as gr
+from fastapi import FastAPI
+
+from demo_webui.api import build_api
+from demo_webui.generation import Generator
+from demo_webui.isolation import check_isolated
+from demo_webui.outputs import OutputFolder
+from demo_webui.progress import GenerationTracker
+from demo_webui.settings import Settings
+from demo_webui.ui import build_ui
+
+IDLE_POLL_SECONDS = 0.05
+"""How often Gradio's queue looks for work while idle. Gradio polls every 1 ms by default, which
+costs about 5 % of a CPU per idle WebUI; every 50 ms costs about 0.5 % and delays a job by at most
+that."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``; `demo_webui.isolation.isolate_gradio` must have run first."""
+    check_isolated(settings.gradio_dir)
+    tracker = GenerationTracker()
+    generator = Generator(OutputFolder(settings.outputs_dir), tracker, settings.delay)
+
+    app = FastAPI(title="demo_webui", docs_url=None, redoc_url=None)
+    app.include_router(build_api(generator, tracker))
+    # Gradio serves files only from its own cache (settings.gradio_dir) and allowed_paths.
+    blocks = build_ui(generator)
+    _poll_queue_less_often(blocks)
+    return gr.mount_gradio_app(  # type: ignore[no-any-return]
+        app,
+        blocks,
+        path="/",
+        server_name=settings.host,
+        server_port=settings.port,
+        allowed_paths=[str(settings.outputs_dir)],
+        footer_links=["api"],
+        run_history=False,
+        ssr_mode=False,
+        mcp_server=False,
+        enable_monitoring=False,
+    )
+
+
+def _poll_queue_less_often(blocks: gr.Blocks) -> None:
+    """Gradio has no setting for this; these attributes are private (checked on Gradio 6.31)."""
+    queue = getattr(blocks, "_queue", None)
+    for name in ("sleep_when_free", "progress_update_sleep_when_free"):
+        if hasattr(queue, name):
+            setattr(queue, name, IDLE_POLL_SECONDS)
+
+
+def end_streams(app: FastAPI) -> None:
+    """End Gradio's endless SSE streams (``/gradio_api/heartbeat/...``, one per open tab).
+
+    uvicorn drains open connections before it runs the lifespan shutdown, and Gradio ends these
+    streams only from ``Blocks.close()``, which a mounted app never calls: without this, SIGTERM
+    would wait for every browser tab to close.
+    """
+    for route in app.routes:
+        stop_event = getattr(getattr(route, "app", None), "stop_event", None)
+        if stop_event is not None:
+            stop_event.set()

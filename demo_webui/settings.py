@@ -1,0 +1,22 @@
+"""What one demo WebUI process needs to know: where it listens and whose folders it uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One person's WebUI. Every path is absolute."""
+
+    host: str
+    port: int
+    user_dir: Path
+    outputs_dir: Path
+    delay: float
+
+    @property
+    def gradio_dir(self) -> Path:
+        """Gradio's file cache for this person, never shared with another process."""
+        return self.user_dir / ".gradio"
