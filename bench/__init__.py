@@ -1,0 +1,1 @@
+"""Benchmarks for sd-allocator (`make bench`); see bench/run.py."""

@@ -1,0 +1,326 @@
+"""Showing results: the machine they were measured on, a console table, BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+from bench.results import NOT_MEASURED, Json
+
+LABELS = {
+    "origin": "origin direct",
+    "nginx": "nginx",
+    "chp": "CHP",
+    "allocator": "allocator",
+}
+
+
+def machine() -> Json:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": model,
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        # How busy the machine was just before measuring (other programs compete for CPU).
+        "busy_before_percent": psutil.cpu_percent(interval=2),
+    }
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in ("sd-allocator", "aiohttp", "uvicorn", "uvloop", "httptools"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in rows]
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}%"
+
+
+def _helpers(cpu: dict[str, float]) -> str:
+    """CPU of processes that serve the proxy (the allocator's Redis), as ` +N% name`."""
+    known = {"proxy", "origin", "wrk", "other", "machine"}
+    return "".join(f" +{v:.0f}% {k}" for k, v in cpu.items() if k not in known)
+
+
+def throughput_table(data: Json, markdown: bool = False) -> str:
+    headers = ["proxy", "method", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors"]
+    headers += ["CPU proxy", "origin", "wrk", "other"]
+    rows: list[list[str]] = []
+    for name, contestant in data["throughput"]["contestants"].items():
+        label = LABELS.get(name, name)
+        if contestant["missing"]:
+            rows.append([label, "—", "missing", *["—"] * 9])
+            continue
+        for method, run in contestant["runs"].items():
+            lat, cpu = run["latency_ms"], run["cpu_percent"]
+            errors = f"{run['errors']} FLAGGED" if run["flagged"] else "0"
+            rows.append(
+                [
+                    label,
+                    method,
+                    f"{run['rps']:,.0f}",
+                    _ms(lat.get("p50")),
+                    _ms(lat.get("p90")),
+                    _ms(lat.get("p99")),
+                    _ms(lat.get("p99.9")),
+                    errors,
+                    _percent(cpu.get("proxy")) + _helpers(cpu),
+                    *(_percent(cpu.get(part)) for part in ("origin", "wrk", "other")),
+                ]
+            )
+    return _table(headers, rows, markdown)
+
+
+def missing_notes(data: Json) -> list[str]:
+    notes = []
+    for section in ("throughput", "memory"):
+        part: Json = data.get(section) or {}
+        entries: Json = part.get("contestants", {}) if section == "throughput" else part
+        for name, entry in entries.items():
+            if entry.get("missing"):
+                notes.append(f"{section}, {LABELS.get(name, name)}: {entry['missing']}")
+    return notes
+
+
+def ratio_lines(data: Json) -> list[str]:
+    lines = []
+    for method, found in data["ratios"].items():
+        parts = []
+        for key in ("allocator/chp", "allocator/nginx", "chp/nginx"):
+            value = found[key]
+            parts.append(f"{key} {'—' if value is None else f'{value:.2f}x'}")
+        p99 = ", ".join(f"{LABELS[k]} {_ms(v)}" for k, v in found["p99_ms"].items())
+        lines.append(f"{method}: throughput " + ", ".join(parts) + f"; p99 ms: {p99}")
+    return lines
+
+
+def _runs(data: Json) -> list[tuple[str, str, Json]]:
+    throughput = data.get("throughput") or {}
+    return [
+        (name, method, run)
+        for name, contestant in throughput.get("contestants", {}).items()
+        for method, run in contestant["runs"].items()
+    ]
+
+
+def observations(data: Json) -> list[str]:
+    """Plain-language notes on how trustworthy the throughput numbers are."""
+    runs = _runs(data)
+    if not runs:
+        return []
+    notes = []
+    origin = {m: r["rps"] for n, m, r in runs if n == "origin"}
+    proxied = [(n, m, r) for n, m, r in runs if n != "origin"]
+    if origin and proxied:
+        fastest = max(r["rps"] for _, _, r in proxied)
+        busiest = max(r["cpu_percent"]["origin"] for _, _, r in proxied)
+        get = origin.get("GET", max(origin.values()))
+        verdict = (
+            "The origin is not the bottleneck"
+            if get >= 1.5 * fastest and busiest < 70
+            else "The origin may limit the fastest proxy"
+        )
+        notes.append(
+            f"{verdict}: alone it served {get:,.0f} req/s (GET), {get / fastest:.1f}x the "
+            f"fastest proxied run, and while proxied it used at most {busiest:.0f}% of one core."
+        )
+    other = sum(r["cpu_percent"].get("other", 0) for _, _, r in runs) / len(runs)
+    if other > 25:
+        notes.append(
+            f"This run was disturbed: other programs used on average {other:.0f}% of a core "
+            "(column `other`) while it measured, on a machine with "
+            f"{data['machine']['nproc']} CPUs. Compare ratios, not absolute numbers, and "
+            "repeat on a quiet machine (`--rounds 3` keeps each proxy's median round)."
+        )
+    return notes
+
+
+def memory_table(data: Json, markdown: bool = False) -> str:
+    sizes = data["settings"]["memory"]
+    headers = [
+        "proxy",
+        "RSS after start",
+        f"+ {sizes['sessions']:,} sessions",
+        f"+ {sizes['websockets']:,} WebSockets",
+        f"{sizes['upload_bytes'] / 2**20:,.0f} MiB upload: growth",
+        "upload speed",
+    ]
+    rows = []
+    for name, entry in data["memory"].items():
+        if entry["missing"]:
+            rows.append([LABELS.get(name, name), "missing", "—", "—", "—", "—"])
+            continue
+        rss = entry["rss"]
+        sessions, sockets, upload = entry["sessions"], entry["websockets"], entry["upload"]
+
+        def mb(value: int | None) -> str:
+            return "—" if value is None else f"{value / 1e6:.1f} MB"
+
+        def failures(step: Json | None) -> str:
+            failed = step["wanted"] - step["ok"] if step else 0
+            return f" ({failed} failed)" if failed else ""
+
+        speed = upload["sent"] / 2**20 / upload["seconds"] if upload["seconds"] else 0
+        rows.append(
+            [
+                LABELS.get(name, name),
+                mb(rss.get("start")),
+                mb(rss.get("sessions")) + failures(sessions) if sessions else "n/a",
+                mb(rss.get("websockets")) + failures(sockets),
+                f"+{upload['growth'] / 1e6:.1f} MB (peak {upload['rss_peak'] / 1e6:.1f} MB)"
+                + ("" if upload["received"] == upload["sent"] else " INCOMPLETE"),
+                f"{speed:,.0f} MiB/s",
+            ]
+        )
+    return _table(headers, rows, markdown)
+
+
+def goal_table(data: Json, markdown: bool = False) -> str:
+    rows = [[g["goal"], g["status"], g["detail"]] for g in data["goals"]]
+    return _table(["goal (brief §6)", "status", "measured"], rows, markdown)
+
+
+def console(data: Json) -> str:
+    parts = []
+    if data.get("throughput"):
+        load = data["throughput"]["load"]
+        parts += [
+            f"\nThroughput (wrk -t{load['threads']} -c{load['connections']} "
+            f"-d{load['duration_s']:g}s --latency, after a {load['warmup_s']:g} s warm-up"
+            + (f"; median of {load['rounds']} rounds)" if load["rounds"] > 1 else ")"),
+            throughput_table(data),
+            "",
+            *ratio_lines(data),
+            *observations(data),
+        ]
+    if data.get("memory"):
+        parts += ["\nMemory (RSS of the proxy process and its children)", memory_table(data)]
+    parts += ["\nGoals", goal_table(data)]
+    notes = missing_notes(data)
+    if notes:
+        parts += ["\nNot measured:", *(f"  {n}" for n in notes)]
+    return "\n".join(parts)
+
+
+def write_json(data: Json, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def markdown(data: Json) -> str:
+    """BENCHMARKS.md: machine, method, tables, ratios, goals, how to reproduce."""
+    m, v = data["machine"], data["versions"]
+    version_line = ", ".join(f"{k} {val}" for k, val in v.items())
+    out = [
+        "# Benchmarks",
+        "",
+        "Reproduce with `make bench` (runs `.venv/bin/python -m bench.run`; options: "
+        "`--duration`, `--connections`, `--rounds`, `--only throughput|memory`; "
+        "`--help` for all). Raw numbers: "
+        "`bench/results/latest.json`.",
+        "",
+        "## Machine",
+        "",
+        f"- measured {m['date']}",
+        f"- {m['nproc']} CPUs (nproc), {m['cpu']}, {m['memory_gb']} GB RAM",
+        f"- Linux {m['kernel']}, Python {m['python']}",
+        f"- {version_line}",
+        f"- allocator started as `{shlex.join(data['settings']['allocator_command'])}`",
+        f"- before measuring: load average {m['load_average'][0]:.2f}, CPU "
+        f"{m['busy_before_percent']:.0f}% busy with other work",
+        "",
+        "Everything runs on this one machine over loopback: wrk, the origin and the proxy "
+        "under test share its CPUs, so the absolute numbers are lower than on a dedicated "
+        "load generator; the comparison is what counts. The CPU columns say how busy each "
+        "part was during the measured run (100 % = one core); `other` is everything else on "
+        "the machine — if it is large, another program disturbed the run.",
+    ]
+    if data.get("throughput"):
+        load = data["throughput"]["load"]
+        out += [
+            "",
+            "## Throughput and latency",
+            "",
+            f"`wrk -t{load['threads']} -c{load['connections']} -d{load['duration_s']:g}s "
+            f"--latency`, each proxy after a {load['warmup_s']:g} s warm-up run, all in one "
+            "run, one after the other"
+            + (
+                f", {load['rounds']} rounds in turn; each row is the round with the median "
+                "req/s (all rounds are in the JSON). "
+                if load["rounds"] > 1
+                else ". "
+            )
+            + "Origin: nginx with one worker answering every request with the same 1 KiB body. "
+            "Every request carries `X-Goog-Authenticated-User-Email: "
+            "accounts.google.com:bench@example.com` (the allocator runs `SDA_IDENTITY=header`, "
+            "`SDA_BACKEND=static`, one worker, a real redis-server). POST sends a 1 KiB body. "
+            "nginx: `proxy_pass` to an `upstream` with `keepalive 64`, HTTP/1.1, one worker. "
+            "CHP: configurable-http-proxy, one node process, `--default-target` the origin.",
+            "",
+            throughput_table(data, markdown=True),
+            "",
+            *(f"- {line}" for line in ratio_lines(data)),
+        ]
+        for note in observations(data):
+            out += ["", note]
+    if data.get("memory"):
+        sizes = data["settings"]["memory"]
+        out += [
+            "",
+            "## Memory",
+            "",
+            "RSS of the proxy process plus its children. Origin: `bench/origin_ws.py` (aiohttp). "
+            f"Sessions: one request each for {sizes['sessions']:,} people "
+            "(`user{i}@example.com`), each polled via `/_allocator/status` until `ready`. "
+            f"Then {sizes['websockets']:,} WebSockets to the echo at `/ws`, each echoing one "
+            "message, held open while measuring. Upload: one chunked POST of "
+            f"{sizes['upload_bytes'] / 2**20:,.0f} MiB, RSS sampled every 100 ms, growth = "
+            "peak - before. CHP runs the same steps (it has no sessions) as a reference.",
+            "",
+            memory_table(data, markdown=True),
+        ]
+    out += ["", "## Goals", "", goal_table(data, markdown=True)]
+    notes = missing_notes(data)
+    if notes:
+        out += ["", "Not measured in this run:", "", *(f"- {n}" for n in notes)]
+    if any(g["status"] == NOT_MEASURED for g in data["goals"]):
+        out += ["", "Goals marked “not measured” have no verdict yet; they are not failures."]
+    return "\n".join(out) + "\n"

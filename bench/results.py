@@ -1,0 +1,150 @@
+"""The results of a run as plain JSON data, and what they mean: ratios and goals (brief §6).
+
+Everything after measuring works on this JSON form, so BENCHMARKS.md can be re-rendered from
+bench/results/latest.json without measuring again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from bench.memory import MemoryResult
+from bench.throughput import ThroughputResults
+
+Json = dict[str, Any]
+
+SCHEMA = 1
+THROUGHPUT_FACTOR = 1.5  # allocator req/s >= 1.5 x configurable-http-proxy
+RSS_LIMIT = 200_000_000  # bytes, with 10 000 sessions and 1 000 WebSockets
+UPLOAD_GROWTH_LIMIT = 50_000_000  # bytes, during a 1 GiB upload
+
+MET, NOT_MET, NOT_MEASURED = "met", "NOT met", "not measured"
+
+
+def throughput_json(results: ThroughputResults) -> Json:
+    contestants: Json = {}
+    for name, contestant in results.contestants.items():
+        runs: Json = {}
+        for method, measurement in contestant.runs.items():
+            result = measurement.result
+            runs[method] = {
+                **asdict(result),
+                "errors": result.errors,
+                "flagged": result.flagged,
+                "cpu_percent": measurement.cpu_percent,
+                "rps_of_rounds": [m.result.rps for m in contestant.rounds[method]],
+            }
+        contestants[name] = {
+            "description": contestant.description,
+            "missing": contestant.missing,
+            "runs": runs,
+        }
+    return {"load": asdict(results.load), "contestants": contestants}
+
+
+def memory_json(results: dict[str, MemoryResult]) -> Json:
+    out: Json = {}
+    for name, result in results.items():
+        entry = asdict(result)
+        if result.upload is not None:
+            entry["upload"]["growth"] = result.upload.growth
+        out[name] = entry
+    return out
+
+
+def _run(data: Json, name: str, method: str) -> Json | None:
+    throughput = data.get("throughput") or {}
+    contestant = throughput.get("contestants", {}).get(name)
+    if not contestant or contestant.get("missing"):
+        return None
+    run: Json | None = contestant["runs"].get(method)
+    return run
+
+
+def ratios(data: Json) -> Json:
+    """Per method: throughput ratios and p99 of each proxy (None where not measured)."""
+    out: Json = {}
+    for method in ("GET", "POST"):
+        runs = {name: _run(data, name, method) for name in ("nginx", "chp", "allocator")}
+
+        def ratio(a: str, b: str, runs: dict[str, Json | None] = runs) -> float | None:
+            x, y = runs[a], runs[b]
+            return round(x["rps"] / y["rps"], 3) if x and y and y["rps"] else None
+
+        out[method] = {
+            "allocator/chp": ratio("allocator", "chp"),
+            "allocator/nginx": ratio("allocator", "nginx"),
+            "chp/nginx": ratio("chp", "nginx"),
+            "p99_ms": {
+                name: run["latency_ms"]["p99"] if run else None for name, run in runs.items()
+            },
+        }
+    return out
+
+
+def _goal(goal: str, status: str, detail: str) -> Json:
+    return {"goal": goal, "status": status, "detail": detail}
+
+
+def goals(data: Json) -> list[Json]:
+    out: list[Json] = []
+    found = data.get("ratios") or ratios(data)
+    for method in ("GET", "POST"):
+        alloc, chp = _run(data, "allocator", method), _run(data, "chp", method)
+        rps_goal = f"{method}: allocator throughput >= {THROUGHPUT_FACTOR}x CHP"
+        p99_goal = f"{method}: allocator p99 <= CHP p99"
+        if not alloc or not chp:
+            if not data.get("throughput"):
+                why = "throughput scenario not run"
+            else:
+                why = "allocator not measured" if not alloc else "CHP not measured"
+            out += [_goal(rps_goal, NOT_MEASURED, why), _goal(p99_goal, NOT_MEASURED, why)]
+            continue
+        flagged = alloc["flagged"] or chp["flagged"]
+        suffix = " (run had errors)" if flagged else ""
+        factor = found[method]["allocator/chp"]
+        ok = factor >= THROUGHPUT_FACTOR and not flagged
+        out.append(_goal(rps_goal, MET if ok else NOT_MET, f"{factor:.2f}x{suffix}"))
+        a99, c99 = alloc["latency_ms"]["p99"], chp["latency_ms"]["p99"]
+        ok = a99 <= c99 and not flagged
+        out.append(_goal(p99_goal, MET if ok else NOT_MET, f"{a99:.2f} vs {c99:.2f} ms{suffix}"))
+
+    memory = (data.get("memory") or {}).get("allocator")
+    rss_goal = "RSS <= 200 MB with 10 000 sessions and 1 000 WebSockets"
+    upload_goal = "1 GiB upload streams through with RSS growth < 50 MB"
+    if not memory or memory.get("missing"):
+        why = memory["missing"] if memory else "memory scenario not run"
+        return [*out, _goal(rss_goal, NOT_MEASURED, why), _goal(upload_goal, NOT_MEASURED, why)]
+    settings = data.get("settings", {}).get("memory", {})
+    sessions, sockets = memory["sessions"], memory["websockets"]
+    complete = (
+        sessions["ok"] >= 10_000
+        and sockets["ok"] >= 1_000
+        and settings.get("sessions", 0) >= 10_000
+        and settings.get("websockets", 0) >= 1_000
+    )
+    rss = memory["rss"]["websockets"]
+    detail = f"{rss / 1e6:.1f} MB with {sessions['ok']} sessions and {sockets['ok']} WebSockets"
+    status = (MET if rss <= RSS_LIMIT else NOT_MET) if complete else NOT_MEASURED
+    out.append(_goal(rss_goal, status, detail + ("" if complete else " (reduced sizes)")))
+    upload = memory["upload"]
+    detail = (
+        f"+{upload['growth'] / 1e6:.1f} MB; origin received {upload['received']:,} of "
+        f"{upload['sent']:,} bytes"
+    )
+    if upload["growth"] >= UPLOAD_GROWTH_LIMIT or upload["received"] != upload["sent"]:
+        status = NOT_MET
+    elif upload["sent"] < 1 << 30:
+        status, detail = NOT_MEASURED, detail + " (reduced size)"
+    else:
+        status = MET
+    out.append(_goal(upload_goal, status, detail))
+    return out
+
+
+def summarize(data: Json) -> Json:
+    """Add ratios and goal verdicts to a results document."""
+    data["ratios"] = ratios(data)
+    data["goals"] = goals(data)
+    return data

@@ -1,0 +1,165 @@
+"""`make bench`: measure the allocator against nginx and configurable-http-proxy (brief §6).
+
+    .venv/bin/python -m bench.run [--duration 10] [--connections 32] [--only throughput|memory]
+
+Prints a table, writes bench/results/latest.json and (after a full run) BENCHMARKS.md. Every
+process it starts runs on loopback in a temporary directory and is stopped at the end, also on
+Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+if not __package__:  # started as `python bench/run.py`: use the project's venv and root
+    _root = Path(__file__).resolve().parent.parent
+    _venv = _root / ".venv"
+    if Path(sys.prefix).resolve() != _venv.resolve() and (_venv / "bin" / "python").exists():
+        os.execv(_venv / "bin" / "python", [str(_venv / "bin" / "python"), *sys.argv])
+    sys.path[0] = str(_root)
+
+import argparse
+import json
+import shlex
+import shutil
+import signal
+import tempfile
+from types import FrameType
+
+from bench import memory, procs, report, results, services, throughput, tools, wrk
+
+RESULTS = tools.BENCH_DIR / "results" / "latest.json"
+MARKDOWN = tools.ROOT / "BENCHMARKS.md"
+OPEN_FILES = 65_536
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench.run", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--only", choices=("throughput", "memory"), help="run one scenario")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up per run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure each proxy N times in turn; keep the median"
+    )
+    parser.add_argument("--sessions", type=int, default=10_000, help="memory: known sessions")
+    parser.add_argument("--websockets", type=int, default=1_000, help="memory: open WebSockets")
+    parser.add_argument("--upload-mib", type=int, default=1024, help="memory: upload size")
+    parser.add_argument(
+        "--allocator-cmd",
+        default=shlex.join(services.DEFAULT_ALLOCATOR_COMMAND),
+        help="command that starts the allocator (SDA_* settings come from the environment)",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument(
+        "--markdown",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"write {MARKDOWN.name} (default: only after a full run)",
+    )
+    parser.add_argument(
+        "--render", action="store_true", help=f"only re-render {MARKDOWN.name} from --output"
+    )
+    parser.add_argument("--keep-temp", action="store_true", help="keep logs and configs")
+    return parser.parse_args(argv)
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `Processes`, which stops everything
+
+
+def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
+    allocator_command = shlex.split(args.allocator_cmd)
+    load = wrk.Load(
+        threads=args.threads,
+        connections=args.connections,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        rounds=args.rounds,
+    )
+    sizes = memory.Sizes(
+        sessions=args.sessions, websockets=args.websockets, upload_bytes=args.upload_mib << 20
+    )
+    machine = report.machine()
+    if machine["busy_before_percent"] > 10:
+        print(
+            f"warning: the machine was {machine['busy_before_percent']:.0f}% busy before the "
+            "run; other programs will disturb the numbers",
+            flush=True,
+        )
+    data: results.Json = {
+        "schema": results.SCHEMA,
+        "machine": machine,
+        "versions": {**tools.versions(found), **report.package_versions()},
+        "settings": {
+            "allocator_command": allocator_command,
+            "memory": {
+                "sessions": sizes.sessions,
+                "websockets": sizes.websockets,
+                "upload_bytes": sizes.upload_bytes,
+                "concurrency": sizes.concurrency,
+            },
+        },
+        "throughput": None,
+        "memory": None,
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="sda-bench-"))
+    try:
+        with procs.Processes(workdir) as processes:
+            if args.only in (None, "throughput"):
+                print("Scenario 1: throughput and latency", flush=True)
+                measured = throughput.run(processes, found, load, allocator_command)
+                data["throughput"] = results.throughput_json(measured)
+            if args.only in (None, "memory"):
+                print("Scenario 2: memory", flush=True)
+                measured_memory = memory.run(processes, found, sizes, allocator_command)
+                data["memory"] = results.memory_json(measured_memory)
+    finally:
+        if args.keep_temp:
+            print(f"logs and configs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return results.summarize(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render:
+        data = results.summarize(json.loads(args.output.read_text()))
+        MARKDOWN.write_text(report.markdown(data))
+        print(f"wrote {MARKDOWN}")
+        return 0
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    limit = procs.raise_open_files_limit(OPEN_FILES)
+    needed = 3 * args.websockets + 1024
+    if args.only != "throughput" and limit < needed:
+        print(f"open-files limit is {limit}, {needed} needed for {args.websockets} WebSockets;")
+        print("raise it (ulimit -n) or pass a smaller --websockets")
+        return 2
+    try:
+        found = tools.require_all()
+    except tools.MissingTool as e:
+        print(f"bench: missing tools:\n{e}", file=sys.stderr)
+        return 2
+    try:
+        data = measure(args, found)
+    except KeyboardInterrupt:
+        print("\ninterrupted; all benchmark processes stopped", file=sys.stderr)
+        return 130
+    print(report.console(data))
+    report.write_json(data, args.output)
+    print(f"\nwrote {args.output}")
+    if args.markdown or (args.markdown is None and args.only is None):
+        MARKDOWN.write_text(report.markdown(data))
+        print(f"wrote {MARKDOWN}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
