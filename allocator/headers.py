@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from multidict import CIMultiDict
 
@@ -49,6 +50,7 @@ WEBSOCKET_HANDSHAKE = frozenset(
     }
 )
 _DROP_UPSTREAM = HOP_BY_HOP | CLIENT_IDENTITY | REPLACED
+_PROTO = {"http": b"http", "https": b"https", "ws": b"http", "wss": b"https"}
 _HOST = re.compile(
     rb"^(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$"
 )
@@ -60,9 +62,9 @@ def valid_host(host: bytes) -> bool:
 
 def upstream_headers(
     scope: Scope, person: Person, drop_cookie: bytes | None, websocket: bool = False
-) -> CIMultiDict[str]:
+) -> list[tuple[bytes, bytes]]:
     """The request headers the WebUI sees: the client's, cleaned, plus who and where from."""
-    out: CIMultiDict[str] = CIMultiDict()
+    out: list[tuple[bytes, bytes]] = []
     host = b""
     forwarded_for = b""
     connection_named: set[bytes] = set()
@@ -80,37 +82,41 @@ def upstream_headers(
             value = _without_cookie(value, drop_cookie)
             if not value:
                 continue
-        out.add(name.decode("latin-1"), value.decode("latin-1"))
-    for name in connection_named - {b"close", b"keep-alive", b"upgrade"}:
-        out.popall(name.decode("latin-1"), None)
+        out.append((name, value))
+    named = connection_named - {b"close", b"keep-alive", b"upgrade"}
+    if named:
+        out = [(name, value) for name, value in out if name not in named]
     client = scope.get("client")
     client_ip = client[0] if client else "unknown"
-    out["X-Forwarded-For"] = _forwarded_for(forwarded_for.decode("latin-1"), client_ip)
-    out["X-Forwarded-Proto"] = scope.get("scheme", "http").replace("ws", "http")
     if host:
-        out["X-Forwarded-Host"] = host.decode("latin-1")
-        out["Host"] = host.decode("latin-1")
-    out["X-Forwarded-Email"] = person.email
-    out["X-Forwarded-User"] = person.email
+        out.append((b"host", host))
+        out.append((b"x-forwarded-host", host))
+    out.append((b"x-forwarded-for", _forwarded_for(forwarded_for.decode("latin-1"), client_ip)))
+    out.append((b"x-forwarded-proto", _PROTO.get(scope.get("scheme", "http"), b"http")))
+    email = person.email.encode()
+    out.append((b"x-forwarded-email", email))
+    out.append((b"x-forwarded-user", email))
     return out
+
+
+def as_multidict(headers: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    return CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
 
 
 # The server adds its own Date; two would confuse caches (nginx hides the upstream's too).
 _DROP_DOWNSTREAM = HOP_BY_HOP | {b"date"}
 
 
-def downstream_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
-    """The response headers the browser sees: the WebUI's, minus hop-by-hop ones."""
-    return [(n, v) for n, v in ((n.lower(), v) for n, v in raw) if n not in _DROP_DOWNSTREAM]
+def downstream_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response headers the browser sees: the WebUI's (lowercased), minus hop-by-hop."""
+    return [(name, value) for name, value in raw if name not in _DROP_DOWNSTREAM]
 
 
-def _forwarded_for(chain: str, client_ip: str) -> str:
+def _forwarded_for(chain: str, client_ip: str) -> bytes:
     """Append the client, unless uvicorn already took it from a trusted proxy's chain."""
-    if not chain:
-        return client_ip
-    if chain.rsplit(",", 1)[-1].strip() == client_ip:
-        return chain
-    return f"{chain}, {client_ip}"
+    if chain and chain.rsplit(",", 1)[-1].strip() != client_ip:
+        chain = f"{chain}, {client_ip}"
+    return (chain or client_ip).encode("latin-1")
 
 
 def _without_cookie(header: bytes, name: bytes) -> bytes:

@@ -1,73 +1,40 @@
 """HttpForwarder: one HTTP request to a person's WebUI and its response back, streamed.
 
-The upstream client is aiohttp: measured on this kind of machine it sustains several times
-the request rate of httpx's pooled client at 32 connections (BENCHMARKS.md). Bodies stream
-both ways with bounded memory; responses without a known small length are pumped chunk by
-chunk (so SSE events arrive as sent) while watching for the browser going away.
+Bodies stream both ways with bounded memory; responses without a known small length are
+pumped chunk by chunk (so SSE events arrive as sent) while watching for the browser going
+away. The upstream client is `UpstreamPool` (see `upstream.py` for why).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-from multidict import CIMultiDict
-from yarl import URL
-
 from allocator.headers import downstream_headers, upstream_headers
-from allocator.settings import Settings
 from allocator.types import Person, Receive, Scope, Send, Session
+from allocator.upstream import UpstreamBroken, UpstreamPool, UpstreamRefused, UpstreamResponse
+
+__all__ = ["ClientGone", "HttpForwarder", "UpstreamBroken", "UpstreamRefused"]
 
 SMALL_BODY = 64 * 1024
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class UpstreamRefused(Exception):
-    """The WebUI's address did not accept a connection (gone, or not listening)."""
-
-
-class UpstreamBroken(Exception):
-    """The WebUI accepted but did not produce a response."""
 
 
 class ClientGone(Exception):
     """The browser went away while sending its request body."""
 
 
-def create_client(settings: Settings) -> aiohttp.ClientSession:
-    """One pooled client for the process; no total timeout (generations and streams are long)."""
-    connector = aiohttp.TCPConnector(
-        limit=0,
-        keepalive_timeout=4.0,  # below the 5 s uvicorn default of Gradio apps: no reuse race
-        enable_cleanup_closed=True,
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        sock_connect=settings.upstream_connect_timeout,
-        sock_read=settings.upstream_read_timeout or None,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-    )
-
-
-def upstream_url(scheme: str, session: Session, scope: Scope) -> URL:
-    raw_path = scope.get("raw_path") or scope["path"].encode()
-    query = scope.get("query_string", b"")
-    target = raw_path + b"?" + query if query else raw_path
-    return URL(f"{scheme}://{session.authority}{target.decode('latin-1')}", encoded=True)
+def request_target(scope: Scope) -> bytes:
+    """The path and query exactly as the browser sent them (no re-encoding)."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return raw_path + b"?" + query if query else raw_path
 
 
 class HttpForwarder:
-    def __init__(self, client: aiohttp.ClientSession, cookie_name: bytes | None) -> None:
-        self.client = client
+    def __init__(self, pool: UpstreamPool, cookie_name: bytes | None) -> None:
+        self.pool = pool
         self._cookie = cookie_name
         self.closing = asyncio.Event()  # set at shutdown: idle-exempt streams end at once
 
@@ -85,60 +52,47 @@ class HttpForwarder:
         method: str = scope["method"]
         headers = upstream_headers(scope, person, self._cookie)
         body = await _request_body(receive)
-        url = upstream_url("http", session, scope)
-        replayable = method in REPLAYABLE and not isinstance(body, AsyncIterator)
-        response = await self._open(method, url, headers, body, replayable)
+        streamed = isinstance(body, AsyncIterator)
+        chunked = streamed and not any(name == b"content-length" for name, _ in headers)
+        if chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif isinstance(body, bytes) and not any(n == b"content-length" for n, _ in headers):
+            headers.append((b"content-length", str(len(body)).encode()))
+        head = _serialise(method, request_target(scope), headers)
+        host, port = session.placement.host, session.placement.port
+        response = await self.pool.request(
+            host,
+            port,
+            head,
+            body,
+            chunked=chunked,
+            head_only=method == "HEAD",
+            replayable=method in REPLAYABLE and not streamed,
+        )
         try:
             await self._respond(response, send, receive, exempt)
         finally:
-            response.release()
+            self.pool.release(response, host, port)
         return response.status
 
-    async def _open(
-        self,
-        method: str,
-        url: URL,
-        headers: CIMultiDict[str],
-        body: bytes | AsyncIterator[bytes] | None,
-        replayable: bool,
-    ) -> aiohttp.ClientResponse:
-        for attempt in range(2):
-            try:
-                return await self.client.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                )
-            except aiohttp.ClientConnectorError as exc:
-                raise UpstreamRefused(str(exc)) from exc
-            except aiohttp.ServerDisconnectedError as exc:
-                if attempt == 0 and replayable:
-                    continue  # a pooled connection the WebUI had just closed
-                raise UpstreamBroken("the WebUI closed the connection") from exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise UpstreamBroken(f"{type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")
-
     async def _respond(
-        self, response: aiohttp.ClientResponse, send: Send, receive: Receive, exempt: bool
+        self, response: UpstreamResponse, send: Send, receive: Receive, exempt: bool
     ) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": response.status,
-                "headers": downstream_headers(response.raw_headers),
+                "headers": downstream_headers(response.headers),
             }
         )
         length = response.content_length
-        if length is not None and length <= SMALL_BODY:
+        if response.complete or (length is not None and length <= SMALL_BODY):
             await send({"type": "http.response.body", "body": await response.read()})
             return
         await self._stream(response, send, receive, exempt)
 
     async def _stream(
-        self, response: aiohttp.ClientResponse, send: Send, receive: Receive, exempt: bool
+        self, response: UpstreamResponse, send: Send, receive: Receive, exempt: bool
     ) -> None:
         pump = asyncio.ensure_future(_pump(response, send))
         watchers: set[asyncio.Future[Any]] = {asyncio.ensure_future(_disconnected(receive))}
@@ -155,8 +109,16 @@ class HttpForwarder:
             await send({"type": "http.response.body", "body": b""})
 
 
-async def _pump(response: aiohttp.ClientResponse, send: Send) -> None:
-    async for chunk in response.content.iter_any():
+def _serialise(method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    lines = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+async def _pump(response: UpstreamResponse, send: Send) -> None:
+    async for chunk in response.chunks():
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
 
@@ -188,8 +150,3 @@ async def _body_stream(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
-
-
-async def close_quietly(client: aiohttp.ClientSession) -> None:
-    with contextlib.suppress(Exception):
-        await client.close()

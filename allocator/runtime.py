@@ -14,11 +14,12 @@ from allocator.backends import create_backend
 from allocator.cache import SessionCache
 from allocator.identity import create_identity
 from allocator.identity.dev import COOKIE_NAME
-from allocator.proxy import HttpForwarder, close_quietly, create_client
+from allocator.proxy import HttpForwarder
 from allocator.settings import Settings
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Backend, Identity
-from allocator.wsproxy import WebSocketForwarder
+from allocator.upstream import UpstreamPool
+from allocator.wsproxy import WebSocketForwarder, create_client
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class Runtime:
         core = Core.build(settings)
         identity = create_identity(settings)
         cookie_name = COOKIE_NAME.encode()  # ours in every mode: never the WebUI's to see
-        client = create_client(settings)
+        pool = UpstreamPool(
+            settings.upstream_connect_timeout, settings.upstream_read_timeout or None
+        )
         tracker = ActivityTracker(
             core.store,
             settings.idle_exempt_paths,
@@ -74,8 +77,10 @@ class Runtime:
             core=core,
             identity=identity,
             tracker=tracker,
-            http=HttpForwarder(client, cookie_name),
-            websockets=WebSocketForwarder(client, cookie_name, settings.ws_max_size),
+            http=HttpForwarder(pool, cookie_name),
+            websockets=WebSocketForwarder(
+                create_client(settings), cookie_name, settings.ws_max_size
+            ),
         )
 
     @property
@@ -107,7 +112,8 @@ class Runtime:
                 await task
         await self.tracker.close()
         await self.identity.close()
-        await close_quietly(self.http.client)
+        self.http.pool.close()
+        await self.websockets.client.close()
         await self.core.close()
 
     async def _count_sessions(self) -> None:

@@ -12,11 +12,14 @@ import logging
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from allocator import metrics
-from allocator.headers import upstream_headers
-from allocator.proxy import UpstreamBroken, UpstreamRefused, upstream_url
+from allocator.headers import as_multidict, upstream_headers
+from allocator.proxy import request_target
+from allocator.settings import Settings
 from allocator.types import Person, Receive, Scope, Send, Session
+from allocator.upstream import UpstreamBroken, UpstreamRefused
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +29,22 @@ CLOSE_WAIT_SECONDS = 2.0
 _RESERVED = {1005: 1000, 1006: 1011, 1015: 1011}
 
 
+def create_client(settings: Settings) -> aiohttp.ClientSession:
+    """The WebSocket client: no total timeout (a WebSocket lives as long as the page)."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.upstream_connect_timeout)
+    return aiohttp.ClientSession(
+        timeout=timeout,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+    )
+
+
 class WebSocketForwarder:
     def __init__(
         self, client: aiohttp.ClientSession, cookie_name: bytes | None, max_size: int
     ) -> None:
-        self._client = client
+        self.client = client
         self._cookie = cookie_name
         self._max_size = max_size
         self._open: dict[asyncio.Future[int], asyncio.Event] = {}  # stop → relay finished
@@ -57,10 +71,11 @@ class WebSocketForwarder:
     async def _connect(
         self, scope: Scope, session: Session, person: Person
     ) -> aiohttp.ClientWebSocketResponse:
-        headers = upstream_headers(scope, person, self._cookie, websocket=True)
+        headers = as_multidict(upstream_headers(scope, person, self._cookie, websocket=True))
+        target = request_target(scope).decode("latin-1")
         try:
-            return await self._client.ws_connect(
-                upstream_url("ws", session, scope),
+            return await self.client.ws_connect(
+                URL(f"ws://{session.authority}{target}", encoded=True),
                 protocols=tuple(scope.get("subprotocols", ())),
                 headers=headers,
                 max_msg_size=self._max_size,

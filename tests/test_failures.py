@@ -109,8 +109,8 @@ def test_sign_in_then_use_the_webui(dev_proxy: AllocatorProcess) -> None:
     client = sign_in(dev_proxy, "Dana@Example.com")
     response = client.get("/echo")
     assert response.status_code == 200
-    seen = dict(response.json()["headers"])
-    assert seen["X-Forwarded-Email"] == "dana@example.com"
+    seen = {name.lower(): value for name, value in response.json()["headers"]}
+    assert seen["x-forwarded-email"] == "dana@example.com"
     assert client.get("/_allocator/status").json()["state"] == "ready"
 
 

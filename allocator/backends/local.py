@@ -105,7 +105,7 @@ class LocalBackend:
             if placement is not None:
                 return placement
             await asyncio.to_thread(self._claim, person, replace=True)
-        await progress(State.STARTING, "Starting your WebUI. This takes a few seconds.")
+        await progress(State.STARTING, "Your WebUI is loading; this usually takes a few seconds.")
         try:
             return await self._spawn(person)
         except BaseException:
