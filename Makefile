@@ -41,7 +41,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: system-deps install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --rounds 3
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -79,7 +79,10 @@ def serve(**flags: str | None) -> None:
     except (BackendUnavailable, IdentityUnavailable) as exc:
         fail(str(exc))
     _announce(settings)
-    run_server(settings)
+    try:
+        run_server(settings)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn already shut down cleanly and re-raised it
+        click.echo("sd-allocator: stopped", err=True)
 
 
 def _check_available(settings: Settings) -> None:

@@ -1,11 +1,12 @@
 """UpstreamPool: the hot path's HTTP/1.1 client, pooled keep-alive connections to WebUIs.
 
-Why not a library client: measured on this kind of machine (bench/clients.py), 32 concurrent
-GETs of 1 KiB from nginx run at ~5 800 req/s through aiohttp's ClientSession, ~240 req/s
-through httpx, and ~70 000 req/s through this module's approach: an asyncio Protocol feeding
-httptools' response parser (llhttp, the parser uvicorn uses). A proxy only needs the plain
-core of a client: write the head and body, parse the response, stream it, reuse the socket.
-WebSockets still go through aiohttp (`wsproxy.py`), where per-request cost does not matter.
+Why not a library client: `make bench` measures the candidates side by side (BENCHMARKS.md,
+"Upstream client"): with 32 concurrent 1 KiB GETs, aiohttp's ClientSession spends about
+five times the CPU per request of this module, and httpx's pooled client collapses to a few
+hundred requests per second. A proxy only needs the plain core of a client: write the head
+and body, parse the response with httptools (llhttp, the parser uvicorn uses), stream it,
+reuse the socket. WebSockets still go through aiohttp (`wsproxy.py`), where per-request
+cost does not matter.
 """
 
 from __future__ import annotations

@@ -102,13 +102,16 @@ class Processes:
         self._services.append(service)
         return service
 
-    def run(self, name: str, argv: Sequence[str | Path], *, timeout: float) -> str:
+    def run(
+        self, name: str, argv: Sequence[str | Path], *, timeout: float, cwd: Path | None = None
+    ) -> str:
         """Run a command to completion (killed with the rest on Ctrl-C); return its stdout."""
         popen = subprocess.Popen(
             [str(a) for a in argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            cwd=cwd,
             start_new_session=True,
         )
         service = Service(name=name, popen=popen, log=self.workdir / f"{name}.log")

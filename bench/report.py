@@ -20,6 +20,11 @@ LABELS = {
     "chp": "CHP",
     "allocator": "allocator",
 }
+CLIENT_LABELS = {
+    "aiohttp": "aiohttp ClientSession",
+    "httpx": "httpx AsyncClient",
+    "upstream": "UpstreamPool (allocator)",
+}
 
 
 def machine() -> Json:
@@ -46,7 +51,7 @@ def machine() -> Json:
 
 def package_versions() -> dict[str, str]:
     out = {}
-    for name in ("sd-allocator", "aiohttp", "uvicorn", "uvloop", "httptools"):
+    for name in ("sd-allocator", "aiohttp", "uvicorn", "uvloop", "httptools", "httpx"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -111,13 +116,17 @@ def throughput_table(data: Json, markdown: bool = False) -> str:
 
 def missing_notes(data: Json) -> list[str]:
     notes = []
-    for section in ("throughput", "memory"):
+    for section in ("throughput", "memory", "clients"):
         part: Json = data.get(section) or {}
-        entries: Json = part.get("contestants", {}) if section == "throughput" else part
+        entries: Json = part.get(_ENTRIES[section], {}) if section in _ENTRIES else part
+        labels = CLIENT_LABELS if section == "clients" else LABELS
         for name, entry in entries.items():
             if entry.get("missing"):
-                notes.append(f"{section}, {LABELS.get(name, name)}: {entry['missing']}")
+                notes.append(f"{section}, {labels.get(name, name)}: {entry['missing']}")
     return notes
+
+
+_ENTRIES = {"throughput": "contestants", "clients": "clients"}
 
 
 def ratio_lines(data: Json) -> list[str]:
@@ -213,6 +222,82 @@ def memory_table(data: Json, markdown: bool = False) -> str:
     return _table(headers, rows, markdown)
 
 
+def _times(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def clients_table(data: Json, markdown: bool = False) -> str:
+    headers = ["client", "GETs", "errors", "req/s", "CPU µs/request"]
+    headers += ["req/s vs aiohttp", "CPU/request vs aiohttp"]
+    ratios: Json = data.get("client_ratios") or {}
+    rows: list[list[str]] = []
+    for name, entry in data["clients"]["clients"].items():
+        label = CLIENT_LABELS.get(name, name)
+        if entry["missing"]:
+            rows.append([label, "—", "missing", *["—"] * 4])
+            continue
+        errors = entry["errors"] + entry["warmup_errors"]
+        ratio = ratios.get(name, {})
+        rows.append(
+            [
+                label,
+                f"{entry['requests']:,}",
+                f"{errors} FLAGGED" if errors else "0",
+                f"{entry['rps']:,.0f}",
+                f"{entry['cpu_us_per_request']:,.1f}",
+                _times(ratio.get("rps")),
+                _times(ratio.get("cpu_per_request")),
+            ]
+        )
+    return _table(headers, rows, markdown)
+
+
+def clients_verdict(data: Json) -> str | None:
+    """One sentence: what the measured CPU per request says about the hot path's client."""
+    entries: Json = (data.get("clients") or {}).get("clients", {})
+    usable = {
+        name: entry
+        for name, entry in entries.items()
+        if not entry.get("missing") and not entry["errors"] and entry["requests"]
+    }
+    ours, base = usable.get("upstream"), usable.get("aiohttp")
+    if not ours or not base:
+        return None
+    mine, theirs = ours["cpu_us_per_request"], base["cpu_us_per_request"]
+    httpx = usable.get("httpx")
+    also = f" (httpx: {httpx['cpu_us_per_request']:,.0f} µs)" if httpx else ""
+    if mine >= theirs:
+        return (
+            f"In this run UpstreamPool cost {mine:,.1f} µs of CPU per request and aiohttp "
+            f"{theirs:,.1f} µs{also}: the hot path's own client is not cheaper here, so its "
+            "choice should be re-examined."
+        )
+    return (
+        f"A proxy pays its upstream client's CPU on every request it forwards, on top of its "
+        f"own work: UpstreamPool (an asyncio Protocol feeding httptools' parser) costs "
+        f"{mine:,.1f} µs per request against {theirs:,.1f} µs for aiohttp's ClientSession"
+        f"{also}, {theirs / mine:.1f}x less, which is why the hot path uses it and aiohttp "
+        "only carries WebSockets, where per-request cost does not matter."
+    )
+
+
+def _clients_method(data: Json) -> str:
+    load = data["clients"]["load"]
+    warmup = load.get("warmup", {})
+    return (
+        "Each client runs in its own fresh Python process (uvloop), so they share neither an "
+        f"event loop nor garbage-collector state: {load['concurrency']} concurrent workers, "
+        "each issuing GETs one after the other on keep-alive connections, to the same nginx "
+        "origin as the throughput scenario (one worker, fixed 1 KiB body); "
+        f"{load['requests']:,} measured GETs per client after {warmup.get('aiohttp', 0):,} "
+        f"warm-up GETs, except httpx: {load['httpx_requests']:,} after "
+        f"{warmup.get('httpx', 0):,}, because it manages only a few hundred requests per second "
+        "at this concurrency. Every response must be status 200 with exactly the origin's body "
+        "(else it counts as an error). CPU is user + system time of the client process "
+        "(`getrusage`) during the measured GETs, divided by their number; lower is better."
+    )
+
+
 def goal_table(data: Json, markdown: bool = False) -> str:
     rows = [[g["goal"], g["status"], g["detail"]] for g in data["goals"]]
     return _table(["goal (brief §6)", "status", "measured"], rows, markdown)
@@ -233,6 +318,16 @@ def console(data: Json) -> str:
         ]
     if data.get("memory"):
         parts += ["\nMemory (RSS of the proxy process and its children)", memory_table(data)]
+    if data.get("clients"):
+        load = data["clients"]["load"]
+        parts += [
+            f"\nUpstream clients ({load['concurrency']} concurrent GET workers each, fresh "
+            "process, uvloop; same nginx origin)",
+            clients_table(data),
+        ]
+        verdict = clients_verdict(data)
+        if verdict:
+            parts += ["", verdict]
     parts += ["\nGoals", goal_table(data)]
     notes = missing_notes(data)
     if notes:
@@ -253,7 +348,8 @@ def markdown(data: Json) -> str:
         "# Benchmarks",
         "",
         "Reproduce with `make bench` (runs `.venv/bin/python -m bench.run`; options: "
-        "`--duration`, `--connections`, `--rounds`, `--only throughput|memory`; "
+        "`--duration`, `--connections`, `--rounds`, `--only throughput|memory|clients`, "
+        "`--client-requests`; "
         "`--help` for all). Raw numbers: "
         "`bench/results/latest.json`.",
         "",
@@ -317,6 +413,18 @@ def markdown(data: Json) -> str:
             "",
             memory_table(data, markdown=True),
         ]
+    if data.get("clients"):
+        out += [
+            "",
+            "## Upstream client (why the hot path does not use aiohttp)",
+            "",
+            _clients_method(data),
+            "",
+            clients_table(data, markdown=True),
+        ]
+        verdict = clients_verdict(data)
+        if verdict:
+            out += ["", verdict]
     out += ["", "## Goals", "", goal_table(data, markdown=True)]
     notes = missing_notes(data)
     if notes:

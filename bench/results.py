@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from bench.clients import BASELINE, ClientsResults
 from bench.memory import MemoryResult
 from bench.throughput import ThroughputResults
 
@@ -51,6 +52,39 @@ def memory_json(results: dict[str, MemoryResult]) -> Json:
             entry["upload"]["growth"] = result.upload.growth
         out[name] = entry
     return out
+
+
+def clients_json(results: ClientsResults) -> Json:
+    clients: Json = {}
+    for name, result in results.clients.items():
+        clients[name] = {
+            "description": result.description,
+            "missing": result.missing,
+            **(asdict(result.measured) if result.measured else {}),
+        }
+    load = asdict(results.load)
+    load["warmup"] = {name: results.load.warmup(name) for name in results.clients}
+    return {"load": load, "clients": clients}
+
+
+def client_ratios(data: Json) -> Json:
+    """Per client: req/s and CPU per request relative to aiohttp (None where not measured)."""
+    clients: Json = (data.get("clients") or {}).get("clients", {})
+    base = clients.get(BASELINE)
+    out: Json = {}
+    for name, entry in clients.items():
+        out[name] = {"rps": None, "cpu_per_request": None}
+        if not base or base.get("missing") or entry.get("missing"):
+            continue
+        out[name] = {
+            "rps": _ratio(entry["rps"], base["rps"]),
+            "cpu_per_request": _ratio(entry["cpu_us_per_request"], base["cpu_us_per_request"]),
+        }
+    return out
+
+
+def _ratio(value: float, base: float) -> float | None:
+    return round(value / base, 3) if base else None
 
 
 def _run(data: Json, name: str, method: str) -> Json | None:
@@ -146,5 +180,6 @@ def goals(data: Json) -> list[Json]:
 def summarize(data: Json) -> Json:
     """Add ratios and goal verdicts to a results document."""
     data["ratios"] = ratios(data)
+    data["client_ratios"] = client_ratios(data)
     data["goals"] = goals(data)
     return data

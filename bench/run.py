@@ -1,6 +1,7 @@
 """`make bench`: measure the allocator against nginx and configurable-http-proxy (brief §6).
 
-    .venv/bin/python -m bench.run [--duration 10] [--connections 32] [--only throughput|memory]
+    .venv/bin/python -m bench.run [--duration 10] [--connections 32]
+                                  [--only throughput|memory|clients]
 
 Prints a table, writes bench/results/latest.json and (after a full run) BENCHMARKS.md. Every
 process it starts runs on loopback in a temporary directory and is stopped at the end, also on
@@ -28,7 +29,7 @@ import signal
 import tempfile
 from types import FrameType
 
-from bench import memory, procs, report, results, services, throughput, tools, wrk
+from bench import clients, memory, procs, report, results, services, throughput, tools, wrk
 
 RESULTS = tools.BENCH_DIR / "results" / "latest.json"
 MARKDOWN = tools.ROOT / "BENCHMARKS.md"
@@ -39,7 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench.run", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    parser.add_argument("--only", choices=("throughput", "memory"), help="run one scenario")
+    parser.add_argument(
+        "--only", choices=("throughput", "memory", "clients"), help="run one scenario"
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up per run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
@@ -50,6 +53,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=10_000, help="memory: known sessions")
     parser.add_argument("--websockets", type=int, default=1_000, help="memory: open WebSockets")
     parser.add_argument("--upload-mib", type=int, default=1024, help="memory: upload size")
+    parser.add_argument(
+        "--client-requests",
+        type=int,
+        default=clients.ClientLoad.requests,
+        help="clients: measured GETs per client (after a tenth as many for warm-up)",
+    )
+    parser.add_argument(
+        "--httpx-requests",
+        type=int,
+        default=clients.ClientLoad.httpx_requests,
+        help="clients: measured GETs for httpx, which is much slower",
+    )
+    parser.add_argument(
+        "--client-concurrency",
+        type=int,
+        default=clients.ClientLoad.concurrency,
+        help="clients: concurrent workers in each client process",
+    )
     parser.add_argument(
         "--allocator-cmd",
         default=shlex.join(services.DEFAULT_ALLOCATOR_COMMAND),
@@ -85,6 +106,11 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
     sizes = memory.Sizes(
         sessions=args.sessions, websockets=args.websockets, upload_bytes=args.upload_mib << 20
     )
+    client_load = clients.ClientLoad(
+        requests=args.client_requests,
+        httpx_requests=args.httpx_requests,
+        concurrency=args.client_concurrency,
+    )
     machine = report.machine()
     if machine["busy_before_percent"] > 10:
         print(
@@ -107,6 +133,7 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
         },
         "throughput": None,
         "memory": None,
+        "clients": None,
     }
     workdir = Path(tempfile.mkdtemp(prefix="sda-bench-"))
     try:
@@ -119,6 +146,10 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
                 print("Scenario 2: memory", flush=True)
                 measured_memory = memory.run(processes, found, sizes, allocator_command)
                 data["memory"] = results.memory_json(measured_memory)
+            if args.only in (None, "clients"):
+                print("Scenario 3: upstream clients", flush=True)
+                measured_clients = clients.run(processes, found, client_load)
+                data["clients"] = results.clients_json(measured_clients)
     finally:
         if args.keep_temp:
             print(f"logs and configs kept in {workdir}")
@@ -138,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _exit_on_signal)
     limit = procs.raise_open_files_limit(OPEN_FILES)
     needed = 3 * args.websockets + 1024
-    if args.only != "throughput" and limit < needed:
+    if args.only in (None, "memory") and limit < needed:
         print(f"open-files limit is {limit}, {needed} needed for {args.websockets} WebSockets;")
         print("raise it (ulimit -n) or pass a smaller --websockets")
         return 2
