@@ -168,7 +168,7 @@ class Allocations:
         log.info("released %s of %s", session.server, email)
         return True
 
-    async def recover(self, person: Person, session: Session) -> Session | Progress | None:
+    async def recover(self, person: Person, session: Session) -> Progress | None:
         """The WebUI refused a connection. None if it still exists (just not answering);
         otherwise the mapping is dropped and a new allocation started."""
         if await self._backend.is_alive(session):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import time
 import weakref
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
 WS_INTERNAL_ERROR = 1011
 GC_GEN0_THRESHOLD = 50_000  # fewer, larger young collections: a shorter latency tail
+NOT_ANSWERING = "Your WebUI is running but not answering right now; trying again shortly."
 STORE_DOWN = "Sessions cannot be looked up right now. Please try again in a minute."
 
 running: weakref.WeakSet[AllocatorApp] = weakref.WeakSet()
@@ -122,11 +124,7 @@ class AllocatorApp:
         except StoreUnavailable:
             outcome = None
         if outcome is None:
-            outcome = Progress(
-                State.STARTING, "Your WebUI is not answering yet.", session.allocated_at
-            )
-        elif isinstance(outcome, Session):  # pragma: no cover - recover returns Progress
-            outcome = Progress(State.READY, "Your WebUI is ready.", session.allocated_at)
+            outcome = Progress(State.STARTING, NOT_ANSWERING, time.time())
         await pages.send_progress(scope, send, outcome)
 
     async def _challenge(self, scope: Scope, send: Send) -> None:

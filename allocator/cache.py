@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Session
 
+STORE_RETRY_SECONDS = 1.0  # after a failure, lookups skip the store this long
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -26,6 +28,7 @@ class SessionCache:
         self._grace = outage_grace
         self._entries: dict[str, _Entry] = {}
         self._prune_at = 1024
+        self._store_down_until = 0.0
 
     async def lookup(self, email: str) -> Session | None:
         now = time.monotonic()
@@ -33,8 +36,11 @@ class SessionCache:
         if entry is not None and now - entry.fetched < self._ttl:
             return entry.session
         try:
+            if now < self._store_down_until:  # don't wait on a store that just failed
+                raise StoreUnavailable("the store failed moments ago")
             session = await self._store.get(email)
         except StoreUnavailable:
+            self._store_down_until = max(self._store_down_until, now + STORE_RETRY_SECONDS)
             if entry is not None and now - entry.fetched < self._grace:
                 return entry.session
             raise

@@ -242,7 +242,8 @@ def _add_sign_in(app: FastAPI, runtime: Runtime) -> None:
 
 def _safe_next(target: str) -> str:
     """Only a path on this site (no open redirect to another host)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    printable = all(" " < char < "\x7f" for char in target)
+    if not printable or not target.startswith("/") or target[1:2] in ("/", "\\"):
         return "/"
     return target
 

@@ -89,7 +89,8 @@ def connect(url: str) -> redis.Redis:
     if url == MEMORY_STORE:
         import fakeredis
 
-        return cast(redis.Redis, fakeredis.FakeAsyncRedis(decode_responses=True))
+        server = fakeredis.FakeServer()  # private: never shared with another store object
+        return cast(redis.Redis, fakeredis.FakeAsyncRedis(server=server, decode_responses=True))
     retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1)
     return redis.Redis.from_url(
         url,

@@ -33,6 +33,7 @@ def create_client(settings: Settings) -> aiohttp.ClientSession:
     """The WebSocket client: no total timeout (a WebSocket lives as long as the page)."""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.upstream_connect_timeout)
     return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),  # each open WebSocket holds a connection
         timeout=timeout,
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),

@@ -115,3 +115,23 @@ async def test_cache_serves_known_people_through_a_short_outage(
     assert await cache.lookup("a@x.com") == session("a@x.com")
     with pytest.raises(StoreUnavailable):
         await cache.lookup("new@x.com")
+
+
+async def test_cache_does_not_wait_on_a_store_that_just_failed(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.save(session("a@x.com"), now=100)
+    cache = SessionCache(store, ttl=0.0, outage_grace=60.0)
+    await cache.lookup("a@x.com")
+    calls = []
+
+    async def down(email: str) -> Session | None:
+        calls.append(email)
+        raise StoreUnavailable("down")
+
+    monkeypatch.setattr(store, "get", down)
+    for _ in range(5):
+        assert await cache.lookup("a@x.com") == session("a@x.com")
+        with pytest.raises(StoreUnavailable):
+            await cache.lookup("new@x.com")
+    assert calls == ["a@x.com"]  # one try, then a second of not asking

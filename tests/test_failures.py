@@ -124,6 +124,13 @@ def test_bad_sign_in_input(dev_proxy: AllocatorProcess) -> None:
         headers=origin,
     )
     assert redirect.headers["location"] == "/"
+    for sneaky in ("/\t/evil.example", "/\\evil.example", "https://evil.example", "/\n/x"):
+        answer = httpx.post(
+            f"{dev_proxy.url}/_allocator/login",
+            data={"email": "e@example.com", "next": sneaky},
+            headers=origin,
+        )
+        assert answer.headers["location"] == "/", sneaky
     cross_site = httpx.post(
         f"{dev_proxy.url}/_allocator/login",
         data={"email": "e@example.com"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -193,3 +195,17 @@ def test_dev_cookie_never_reaches_the_webui(proxy: AllocatorProcess, tmp_path: P
     headers = {**ALICE, "Cookie": "theme=dark; sda_session=secret-token; lang=en"}
     response = httpx.get(f"{proxy.url}/cookies", headers=headers, timeout=10)
     assert response.json()["cookie"] == "theme=dark; lang=en"
+
+
+async def test_many_websockets_stay_open_at_once(proxy: AllocatorProcess) -> None:
+    """More than any default client pool size (aiohttp's is 100) at the same time."""
+    url = f"ws://127.0.0.1:{proxy.port}/ws"
+    sockets = []
+    try:
+        for index in range(150):
+            ws = await asyncio.wait_for(ws_connect(url, additional_headers=ALICE), 5)
+            sockets.append(ws)
+            await ws.send(f"hello {index}")
+            assert await asyncio.wait_for(ws.recv(), 5) == f"hello {index}"
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))
