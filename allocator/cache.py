@@ -35,20 +35,25 @@ class SessionCache:
         entry = self._entries.get(email)
         if entry is not None and now - entry.fetched < self._ttl:
             return entry.session
+        if entry is not None and now < self._store_down_until:
+            # Known people don't wait on a store that failed a moment ago.
+            return self._stale(entry, now, StoreUnavailable("the store failed moments ago"))
         try:
-            if now < self._store_down_until:  # don't wait on a store that just failed
-                raise StoreUnavailable("the store failed moments ago")
             session = await self._store.get(email)
-        except StoreUnavailable:
-            self._store_down_until = max(self._store_down_until, now + STORE_RETRY_SECONDS)
-            if entry is not None and now - entry.fetched < self._grace:
-                return entry.session
-            raise
+        except StoreUnavailable as exc:
+            self._store_down_until = now + STORE_RETRY_SECONDS
+            return self._stale(entry, now, exc)
         if session is None:
             self._entries.pop(email, None)
         else:
             self.put(session, now)
         return session
+
+    def _stale(self, entry: _Entry | None, now: float, error: StoreUnavailable) -> Session:
+        """The last known session while the store is away, within the grace period."""
+        if entry is not None and now - entry.fetched < self._grace:
+            return entry.session
+        raise error
 
     def put(self, session: Session, now: float | None = None) -> None:
         self._entries[session.email] = _Entry(session, now or time.monotonic())
