@@ -15,7 +15,7 @@ from urllib.parse import quote
 from allocator import metrics, pages
 from allocator.control import build_control
 from allocator.headers import valid_host
-from allocator.proxy import ClientGone, UpstreamBroken, UpstreamRefused
+from allocator.proxy import ClientGone, ResponseCut, UpstreamBroken, UpstreamRefused
 from allocator.runtime import Runtime
 from allocator.settings import Settings, load_settings
 from allocator.store import StoreUnavailable
@@ -88,6 +88,11 @@ class AllocatorApp:
             log.warning("WebUI %s of %s failed: %s", session.server, person.email, exc)
             message = "Your WebUI did not answer this request. Try again in a moment."
             await pages.send_error(scope, send, 502, "Your WebUI did not answer", message)
+        except ResponseCut as exc:  # the browser sees a cut-off response, never a complete one
+            metrics.UPSTREAM_ERRORS.labels(cause="cut").inc()
+            log.warning(
+                "WebUI %s of %s broke off a response: %s", session.server, person.email, exc
+            )
         except ClientGone:
             pass
         finally:

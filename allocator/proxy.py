@@ -15,7 +15,7 @@ from allocator.headers import downstream_headers, upstream_headers
 from allocator.types import Person, Receive, Scope, Send, Session
 from allocator.upstream import UpstreamBroken, UpstreamPool, UpstreamRefused, UpstreamResponse
 
-__all__ = ["ClientGone", "HttpForwarder", "UpstreamBroken", "UpstreamRefused"]
+__all__ = ["ClientGone", "HttpForwarder", "ResponseCut", "UpstreamBroken", "UpstreamRefused"]
 
 SMALL_BODY = 64 * 1024
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -23,6 +23,10 @@ REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 class ClientGone(Exception):
     """The browser went away while sending its request body."""
+
+
+class ResponseCut(Exception):
+    """The WebUI broke off a response the browser was already receiving."""
 
 
 def request_target(scope: Scope) -> bytes:
@@ -48,7 +52,7 @@ class HttpForwarder:
         exempt: bool,
     ) -> int:
         """Forward and answer; returns the status. Raises UpstreamRefused / UpstreamBroken
-        before anything was sent to the browser."""
+        before anything was sent to the browser, ResponseCut after."""
         method: str = scope["method"]
         headers = upstream_headers(scope, person, self._cookie)
         body = await _request_body(receive)
@@ -71,6 +75,8 @@ class HttpForwarder:
         )
         try:
             await self._respond(response, send, receive, exempt)
+        except UpstreamBroken as exc:
+            raise ResponseCut(str(exc)) from exc
         finally:
             self.pool.release(response, host, port)
         return response.status

@@ -209,3 +209,13 @@ async def test_many_websockets_stay_open_at_once(proxy: AllocatorProcess) -> Non
             assert await asyncio.wait_for(ws.recv(), 5) == f"hello {index}"
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+def test_a_response_the_webui_breaks_off_is_never_passed_off_as_complete(
+    proxy: AllocatorProcess,
+) -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{proxy.url}/cut", headers=ALICE, timeout=10)
+    assert httpx.get(f"{proxy.url}/echo", headers=ALICE, timeout=10).status_code == 200
+    assert "broke off a response" in proxy.log()
+    assert "Traceback" not in proxy.log()

@@ -49,6 +49,7 @@ class Origin:
         app.router.add_get("/slow", self.slow)
         app.router.add_get("/gradio_api/heartbeat/{session}", self.heartbeat)
         app.router.add_get("/cookies", self.cookies)
+        app.router.add_get("/cut", self.cut)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -116,6 +117,15 @@ class Origin:
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(float(request.query.get("seconds", "1")))
         return web.json_response({"slept": True})
+
+    async def cut(self, request: web.Request) -> web.StreamResponse:
+        """Promises 200 000 bytes, sends 100 000, hangs up."""
+        response = web.StreamResponse(headers={"Content-Length": "200000"})
+        await response.prepare(request)
+        await response.write(b"c" * 100_000)
+        assert request.transport is not None
+        request.transport.close()
+        return response
 
     async def cookies(self, request: web.Request) -> web.Response:
         return web.json_response({"cookie": request.headers.get("Cookie")})
