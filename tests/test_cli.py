@@ -34,10 +34,9 @@ def test_sessions_list_show_release(
     }
     allocator = AllocatorProcess(
         tmp_path,
-        backend="static",
-        static_target=origin.authority,
-        identity="header",
-        redis_url=redis_server.url,
+        **origin.settings(
+            redis_url=redis_server.url,
+        ),
     ).start()
     try:
         for email in ("ann@example.com", "bob@example.com"):

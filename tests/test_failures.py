@@ -20,10 +20,9 @@ def header_proxy(
 ) -> Iterator[AllocatorProcess]:
     allocator = AllocatorProcess(
         tmp_path_factory.mktemp("failures"),
-        backend="static",
-        static_target=origin.authority,
-        identity="header",
-        redis_url=redis_server.url,
+        **origin.settings(
+            redis_url=redis_server.url,
+        ),
     ).start()
     yield allocator
     allocator.stop()

@@ -35,10 +35,9 @@ def test_metrics_on_their_own_port_and_json_logs(origin: Origin, tmp_path: Path)
     metrics_port = free_port()
     allocator = AllocatorProcess(
         tmp_path,
-        backend="static",
-        static_target=origin.authority,
-        identity="header",
-        log_format="json",
+        **origin.settings(
+            log_format="json",
+        ),
     )
     allocator.env["SDA_METRICS_PORT"] = str(metrics_port)
     allocator.start()
@@ -80,17 +79,15 @@ def test_redis_auth_and_a_wrong_password(
     port = redis_with_password.port
     good = AllocatorProcess(
         tmp_path / "good",
-        backend="static",
-        static_target=origin.authority,
-        identity="header",
-        redis_url=f"redis://:s3cret-pw@127.0.0.1:{port}/0",
+        **origin.settings(
+            redis_url=f"redis://:s3cret-pw@127.0.0.1:{port}/0",
+        ),
     ).start()
     bad = AllocatorProcess(
         tmp_path / "bad",
-        backend="static",
-        static_target=origin.authority,
-        identity="header",
-        redis_url=f"redis://:wrong-pw@127.0.0.1:{port}/0",
+        **origin.settings(
+            redis_url=f"redis://:wrong-pw@127.0.0.1:{port}/0",
+        ),
     ).start()
     try:
         assert httpx.get(f"{good.url}/echo", headers=ALICE).status_code == 200
@@ -110,11 +107,10 @@ def test_two_workers_share_one_store_and_one_metrics_port(
     metrics_port = free_port()
     allocator = AllocatorProcess(
         tmp_path,
-        backend="static",
-        static_target=origin.authority,
-        identity="header",
-        redis_url=redis_server.url,
-        workers="2",
+        **origin.settings(
+            redis_url=redis_server.url,
+            workers="2",
+        ),
     )
     allocator.env["SDA_METRICS_PORT"] = str(metrics_port)
     allocator.start()

@@ -28,12 +28,11 @@ def proxy(
 ) -> Iterator[AllocatorProcess]:
     allocator = AllocatorProcess(
         tmp_path_factory.mktemp("proxy"),
-        backend="static",
-        static_target=origin.authority,
-        identity="header",
-        redis_url=module_redis.url,
-        busy_after="0.2",
-        activity_interval="0.2",
+        **origin.settings(
+            redis_url=module_redis.url,
+            busy_after="0.2",
+            activity_interval="0.2",
+        ),
     ).start()
     yield allocator
     allocator.stop()

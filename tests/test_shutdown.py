@@ -20,12 +20,7 @@ ALICE = header_for("alice@example.com")
 def test_sigterm_finishes_requests_closes_websockets_and_keeps_sessions(
     origin: Origin, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    settings = {
-        "backend": "static",
-        "static_target": origin.authority,
-        "identity": "header",
-        "redis_url": redis_server.url,
-    }
+    settings = origin.settings(redis_url=redis_server.url)
     allocator = AllocatorProcess(tmp_path, **settings).start()
     assert httpx.get(f"{allocator.url}/echo", headers=ALICE, timeout=10).status_code == 200
     server = httpx.get(f"{allocator.url}/_allocator/status", headers=ALICE).json()["server"]

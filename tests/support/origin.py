@@ -29,6 +29,10 @@ class Origin:
     def authority(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def settings(self, **extra: str) -> dict[str, str]:
+        """Allocator settings that send everyone to this origin, header identity."""
+        return {"backend": "static", "static_target": self.authority, "identity": "header", **extra}
+
     def start(self) -> Origin:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
