@@ -76,6 +76,10 @@ def upstream_headers(
             forwarded_for = value
         elif name == b"connection":
             connection_named.update(v.strip().lower() for v in value.split(b","))
+        elif name == b"transfer-encoding":
+            # The server de-chunked the body; a Content-Length beside it would let the body
+            # say something else than its length to the WebUI (request smuggling).
+            connection_named.add(b"content-length")
         if name in drop or name.startswith(b"x-goog-"):
             continue
         if name == b"cookie" and drop_cookie is not None and drop_cookie in value:
