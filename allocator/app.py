@@ -13,8 +13,8 @@ import weakref
 from urllib.parse import quote
 
 from allocator import metrics, pages
+from allocator.checks import RequestChecks
 from allocator.control import build_control
-from allocator.headers import valid_host
 from allocator.proxy import ClientGone, ResponseCut, UpstreamBroken, UpstreamRefused
 from allocator.runtime import Runtime
 from allocator.settings import Settings, load_settings
@@ -24,11 +24,13 @@ from allocator.types import ASGIApp, Person, Progress, Receive, Scope, Send, Ses
 log = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/_allocator"
+HEALTH_PATHS = frozenset({"/_allocator/healthz", "/_allocator/readyz"})  # load balancers' probes
 WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
 WS_INTERNAL_ERROR = 1011
 GC_GEN0_THRESHOLD = 50_000  # fewer, larger young collections: a shorter latency tail
 NOT_ANSWERING = "Your WebUI is running but not answering right now; trying again shortly."
+NO_SESSION = "You have no WebUI right now. Reload the page to get one."
 STORE_DOWN = "Sessions cannot be looked up right now. Please try again in a minute."
 
 running: weakref.WeakSet[AllocatorApp] = weakref.WeakSet()
@@ -44,50 +46,52 @@ class AllocatorApp:
         self.settings = settings
         self.runtime = Runtime.build(settings)
         self.control: ASGIApp = build_control(self.runtime)
-        self._allowed_hosts = {h.lower().encode() for h in settings.allowed_hosts}
-        self._any_host = "*" in settings.allowed_hosts
-        self._good_hosts: set[bytes] = set()
+        self.checks = RequestChecks(settings)
         running.add(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(receive, send)
-        elif scope["path"].startswith(CONTROL_PREFIX):
+            return
+        path = scope["path"]
+        problem = None if path in HEALTH_PATHS else self.checks.refusal(scope)
+        if problem is not None:
+            await self._refuse(scope, send, *problem)
+        elif path.startswith(CONTROL_PREFIX):
             await self.control(scope, receive, send)
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
 
+    async def _refuse(self, scope: Scope, send: Send, status: int, reason: str) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+        else:
+            await pages.send_error(scope, send, status, "Request refused", reason)
+
     # -- HTTP -----------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        problem = self._refusal(scope)
-        if problem is not None:
-            await pages.send_error(scope, send, problem[0], "Bad request", problem[1])
-            return
         person = await self.runtime.identity.identify(scope)
         if person is None:
             await self._challenge(scope, send)
             return
-        session = await self._session(scope, send, person)
+        tracker = self.runtime.tracker
+        # Heartbeats and progress polls neither count as activity nor start a WebUI: an open
+        # tab must not get a new one back right after a release or a reclaim.
+        exempt = tracker.is_exempt(scope["path"])
+        session = await self._session(scope, send, person, allocate=not exempt)
         if session is None:
             return
-        tracker = self.runtime.tracker
-        exempt = tracker.is_exempt(scope["path"])
         if not exempt:
             tracker.begin(person.email)
         try:
             status = await self.runtime.http.forward(scope, receive, send, session, person, exempt)
             metrics.count_response(status)
-        except UpstreamRefused as exc:
-            await self._recover(scope, send, person, session, str(exc))
-        except UpstreamBroken as exc:
-            metrics.UPSTREAM_ERRORS.labels(cause="broken").inc()
-            log.warning("WebUI %s of %s failed: %s", session.server, person.email, exc)
-            message = "Your WebUI did not answer this request. Try again in a moment."
-            await pages.send_error(scope, send, 502, "Your WebUI did not answer", message)
+        except (UpstreamRefused, UpstreamBroken) as exc:
+            await self._recover(scope, send, person, session, exc, allocate=not exempt)
         except ResponseCut as exc:  # the browser sees a cut-off response, never a complete one
             metrics.UPSTREAM_ERRORS.labels(cause="cut").inc()
             log.warning(
@@ -99,15 +103,20 @@ class AllocatorApp:
             if not exempt:
                 tracker.end(person.email)
 
-    async def _session(self, scope: Scope, send: Send, person: Person) -> Session | None:
+    async def _session(
+        self, scope: Scope, send: Send, person: Person, allocate: bool
+    ) -> Session | None:
         """The person's session; otherwise answers with progress (or a store error) and None."""
         try:
             session = await self.runtime.core.cache.lookup(person.email)
             if session is not None:
                 return session
-            outcome = await self.runtime.core.allocations.ensure(
-                person, self.settings.allocation_wait
-            )
+            if allocate:
+                outcome = await self.runtime.core.allocations.ensure(
+                    person, self.settings.allocation_wait
+                )
+            else:
+                outcome = Progress(State.NONE, NO_SESSION, time.time())
         except StoreUnavailable as exc:
             log.warning("store unavailable for %s: %s", person.email, exc)
             await pages.send_error(
@@ -120,17 +129,31 @@ class AllocatorApp:
         return outcome
 
     async def _recover(
-        self, scope: Scope, send: Send, person: Person, session: Session, cause: str
+        self,
+        scope: Scope,
+        send: Send,
+        person: Person,
+        session: Session,
+        error: Exception,
+        allocate: bool,
     ) -> None:
-        metrics.UPSTREAM_ERRORS.labels(cause="refused").inc()
-        log.warning("WebUI %s of %s refused a connection: %s", session.server, person.email, cause)
+        """The WebUI refused or failed: if it is gone, drop it (and start a new one)."""
+        cause = "refused" if isinstance(error, UpstreamRefused) else "broken"
+        metrics.UPSTREAM_ERRORS.labels(cause=cause).inc()
+        log.warning("WebUI %s of %s failed (%s): %s", session.server, person.email, cause, error)
         try:
-            outcome = await self.runtime.core.allocations.recover(person, session)
+            outcome = await self.runtime.core.allocations.recover(person, session, allocate)
         except StoreUnavailable:
             outcome = None
-        if outcome is None:
-            outcome = Progress(State.STARTING, NOT_ANSWERING, time.time())
-        await pages.send_progress(scope, send, outcome)
+        if outcome is not None:
+            await pages.send_progress(scope, send, outcome)
+        elif cause == "refused":
+            await pages.send_progress(
+                scope, send, Progress(State.STARTING, NOT_ANSWERING, time.time())
+            )
+        else:
+            message = "Your WebUI did not answer this request. Try again in a moment."
+            await pages.send_error(scope, send, 502, "Your WebUI did not answer", message)
 
     async def _challenge(self, scope: Scope, send: Send) -> None:
         login = self.runtime.identity.login_path
@@ -148,33 +171,11 @@ class AllocatorApp:
         extra = [(b"www-authenticate", b'Cookie realm="sd-allocator"')] if login else []
         await pages.send_error(scope, send, 401, "Not signed in", message, extra)
 
-    def _refusal(self, scope: Scope) -> tuple[int, str] | None:
-        size = 0
-        host = b""
-        for name, value in scope["headers"]:
-            size += len(name) + len(value)
-            if name == b"host":
-                host = value
-        if size > self.settings.max_header_bytes:
-            return 431, "The request headers are too large."
-        if host not in self._good_hosts:
-            if not host or not valid_host(host) or not self._host_allowed(host):
-                return 400, "The Host header is missing or not accepted here."
-            if len(self._good_hosts) < 256:
-                self._good_hosts.add(host)
-        return None
-
-    def _host_allowed(self, host: bytes) -> bool:
-        if self._any_host:
-            return True
-        name = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
-        return name.lower() in self._allowed_hosts
-
     # -- WebSocket ------------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         person = await self.runtime.identity.identify(scope)
-        if person is None or self._refusal(scope) or not _same_origin(scope):
+        if person is None:
             await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
             return
         try:
@@ -223,16 +224,3 @@ class AllocatorApp:
                 await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _same_origin(scope: Scope) -> bool:
-    """A browser WebSocket must come from a page of this site (no cross-site hijacking)."""
-    origin = host = None
-    for name, value in scope["headers"]:
-        if name == b"origin":
-            origin = value
-        elif name == b"host":
-            host = value
-    if origin is None:
-        return True  # not a browser: no ambient cookies to abuse
-    return bool(origin.split(b"://", 1)[-1] == host)

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     force_dev_identity: bool = False
     idle_exempt_paths: CommaList = tuple(DEFAULT_IDLE_EXEMPT.split(","))
-    allowed_hosts: CommaList = ("*",)
+    allowed_hosts: CommaList = ()  # empty: loopback names with dev identity, else any
     forwarded_allow_ips: str = "127.0.0.1"
 
     cache_ttl: float = Field(2.0, ge=0)
@@ -146,6 +146,17 @@ class Settings(BaseSettings):
                 "SDA_FORCE_DEV_IDENTITY=true"
             )
         return self
+
+    @property
+    def accepted_hosts(self) -> tuple[str, ...]:
+        """Host names requests may carry. With the dev identity only this machine's names by
+        default: another site's page resolving its name to 127.0.0.1 (DNS rebinding) must
+        not be able to sign in as anyone."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if self.identity == "dev":
+            return tuple(dict.fromkeys(("localhost", "127.0.0.1", "[::1]", self.host)))
+        return ("*",)
 
     @property
     def metrics_bind(self) -> str:

@@ -141,9 +141,23 @@ def test_bad_sign_in_input(dev_proxy: AllocatorProcess) -> None:
 def test_bad_host_and_oversized_headers(dev_proxy: AllocatorProcess) -> None:
     client = sign_in(dev_proxy, "erin@example.com")
     assert client.get("/echo", headers={"Host": "bad host!"}).status_code == 400
+    localhost = client.get("/_allocator/status", headers={"Host": f"localhost:{dev_proxy.port}"})
+    assert localhost.status_code == 200
     huge = client.get("/echo", headers={"X-Big": "x" * 100_000})
     assert huge.status_code in (400, 431)
     assert client.get("/echo").status_code == 200
+
+
+def test_dev_sign_in_refuses_other_host_names_dns_rebinding(dev_proxy: AllocatorProcess) -> None:
+    rebound = {
+        "Host": f"evil.example:{dev_proxy.port}",
+        "Origin": f"http://evil.example:{dev_proxy.port}",
+    }
+    login = httpx.post(
+        f"{dev_proxy.url}/_allocator/login", data={"email": "root@example.com"}, headers=rebound
+    )
+    assert login.status_code == 400 and "set-cookie" not in login.headers
+    assert httpx.get(f"{dev_proxy.url}/_allocator/healthz", headers=rebound).status_code == 200
 
 
 def test_unknown_allocator_path_is_404_with_a_message(dev_proxy: AllocatorProcess) -> None:

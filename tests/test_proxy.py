@@ -218,3 +218,28 @@ def test_a_response_the_webui_breaks_off_is_never_passed_off_as_complete(
     assert httpx.get(f"{proxy.url}/echo", headers=ALICE, timeout=10).status_code == 200
     assert "broke off a response" in proxy.log()
     assert "Traceback" not in proxy.log()
+
+
+def test_heartbeats_from_an_open_tab_never_start_a_webui(proxy: AllocatorProcess) -> None:
+    zed = header_for("zed@example.com")
+    beat = httpx.get(f"{proxy.url}/gradio_api/heartbeat/abc", headers=zed, timeout=10)
+    assert beat.status_code == 503 and beat.json()["state"] == "none"
+    status = httpx.get(f"{proxy.url}/_allocator/status", headers=zed, timeout=10).json()
+    assert status["state"] == "none"
+    assert httpx.get(f"{proxy.url}/echo", headers=zed, timeout=10).status_code == 200
+
+
+def test_cross_site_posts_are_refused(proxy: AllocatorProcess) -> None:
+    evil = {**ALICE, "Origin": "https://evil.example"}
+    assert httpx.post(f"{proxy.url}/echo", headers=evil, content=b"x").status_code == 403
+    assert httpx.get(f"{proxy.url}/echo", headers=evil).status_code == 200  # reading is fine
+    same = {**ALICE, "Origin": proxy.url}
+    assert httpx.post(f"{proxy.url}/echo", headers=same, content=b"x").status_code == 200
+
+
+def test_two_identity_headers_are_no_identity(proxy: AllocatorProcess) -> None:
+    headers = [
+        ("X-Goog-Authenticated-User-Email", "accounts.google.com:mallory@example.com"),
+        ("X-Goog-Authenticated-User-Email", "accounts.google.com:alice@example.com"),
+    ]
+    assert httpx.get(f"{proxy.url}/echo", headers=headers, timeout=10).status_code == 401
