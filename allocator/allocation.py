@@ -109,9 +109,7 @@ class Allocations:
 
             placement = await self._backend.allocate(person, progress)
             session = Session(person.email, person.slug, self._backend.name, placement, time.time())
-            await self._save(session)
-            result = "ok"
-            log.info("allocated %s for %s", placement.server, person.email)
+            result = "ok" if await self._save(session, token) else "lock_lost"
         except NoCapacity:
             result = "no_capacity"
             await self._report(person, State.NO_CAPACITY, ALL_BUSY, restarted)
@@ -132,13 +130,25 @@ class Allocations:
             with contextlib.suppress(StoreUnavailable):
                 await self._store.release_lock(person.email, token)
 
-    async def _save(self, session: Session) -> None:
+    async def _save(self, session: Session, token: str) -> bool:
+        """Record the allocation, unless this replica's lock was lost meanwhile (then the
+        WebUI is given back, unless the winner recorded that very one)."""
         try:
-            await self._store.save(session, time.time())
+            saved = await self._store.save(session, time.time(), lock_token=token)
         except StoreUnavailable:
             await self._backend.release(session)  # unrecorded, it would be an orphan
             raise
-        self._cache.put(session)
+        if saved:
+            self._cache.put(session)
+            log.info("allocated %s for %s", session.server, session.email)
+            return True
+        winner = await self._store.get(session.email)
+        log.warning(
+            "allocation lock for %s was lost; not recording %s", session.email, session.server
+        )
+        if winner is None or winner.server != session.server:
+            await self._backend.release(session)
+        return False
 
     async def _report(self, person: Person, state: State, message: str, restarted: bool) -> None:
         ttl = self._settings.start_timeout + self._settings.allocation_lock_ttl
@@ -168,19 +178,21 @@ class Allocations:
         log.info("released %s of %s", session.server, email)
         return True
 
-    async def recover(self, person: Person, session: Session) -> Progress | None:
-        """The WebUI refused a connection. None if it still exists (just not answering);
-        otherwise the mapping is dropped and a new allocation started."""
+    async def recover(
+        self, person: Person, session: Session, allocate: bool = True
+    ) -> Progress | None:
+        """The WebUI refused or failed a request. None if it still exists (just not answering);
+        otherwise the mapping is dropped and, when `allocate`, a new allocation started."""
         if await self._backend.is_alive(session):
             return None
         self._cache.forget(person.email)
         if await self._store.drop(person.email, session.server):
-            log.warning(
-                "WebUI %s of %s is gone; allocating a new one", session.server, person.email
-            )
+            log.warning("WebUI %s of %s is gone", session.server, person.email)
             metrics.RESTARTS.inc()
             with contextlib.suppress(Exception):
                 await self._backend.release(session)
+        if not allocate:
+            return Progress(State.NONE, RESTARTED, time.time(), restarted=True)
         outcome = await self.ensure(person, self._settings.allocation_wait, restarted=True)
         if isinstance(outcome, Session):
             return Progress(State.READY, RESTARTED, time.time(), restarted=True)

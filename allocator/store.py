@@ -43,6 +43,14 @@ redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
+_SAVE_IF_LOCKED = """
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('DEL', KEYS[3])
+return 1
+"""
 _RENEW_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -116,6 +124,7 @@ class SessionStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._drop = client.register_script(_DROP)
+        self._save_if_locked = client.register_script(_SAVE_IF_LOCKED)
         self._renew_lock = client.register_script(_RENEW_LOCK)
         self._release_lock = client.register_script(_RELEASE_LOCK)
 
@@ -137,15 +146,26 @@ class SessionStore:
             fields = await self._redis.hgetall(_session_key(email))
         return _decode_session(cast(dict[str, str], fields)) if fields else None
 
-    async def save(self, session: Session, now: float) -> None:
-        """Store the mapping and count its creation as activity; clears any progress."""
-        key = _session_key(session.email)
-        async with _translate(), self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=_encode_session(session))  # type: ignore[arg-type]
-            pipe.zadd(ACTIVITY, {session.email: now})
-            pipe.delete(_progress_key(session.email))
-            await pipe.execute()
+    async def save(self, session: Session, now: float, lock_token: str | None = None) -> bool:
+        """Store the mapping and count its creation as activity; clears any progress.
+
+        With `lock_token`, only while that allocation lock is still held (False otherwise):
+        an allocation that lost its lock must not overwrite another replica's result.
+        """
+        email = session.email
+        keys = [_session_key(email), ACTIVITY, _progress_key(email), _lock_key(email)]
+        fields = [str(part) for pair in _encode_session(session).items() for part in pair]
+        async with _translate():
+            if lock_token is not None:
+                args: list[str | float] = [lock_token, email, now, *fields]
+                return bool(await self._save_if_locked(keys=keys, args=args))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(keys[0])
+                pipe.hset(keys[0], mapping=_encode_session(session))  # type: ignore[arg-type]
+                pipe.zadd(ACTIVITY, {email: now})
+                pipe.delete(keys[2])
+                await pipe.execute()
+        return True
 
     async def drop(self, email: str, server: str | None = None) -> bool:
         """Remove the mapping, only if it still points at `server` (when given)."""

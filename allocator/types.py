@@ -66,7 +66,8 @@ class Session:
 
     @property
     def authority(self) -> str:
-        return f"{self.placement.host}:{self.placement.port}"
+        host = self.placement.host
+        return f"[{host}]:{self.placement.port}" if ":" in host else f"{host}:{self.placement.port}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,3 +107,14 @@ async def test_unreachable_redis_is_one_clear_error_without_the_password() -> No
         await store.get("a@x.com")
     assert "hunter2" not in str(error.value)
     await store.close()
+
+
+async def test_save_with_a_lock_token_only_while_that_lock_is_held(store: SessionStore) -> None:
+    assert await store.acquire_lock("a@x.com", "mine", 5)
+    assert await store.save(session("a@x.com", "gs-1"), now=10, lock_token="mine")
+    assert (await store.get("a@x.com")) == session("a@x.com", "gs-1")
+    await store.release_lock("a@x.com", "mine")
+    assert await store.acquire_lock("a@x.com", "theirs", 5)
+    assert not await store.save(session("a@x.com", "gs-2"), now=11, lock_token="mine")
+    assert (await store.get("a@x.com")) == session("a@x.com", "gs-1")
+    assert await store.idle(cutoff=100) == [("a@x.com", 10.0)]

@@ -92,7 +92,7 @@ class LocalBackend:
         """Stop every WebUI this process started."""
         for pid, (_, slug) in list(self._children.items()):
             await self._stop(pid)
-            self._forget(slug, pid)
+            await asyncio.to_thread(self._forget, slug, pid)
         if self._client:
             await self._client.close()
 
@@ -109,7 +109,7 @@ class LocalBackend:
         try:
             return await self._spawn(person)
         except BaseException:
-            self._forget(person.slug)
+            await asyncio.to_thread(self._forget, person.slug)
             raise
 
     async def release(self, session: Session) -> None:
@@ -117,7 +117,7 @@ class LocalBackend:
         created = session.placement.handle.get("create_time")
         if isinstance(pid, int) and _same_process(pid, created):
             await self._stop(pid)
-        self._forget(session.slug, pid)
+        await asyncio.to_thread(self._forget, session.slug, pid)
 
     async def is_alive(self, session: Session) -> bool:
         handle = session.placement.handle
@@ -148,7 +148,7 @@ class LocalBackend:
                 raise AllocationFailed(f"Could not start the WebUI ({argv[0]}): {exc}") from exc
         self._children[process.pid] = (process, person.slug)
         created = psutil.Process(process.pid).create_time()
-        self._record(person, process.pid, created, port)
+        await asyncio.to_thread(self._record, person, process.pid, created, port)
         log.info("started WebUI for %s: pid %s on port %s", person.email, process.pid, port)
         try:
             await self._wait_ready(process, port, log_path)
@@ -156,7 +156,7 @@ class LocalBackend:
             await self._stop(process.pid)
             raise
         handle = {"pid": process.pid, "create_time": created}
-        return Placement(server=f"local-{person.slug}", host=HOST, port=port, handle=handle)
+        return Placement(_server_name(person.slug, process.pid), HOST, port, handle)
 
     def _argv(self, port: int, user_dir: Path, outputs: Path) -> list[str]:
         values = {
@@ -200,7 +200,7 @@ class LocalBackend:
             return None
         log.info("re-attached %s to running WebUI pid %s", entry.email, entry.pid)
         handle = {"pid": entry.pid, "create_time": entry.create_time}
-        return Placement(server=f"local-{entry.slug}", host=HOST, port=entry.port, handle=handle)
+        return Placement(_server_name(entry.slug, entry.pid), HOST, entry.port, handle)
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -275,6 +275,11 @@ class LocalBackend:
         """The WebUIs running on this machine (for operators and reconciliation)."""
         with self._locked():
             return list(self._live_entries().values())
+
+
+def _server_name(slug: str, pid: int) -> str:
+    """Unique per WebUI process, so a stale mapping is never mistaken for a new one."""
+    return f"local-{slug}-{pid}"
 
 
 def _read(path: Path) -> Entry | None:

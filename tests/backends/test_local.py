@@ -124,7 +124,7 @@ def test_a_killed_webui_is_replaced_on_the_next_request(local: AllocatorProcess)
     assert page.status_code == 503
     assert "Your previous WebUI stopped" in page.text
     second = wait_ready(local, "eve@example.com")
-    assert second["server"] == first["server"]  # same slug, new process
+    assert second["server"] != first["server"]  # a new process, a new name
     assert txt2img(local, "eve@example.com", "after the restart").status_code == 200
 
 
