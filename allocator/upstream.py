@@ -32,7 +32,11 @@ class UpstreamBroken(Exception):
 
 
 class _Disconnected(UpstreamBroken):
-    """The connection closed before any response byte: safe to retry a replayable request."""
+    """The connection closed (before the response: safe to retry a replayable request)."""
+
+    def __init__(self, reason: str, clean: bool = True) -> None:
+        super().__init__(reason)
+        self.clean = clean  # an orderly close, not a reset
 
 
 class UpstreamResponse:
@@ -46,6 +50,7 @@ class UpstreamResponse:
         self._connection = connection
         self._loop = connection.loop
         self._head: asyncio.Future[None] = self._loop.create_future()
+        self._head.add_done_callback(_retrieve)  # a failed request may never await it
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._done = False
@@ -118,8 +123,8 @@ class UpstreamResponse:
         if not self._head.done():
             self._head.set_exception(error)
         elif not self._done:
-            if self._until_eof and isinstance(error, _Disconnected):
-                self._done = True  # a body delimited by the end of the connection
+            if self._until_eof and isinstance(error, _Disconnected) and error.clean:
+                self._done = True  # a body delimited by the (orderly) end of the connection
             else:
                 self._error = error
         self._wake()
@@ -158,7 +163,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._response is not None:
             reason = f"connection lost: {exc}" if exc else "the WebUI closed the connection"
-            self._response._fail(_Disconnected(reason))
+            self._response._fail(_Disconnected(reason, clean=exc is None))
         if self._write_resumed is not None and not self._write_resumed.done():
             self._write_resumed.set_result(None)
 
@@ -170,6 +175,11 @@ class _Connection(asyncio.Protocol):
             self._write_resumed.set_result(None)
 
     # -- httptools callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        response = self._response
+        if response is not None and response.status:  # a second answer to one request
+            raise UpstreamBroken("the WebUI sent more than one response")  # stops the parser
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self._response is not None
@@ -189,6 +199,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self._response is not None and self._response.status:
+            self.last_used = time.monotonic()  # the WebUI's keep-alive clock starts now
             self._response._finish()
 
     # -- used by the pool -----------------------------------------------------------------
@@ -219,6 +230,8 @@ class _Connection(asyncio.Protocol):
         response = self._response
         return (
             not self.closed
+            and self.transport is not None
+            and not self.transport.is_closing()
             and response is not None
             and response.complete
             and response.keep_alive
@@ -228,7 +241,6 @@ class _Connection(asyncio.Protocol):
     def idle(self) -> None:
         self._response = None
         self.reused = True
-        self.last_used = time.monotonic()
 
     def close(self) -> None:
         self.closed = True
@@ -326,6 +338,8 @@ class UpstreamPool:
             if not connection.closed and now - connection.last_used < self._keepalive:
                 return connection
             connection.close()
+        if idle is not None:
+            del self._idle[(host, port)]  # WebUIs come and go: forget addresses not in use
         return await self._connect(host, port)
 
     async def _connect(self, host: str, port: int) -> _Connection:
@@ -338,6 +352,11 @@ class UpstreamPool:
         except (OSError, TimeoutError) as exc:
             raise UpstreamRefused(f"{host}:{port}: {exc or type(exc).__name__}") from exc
         return connection
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _send_stream(connection: _Connection, body: AsyncIterator[bytes], chunked: bool) -> None:

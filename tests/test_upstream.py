@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -268,3 +271,39 @@ async def test_no_answer_within_the_read_timeout() -> None:
     async with Scripted(silent) as server:
         with pytest.raises(UpstreamBroken, match=r"no response within 0\.3 s"):
             await pool.request("127.0.0.1", server.port, GET, None)
+
+
+async def test_a_reset_is_not_an_end_of_body(pool: UpstreamPool) -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\npartial")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not FIN
+
+    async with Scripted(reset) as server:
+        response = await pool.request("127.0.0.1", server.port, GET, None)
+        with pytest.raises(UpstreamBroken):
+            await response.read()
+
+
+async def test_a_second_answer_to_one_request_is_refused(pool: UpstreamPool) -> None:
+    async def twice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"2\r\nok\r\n0\r\n\r\n" + answer(b"smuggled"))
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with Scripted(twice) as server:
+        response = await pool.request("127.0.0.1", server.port, GET, None)
+        body = b""
+        with contextlib.suppress(UpstreamBroken):
+            body = await response.read()
+        assert b"smuggled" not in body
+        pool.release(response, "127.0.0.1", server.port)
+        assert not pool._idle.get(("127.0.0.1", server.port))
