@@ -57,12 +57,14 @@ class WebSocketForwarder:
         if (await receive())["type"] != "websocket.connect":
             return
         upstream = await self._connect(scope, session, person)
-        await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
         stop: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         finished = self._open[stop] = asyncio.Event()
         metrics.OPEN_WEBSOCKETS.inc()
         try:
+            await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
             await self._relay(upstream, receive, send, stop)
+        except OSError:  # the browser went away (uvicorn's ClientDisconnected)
+            pass
         finally:
             del self._open[stop]
             finished.set()
@@ -103,11 +105,19 @@ class WebSocketForwarder:
         finally:
             to_upstream.cancel()
             to_browser.cancel()
-        if stop.done():
+        failed = [
+            t.exception() for t in (to_upstream, to_browser) if t.done() and not t.cancelled()
+        ]
+        for error in filter(None, failed):
+            log.info("WebSocket relay ended: %r", error)
+        if stop.done():  # shutdown: the browser hears it first, then the WebUI
             code = stop.result()
-            await upstream.close(code=code)
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": code})
+            await upstream.close(code=code)
+        elif any(failed):
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": 1011})
 
     async def close_all(self, code: int = GOING_AWAY) -> int:
         """End every open WebSocket with `code`; waits (at most 2 s) until the closes are sent."""

@@ -52,3 +52,8 @@ def test_identity_normalises_and_refuses_garbage() -> None:
         "x" * 250 + "@example.com",
     ]:
         assert person_from_email(bad) is None, bad
+
+
+def test_control_characters_are_not_an_email() -> None:
+    for bad in ["a\x01b@example.com", "a\x7fb@example.com", 'a"b@example.com', "a\tb@example.com"]:
+        assert person_from_email(bad) is None, repr(bad)

@@ -9,8 +9,11 @@ from allocator.types import Person
 
 MAX_EMAIL_LENGTH = 254
 GOOGLE_PREFIX = "accounts.google.com:"
-# Deliberately plain: one @, a dot in the domain, no spaces, controls, quotes or angle brackets.
-_EMAIL = re.compile(r"^[^\s@\"<>()\[\]\\,;:]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+$")
+# Deliberately plain: one @, printable ASCII "atext" before it (RFC 5322, no quotes, no
+# controls), a dotted host name after it.
+_EMAIL = re.compile(
+    r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+$"
+)
 
 
 def person_from_email(raw: str) -> Person | None:

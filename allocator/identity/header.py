@@ -36,10 +36,13 @@ class HeaderIdentity:
         return None
 
     async def identify(self, scope: Scope) -> Person | None:
+        found = None
         for name, value in scope["headers"]:
             if name == self._name:
-                return self._person(value)
-        return None
+                if found is not None:
+                    return None  # two claims: a proxy appended instead of replacing
+                found = value
+        return None if found is None else self._person(found)
 
     def _person(self, value: bytes) -> Person | None:
         try:
