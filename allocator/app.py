@@ -195,7 +195,7 @@ class AllocatorApp:
             metrics.UPSTREAM_ERRORS.labels(cause="refused").inc()
             await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
             with contextlib.suppress(StoreUnavailable):
-                await self.runtime.core.allocations.recover(person, session)
+                await self.runtime.core.allocations.recover(person, session, allocate=not exempt)
         except UpstreamBroken as exc:
             metrics.UPSTREAM_ERRORS.labels(cause="broken").inc()
             log.info("WebSocket to %s failed: %s", session.server, exc)
