@@ -13,7 +13,13 @@ from typing import Any
 
 from allocator.headers import downstream_headers, upstream_headers
 from allocator.types import Person, Receive, Scope, Send, Session
-from allocator.upstream import UpstreamBroken, UpstreamPool, UpstreamRefused, UpstreamResponse
+from allocator.upstream import (
+    Body,
+    UpstreamBroken,
+    UpstreamPool,
+    UpstreamRefused,
+    UpstreamResponse,
+)
 
 __all__ = ["ClientGone", "HttpForwarder", "ResponseCut", "UpstreamBroken", "UpstreamRefused"]
 
@@ -56,12 +62,7 @@ class HttpForwarder:
         method: str = scope["method"]
         headers = upstream_headers(scope, person, self._cookie)
         body = await _request_body(receive)
-        streamed = isinstance(body, AsyncIterator)
-        chunked = streamed and not any(name == b"content-length" for name, _ in headers)
-        if chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        elif isinstance(body, bytes) and not any(n == b"content-length" for n, _ in headers):
-            headers.append((b"content-length", str(len(body)).encode()))
+        chunked = _frame(headers, body)
         head = _serialise(method, request_target(scope), headers)
         host, port = session.placement.host, session.placement.port
         response = await self.pool.request(
@@ -71,7 +72,7 @@ class HttpForwarder:
             body,
             chunked=chunked,
             head_only=method == "HEAD",
-            replayable=method in REPLAYABLE and not streamed,
+            replayable=method in REPLAYABLE and not isinstance(body, AsyncIterator),
         )
         try:
             await self._respond(response, send, receive, exempt)
@@ -115,6 +116,17 @@ class HttpForwarder:
             await send({"type": "http.response.body", "body": b""})
 
 
+def _frame(headers: list[tuple[bytes, bytes]], body: Body) -> bool:
+    """Add the framing the WebUI needs for `body`; True when it must go chunk-encoded."""
+    if body is None or any(name == b"content-length" for name, _ in headers):
+        return False
+    if isinstance(body, bytes):
+        headers.append((b"content-length", str(len(body)).encode()))
+        return False
+    headers.append((b"transfer-encoding", b"chunked"))
+    return True
+
+
 def _serialise(method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     lines = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
     for name, value in headers:
@@ -134,7 +146,7 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def _request_body(receive: Receive) -> bytes | AsyncIterator[bytes] | None:
+async def _request_body(receive: Receive) -> Body:
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientGone()
