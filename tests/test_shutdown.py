@@ -48,3 +48,19 @@ def test_sigterm_finishes_requests_closes_websockets_and_keeps_sessions(
         assert status["state"] == "ready" and status["server"] == server
     finally:
         restarted.stop()
+
+
+def test_sigterm_ends_an_open_tabs_heartbeat_at_once(origin: Origin, tmp_path: Path) -> None:
+    allocator = AllocatorProcess(tmp_path, **origin.settings()).start()
+    assert httpx.get(f"{allocator.url}/echo", headers=ALICE, timeout=10).status_code == 200
+    url = f"{allocator.url}/gradio_api/heartbeat/tab1"
+    with httpx.stream("GET", url, headers=ALICE, timeout=30) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith("data:")
+        assert allocator.process is not None
+        started = time.monotonic()
+        allocator.process.terminate()
+        for _ in lines:  # ends when the allocator ends the stream
+            pass
+    assert allocator.process.wait(30) in (0, -15)
+    assert time.monotonic() - started < 10, "shutdown waited for an idle heartbeat stream"
