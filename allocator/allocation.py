@@ -61,7 +61,8 @@ class Allocations:
             progress = await self._store.get_progress(person.email)
             task = self._tasks.get(person.email)
             if task is None and not self._settled(progress):
-                task = await self._start(person, restarted)
+                told = restarted or (progress is not None and progress.restarted)
+                task = await self._start(person, told)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (task is None and self._settled(progress)):
                 return progress or Progress(State.ALLOCATING, FINDING, time.time(), restarted)
@@ -197,6 +198,17 @@ class Allocations:
         if isinstance(outcome, Session):
             return Progress(State.READY, RESTARTED, time.time(), restarted=True)
         return outcome
+
+    async def forget_gone(self, email: str, server: str) -> None:
+        """The backend saw `server` vanish: drop its mapping now, tell the person next time."""
+        self._cache.forget(email)
+        try:
+            if await self._store.drop(email, server):
+                metrics.RESTARTS.inc()
+                gone = Progress(State.NONE, RESTARTED, time.time(), restarted=True)
+                await self._store.set_progress(email, gone, self._settings.idle_timeout)
+        except StoreUnavailable as exc:
+            log.warning("could not drop the mapping of vanished %s: %s", server, exc)
 
     async def close(self) -> None:
         for task in list(self._tasks.values()):

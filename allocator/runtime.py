@@ -41,7 +41,9 @@ class Core:
         store = SessionStore.from_url(settings.redis_url)
         backend = create_backend(settings)
         cache = SessionCache(store, settings.cache_ttl, settings.store_outage_grace)
-        return cls(settings, store, backend, cache, Allocations(store, backend, cache, settings))
+        allocations = Allocations(store, backend, cache, settings)
+        backend.on_gone(allocations.forget_gone)
+        return cls(settings, store, backend, cache, allocations)
 
     async def close(self) -> None:
         await self.allocations.close()

@@ -81,6 +81,7 @@ class Progress:
 
 
 ProgressCallback = Callable[[State, str], Awaitable[None]]
+GoneCallback = Callable[[str, str], Awaitable[None]]  # (email, server) of a WebUI that vanished
 
 
 class NoCapacity(Exception):
@@ -111,6 +112,11 @@ class Backend(Protocol):
 
     async def is_alive(self, session: Session) -> bool:
         """Whether the WebUI behind `session` still exists (asked after a refused connection)."""
+        ...
+
+    def on_gone(self, callback: GoneCallback) -> None:
+        """Have `callback` told when a WebUI disappears by itself (crash, deleted pod), so
+        its mapping goes before anything else can take its address."""
         ...
 
 

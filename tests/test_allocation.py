@@ -12,7 +12,7 @@ from allocator.cache import SessionCache
 from allocator.settings import load_settings
 from allocator.slugs import slug_for
 from allocator.store import SessionStore
-from allocator.types import Person, Placement, ProgressCallback, Session, State
+from allocator.types import GoneCallback, Person, Placement, ProgressCallback, Session, State
 
 ANN = Person("ann@example.com", slug_for("ann@example.com"))
 
@@ -43,6 +43,9 @@ class RecordingBackend:
 
     async def is_alive(self, session: Session) -> bool:
         return session.server not in self.released
+
+    def on_gone(self, callback: GoneCallback) -> None:
+        self.gone = callback
 
 
 @pytest.fixture

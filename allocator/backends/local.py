@@ -32,6 +32,7 @@ import psutil
 from allocator.settings import Settings
 from allocator.types import (
     AllocationFailed,
+    GoneCallback,
     NoCapacity,
     Person,
     Placement,
@@ -73,6 +74,9 @@ class LocalBackend:
         self._max = max_sessions
         self._start_timeout = start_timeout
         self._children: dict[int, tuple[asyncio.subprocess.Process, str]] = {}
+        self._stopping: set[int] = set()
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._gone: GoneCallback | None = None
         self._client: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -93,6 +97,8 @@ class LocalBackend:
         for pid, (_, slug) in list(self._children.items()):
             await self._stop(pid)
             await asyncio.to_thread(self._forget, slug, pid)
+        for watcher in list(self._watchers):
+            watcher.cancel()
         if self._client:
             await self._client.close()
 
@@ -122,6 +128,9 @@ class LocalBackend:
     async def is_alive(self, session: Session) -> bool:
         handle = session.placement.handle
         return _same_process(handle.get("pid"), handle.get("create_time"))
+
+    def on_gone(self, callback: GoneCallback) -> None:
+        self._gone = callback
 
     # -- starting a WebUI -----------------------------------------------------------------
 
@@ -156,7 +165,25 @@ class LocalBackend:
             await self._stop(process.pid)
             raise
         handle = {"pid": process.pid, "create_time": created}
-        return Placement(_server_name(person.slug, process.pid), HOST, port, handle)
+        server = _server_name(person.slug, process.pid)
+        watcher = asyncio.create_task(self._watch(process, person, server), name="watch-webui")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return Placement(server, HOST, port, handle)
+
+    async def _watch(
+        self, process: asyncio.subprocess.Process, person: Person, server: str
+    ) -> None:
+        """A WebUI that exits without being stopped is reported at once (its port is free
+        for anyone's next WebUI: the mapping must go before that happens)."""
+        code = await process.wait()
+        if process.pid in self._stopping:
+            return
+        log.warning("WebUI %s of %s exited by itself with code %s", server, person.email, code)
+        self._children.pop(process.pid, None)
+        await asyncio.to_thread(self._forget, person.slug, process.pid)
+        if self._gone is not None:
+            await self._gone(person.email, server)
 
     def _argv(self, port: int, user_dir: Path, outputs: Path) -> list[str]:
         values = {
@@ -205,6 +232,7 @@ class LocalBackend:
     # -- stopping -------------------------------------------------------------------------
 
     async def _stop(self, pid: int) -> None:
+        self._stopping.add(pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
         if not await asyncio.to_thread(_wait_gone, pid, STOP_GRACE_SECONDS):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from allocator.settings import parse_authority
-from allocator.types import Person, Placement, ProgressCallback, Session
+from allocator.types import GoneCallback, Person, Placement, ProgressCallback, Session
 
 
 class StaticBackend:
@@ -28,3 +28,6 @@ class StaticBackend:
 
     async def is_alive(self, session: Session) -> bool:
         return True  # nothing to replace it with; a refused connection is reported as such
+
+    def on_gone(self, callback: GoneCallback) -> None:
+        return None  # the shared WebUI is not ours to watch

@@ -231,3 +231,20 @@ def test_a_killed_allocator_leaves_no_orphan(tmp_path: Path) -> None:
     allocator.process.wait()
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "a WebUI outlived its allocator"
+
+
+def test_a_webui_that_dies_is_dropped_at_once_not_at_the_next_request(
+    local: AllocatorProcess,
+) -> None:
+    wait_ready(local, "fred@example.com")
+    (victim,) = [p for p in webuis(local) if "fred-example-com" in " ".join(p.cmdline())]
+    victim.send_signal(signal.SIGKILL)
+    headers = header_for("fred@example.com")
+
+    def dropped() -> bool:
+        status = httpx.get(f"{local.url}/_allocator/status", headers=headers).json()
+        return status["state"] == "none"
+
+    wait_until(dropped, 5, "the dead WebUI's mapping to go")
+    page = httpx.get(f"{local.url}/", headers={**headers, "Accept": "text/html"}, timeout=30)
+    assert "Your previous WebUI stopped" in page.text
