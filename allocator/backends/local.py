@@ -74,7 +74,7 @@ class LocalBackend:
         self._max = max_sessions
         self._start_timeout = start_timeout
         self._children: dict[int, tuple[asyncio.subprocess.Process, str]] = {}
-        self._stopping: set[int] = set()
+        self._stopping: set[asyncio.subprocess.Process] = set()  # exits we caused
         self._watchers: set[asyncio.Task[None]] = set()
         self._gone: GoneCallback | None = None
         self._client: aiohttp.ClientSession | None = None
@@ -177,7 +177,8 @@ class LocalBackend:
         """A WebUI that exits without being stopped is reported at once (its port is free
         for anyone's next WebUI: the mapping must go before that happens)."""
         code = await process.wait()
-        if process.pid in self._stopping:
+        if process in self._stopping:
+            self._stopping.discard(process)
             return
         log.warning("WebUI %s of %s exited by itself with code %s", server, person.email, code)
         self._children.pop(process.pid, None)
@@ -232,14 +233,16 @@ class LocalBackend:
     # -- stopping -------------------------------------------------------------------------
 
     async def _stop(self, pid: int) -> None:
-        self._stopping.add(pid)
+        child = self._children.get(pid)
+        if child is not None:
+            self._stopping.add(child[0])
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
         if not await asyncio.to_thread(_wait_gone, pid, STOP_GRACE_SECONDS):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-        child = self._children.pop(pid, None)
         if child is not None:
+            self._children.pop(pid, None)
             with contextlib.suppress(ProcessLookupError):
                 await child[0].wait()
 
