@@ -63,9 +63,6 @@ class SessionCache:
     def forget(self, email: str) -> None:
         self._entries.pop(email, None)
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def _prune(self) -> None:
         cutoff = time.monotonic() - max(self._ttl, self._grace)
         self._entries = {e: v for e, v in self._entries.items() if v.fetched >= cutoff}

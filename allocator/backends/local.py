@@ -302,11 +302,6 @@ class LocalBackend:
         temporary.write_text(json.dumps(asdict(entry)))
         temporary.replace(path)
 
-    def running(self) -> list[Entry]:
-        """The WebUIs running on this machine (for operators and reconciliation)."""
-        with self._locked():
-            return list(self._live_entries().values())
-
 
 def _server_name(slug: str, pid: int) -> str:
     """Unique per WebUI process, so a stale mapping is never mistaken for a new one."""
