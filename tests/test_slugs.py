@@ -24,6 +24,18 @@ def test_slug_is_readable_and_stable() -> None:
     assert re.fullmatch(r"[0-9a-f]{16}", slug.rsplit("-", 1)[1])
 
 
+def test_slugs_never_change_between_releases() -> None:
+    """Pinned values: a changed scheme would orphan every running pod and every folder."""
+    assert slug_for("alice@example.com") == "alice-example-com-ff8d9819fc0e12bf"
+    long_email = "Very.Long.Name.With.Many.Parts+tag@subdomain.department.example.co.uk"
+    assert slug_for(long_email) == "very-long-name-with-many-parts-tag-subdomain-d-5e468459eb1a5075"
+
+
+@given(st.text(min_size=1, max_size=400))
+def test_any_text_gives_a_valid_label_value(text: str) -> None:
+    assert LABEL_VALUE.match(slug_for(text)), text
+
+
 @given(st.emails())
 def test_every_email_gives_a_valid_label_value(email: str) -> None:
     slug = slug_for(email)
