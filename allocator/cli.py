@@ -118,20 +118,25 @@ def _core_call(action: Callable[[Any], Awaitable[T]]) -> T:
             f"http://{settings.host}:{settings.port}/_allocator/admin (as one of SDA_ADMINS), or "
             "run the server with SDA_REDIS_URL=redis://… to use this command."
         )
+    from allocator.backends import BackendUnavailable
     from allocator.runtime import Core
     from allocator.store import StoreUnavailable
+    from allocator.types import BackendError
 
     async def run() -> T:
         core = Core.build(settings)
         try:
             return await action(core)
         finally:
-            await core.store.close()
+            await core.close()
 
     try:
         return asyncio.run(run())
     except StoreUnavailable as exc:
         fail(f"cannot reach the session store: {exc}")
+        raise AssertionError from exc
+    except (BackendUnavailable, BackendError) as exc:
+        fail(str(exc))
         raise AssertionError from exc
 
 

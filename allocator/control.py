@@ -21,7 +21,7 @@ from allocator.identity.dev import MAX_AGE_SECONDS, DevIdentity
 from allocator.runtime import Runtime
 from allocator.status import SessionStatus, describe, status_of
 from allocator.store import StoreUnavailable
-from allocator.types import Person
+from allocator.types import BackendError, Person
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,10 @@ def _install_error_pages(app: FastAPI, runtime: Runtime) -> None:
     async def store_down(request: Request, exc: StoreUnavailable) -> Response:
         message = "Sessions cannot be looked up right now. Please try again in a minute."
         return _error(request, 503, "Temporarily unavailable", message, {"Retry-After": "10"})
+
+    @app.exception_handler(BackendError)
+    async def backend_down(request: Request, exc: BackendError) -> Response:
+        return _error(request, 503, "Temporarily unavailable", str(exc), {"Retry-After": "30"})
 
 
 def _error(

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9090, ge=0, le=65535)
     namespace: str = "default"
     fleet: str = "sd-webui"
+    agones_port_name: str = "sd"
+    kube_timeout: float = Field(10.0, gt=0)  # seconds per Kubernetes API call
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     secret_key: SecretStr | None = None

@@ -92,6 +92,10 @@ class AllocationFailed(Exception):
     """The backend tried and failed; the message is safe to show to the person."""
 
 
+class BackendError(Exception):
+    """The backend could not do what was asked (e.g. its API is down); safe to show."""
+
+
 class Backend(Protocol):
     """A place where WebUIs run: this machine, one static WebUI, an Agones Fleet."""
 

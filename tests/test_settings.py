@@ -38,7 +38,11 @@ def run_serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ({"SDA_LOCAL_COMMAND": "webui --port {prt}"}, (), "SDA_LOCAL_COMMAND: unknown placeholder"),
         ({"SDA_WORKERS": "2"}, (), "SDA_REDIS_URL=memory lives inside one process"),
         ({"SDA_IDENTITY": "iap"}, (), "SDA_IAP_AUDIENCE is required"),
-        ({"SDA_BACKEND": "agones"}, (), "SDA_BACKEND=agones is not available in this version"),
+        (
+            {"SDA_BACKEND": "agones", "KUBECONFIG": "/nonexistent/kubeconfig"},
+            (),
+            "SDA_BACKEND=agones: no Kubernetes credentials",
+        ),
         ({"SDA_STATIC_TARGET": "nohost", "SDA_BACKEND": "static"}, (), "expected host:port"),
     ],
 )

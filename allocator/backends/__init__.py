@@ -20,7 +20,10 @@ def create_backend(settings: Settings) -> Backend:
         from allocator.backends.local import LocalBackend
 
         return LocalBackend.from_settings(settings)
-    raise BackendUnavailable(
-        f"SDA_BACKEND={settings.backend} is not available in this version yet; "
-        "use 'local' or 'static'"
-    )
+    from allocator.backends.agones import AgonesBackend
+    from allocator.kube import KubeConfigError
+
+    try:
+        return AgonesBackend.from_settings(settings)
+    except KubeConfigError as exc:
+        raise BackendUnavailable(f"SDA_BACKEND=agones: {exc}") from exc

@@ -1,0 +1,231 @@
+"""AgonesBackend: each person gets a GameServer from a Fleet of warm SD WebUI pods.
+
+Allocation is one GameServerAllocation whose first selector re-attaches the person's own
+still-Allocated GameServer and whose second takes a Ready one, so repeating it after an
+unknown outcome (a lost response, a timeout) never costs a second pod. Traffic goes to the
+Pod IP and the port named `sd`. A watch on our GameServers reports one that is deleted or
+unhealthy within seconds, so its mapping goes before its Pod IP can be reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from allocator.backends.gameservers import (
+    USER_LABEL,
+    allocation_request,
+    is_gone,
+    owner,
+    pod_ip,
+    port_named,
+)
+from allocator.backends.gswatch import GameServerWatch
+from allocator.kube import KubeApi, KubeError
+from allocator.settings import Settings
+from allocator.types import (
+    AllocationFailed,
+    BackendError,
+    GoneCallback,
+    NoCapacity,
+    Person,
+    Placement,
+    ProgressCallback,
+    Session,
+    State,
+)
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 6
+POD_IP_POLL_SECONDS = 0.25
+UNREACHABLE = "The cluster did not answer; try again in a minute."
+
+
+class Contention(Exception):
+    """Agones gave the GameServer to a concurrent request; trying again usually works."""
+
+
+class AgonesBackend:
+    name = "agones"
+
+    def __init__(
+        self,
+        kube: KubeApi,
+        fleet: str,
+        port_name: str = "sd",
+        allocation_deadline: float = 30.0,
+        pod_ip_wait: float = 30.0,
+    ) -> None:
+        self._kube = kube
+        self._fleet = fleet
+        self._port_name = port_name
+        self._deadline = allocation_deadline
+        self._pod_ip_wait = pod_ip_wait
+        self._gone: GoneCallback | None = None
+        self._releasing: set[str] = set()  # deletions we asked for are not news
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watch = GameServerWatch(kube, USER_LABEL, self._on_event)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AgonesBackend:
+        kube = KubeApi(settings.namespace, settings.kube_timeout)
+        return cls(
+            kube,
+            settings.fleet,
+            settings.agones_port_name,
+            settings.allocation_lock_ttl,
+            settings.start_timeout,
+        )
+
+    @property
+    def watch(self) -> GameServerWatch:
+        return self._watch
+
+    async def start(self) -> None:
+        self._watch.start()
+
+    async def close(self) -> None:
+        self._watch.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        self._kube.close()
+
+    # -- the Backend protocol -------------------------------------------------------------
+
+    async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
+        status = await self._allocated(person)
+        name = str(status["gameServerName"])
+        port = port_named(status.get("ports"), self._port_name)
+        if port is None:
+            log.error("GameServer %s has no port named %r", name, self._port_name)
+            raise AllocationFailed(f"The WebUI pod has no port named '{self._port_name}'.")
+        host = pod_ip(status.get("addresses"))
+        if host is None:
+            await progress(State.STARTING, "Your WebUI is starting.")
+            host = await self._wait_for_pod_ip(name)
+        log.info("GameServer %s allocated to %s at %s:%s", name, person.email, host, port)
+        return Placement(name, host, port, {"namespace": self._kube.namespace})
+
+    async def release(self, session: Session) -> None:
+        self._releasing.add(session.server)
+        try:
+            await self._kube.delete_gameserver(session.server)
+        except KubeError as exc:
+            self._releasing.discard(session.server)
+            log.warning("could not delete GameServer %s: %s", session.server, exc)
+            raise BackendError(f"Could not release {session.server}: {exc}") from exc
+
+    async def is_alive(self, session: Session) -> bool:
+        """Asked after a refused connection: is this still the person's GameServer?"""
+        try:
+            gameserver = await self._kube.get_gameserver(session.server)
+        except KubeError as exc:
+            log.warning("cannot check GameServer %s: %s", session.server, exc)
+            return True  # unknown: never hand out a second pod on a guess
+        if gameserver is None or is_gone(gameserver):
+            return False
+        slug, _ = owner(gameserver)
+        addresses = (gameserver.get("status") or {}).get("addresses")
+        return slug == session.slug and pod_ip(addresses) == session.placement.host
+
+    def on_gone(self, callback: GoneCallback) -> None:
+        self._gone = callback
+
+    # -- allocating -----------------------------------------------------------------------
+
+    async def _allocated(self, person: Person) -> dict[str, Any]:
+        """The `status` of a successful allocation, retrying what a retry can fix."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_worth_retrying),
+            stop=stop_after_attempt(ATTEMPTS) | stop_after_delay(self._deadline),
+            wait=wait_random_exponential(multiplier=0.05, max=2),
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._allocate_once(person)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            if isinstance(last, Contention):
+                raise NoCapacity from last
+            raise AllocationFailed(UNREACHABLE) from last
+        except KubeError as exc:
+            raise AllocationFailed(f"The cluster refused to allocate a WebUI ({exc}).") from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _allocate_once(self, person: Person) -> dict[str, Any]:
+        body = allocation_request(person, self._fleet, time.time())
+        try:
+            answer = await self._kube.allocate(body)
+        except KubeError as exc:
+            log.warning("allocation for %s failed: %s", person.email, exc)
+            raise
+        status = answer.get("status") or {}
+        state = status.get("state")
+        if state == "Allocated" and status.get("gameServerName"):
+            return dict(status)
+        if state == "Contention":
+            log.info("allocation for %s met contention; retrying", person.email)
+            raise Contention
+        if state == "UnAllocated":
+            raise NoCapacity
+        raise KubeError(f"unexpected allocation answer: state {state!r}", 500)
+
+    async def _wait_for_pod_ip(self, name: str) -> str:
+        """Agones fills in the Pod IP asynchronously (since v1.58): wait for it, bounded."""
+        deadline = time.monotonic() + self._pod_ip_wait
+        while time.monotonic() < deadline:
+            try:
+                gameserver = await self._kube.get_gameserver(name)
+            except KubeError as exc:
+                log.warning("waiting for the Pod IP of %s: %s", name, exc)
+                gameserver = {}
+            if gameserver is None or (gameserver and is_gone(gameserver)):
+                raise AllocationFailed("Your WebUI pod went away while starting; try again.")
+            host = pod_ip(((gameserver or {}).get("status") or {}).get("addresses"))
+            if host is not None:
+                return host
+            await asyncio.sleep(POD_IP_POLL_SECONDS)
+        raise AllocationFailed(f"Your WebUI pod got no address within {self._pod_ip_wait:.0f} s.")
+
+    # -- the watch ------------------------------------------------------------------------
+
+    def _on_event(self, kind: str, gameserver: dict[str, Any]) -> None:
+        if kind != "DELETED" and not is_gone(gameserver):
+            return
+        name = str((gameserver.get("metadata") or {}).get("name", ""))
+        _, email = owner(gameserver)
+        if kind == "DELETED":
+            self._releasing.discard(name)
+        elif name in self._releasing:
+            return
+        if not email:
+            return
+        # Reported on every such event: forgetting a mapping is idempotent (it only drops
+        # the person's mapping while it still names this GameServer).
+        state = (gameserver.get("status") or {}).get("state")
+        log.warning("GameServer %s of %s is gone (%s, %s)", name, email, kind, state)
+        if self._gone is not None:
+            task = asyncio.create_task(self._report_gone(email, name), name="gameserver-gone")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _report_gone(self, email: str, name: str) -> None:
+        if self._gone is not None:
+            await self._gone(email, name)
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, Contention) or (isinstance(exc, KubeError) and exc.transient)
