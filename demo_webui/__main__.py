@@ -40,6 +40,11 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument(
         "--delay", type=_seconds, default=2.0, help="seconds one generation takes (default 2.0)"
     )
+    parser.add_argument(
+        "--outdir-root",
+        type=Path,
+        help="the folder /sdapi/v1/options may point picture folders into (default: --user-dir)",
+    )
     args = parser.parse_args(argv)
     return Settings(
         host=args.host,
@@ -47,6 +52,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         user_dir=args.user_dir.resolve(),
         outputs_dir=args.outputs_dir.resolve(),
         delay=args.delay,
+        outdir_root=(args.outdir_root or args.user_dir).resolve(),
     )
 
 

@@ -1,4 +1,4 @@
-"""The A1111-compatible HTTP routes: readiness probe, txt2img and progress."""
+"""The A1111-compatible HTTP routes: readiness probe, txt2img, progress and options."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import asyncio
 import base64
 import json
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from demo_webui.generation import Generator
 from demo_webui.models import ProgressResponse, Txt2ImgRequest, Txt2ImgResponse
+from demo_webui.options import Options, OptionsUpdate, OutsideRoot
 from demo_webui.progress import GenerationTracker
 
 
-def build_api(generator: Generator, tracker: GenerationTracker) -> APIRouter:
+def build_api(generator: Generator, tracker: GenerationTracker, options: Options) -> APIRouter:
     router = APIRouter()
 
     @router.get("/internal/ping")
@@ -34,5 +35,17 @@ def build_api(generator: Generator, tracker: GenerationTracker) -> APIRouter:
     async def progress(skip_current_image: bool = False) -> ProgressResponse:
         """The generation in flight, from the UI or the API. There is never a current image."""
         return tracker.snapshot()
+
+    @router.get("/sdapi/v1/options")
+    async def get_options() -> dict[str, str]:
+        return options.snapshot()
+
+    @router.post("/sdapi/v1/options")
+    async def set_options(update: OptionsUpdate) -> None:
+        """Like A1111, answers ``null``; unlike it, refuses unknown keys (A1111: a 500)."""
+        try:
+            options.update(update.model_dump(exclude_none=True))
+        except OutsideRoot as error:
+            raise HTTPException(422, str(error)) from error
 
     return router

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 from fastapi import FastAPI
 
 from demo_webui.api import build_api
 from demo_webui.generation import Generator
 from demo_webui.isolation import check_isolated
-from demo_webui.outputs import OutputFolder
+from demo_webui.options import Options, default_options
+from demo_webui.outputs import OutputFolders
 from demo_webui.progress import GenerationTracker
 from demo_webui.settings import Settings
 from demo_webui.ui import build_ui
@@ -23,26 +26,41 @@ def create_app(settings: Settings) -> FastAPI:
     """The app for ``settings``; `demo_webui.isolation.isolate_gradio` must have run first."""
     check_isolated(settings.gradio_dir)
     tracker = GenerationTracker()
-    generator = Generator(OutputFolder(settings.outputs_dir), tracker, settings.delay)
+    options = Options(
+        default_options(settings.outputs_dir), base=settings.user_dir, root=settings.outdir_root
+    )
+    folders = OutputFolders()
+    generator = Generator(lambda: folders.at(options.txt2img_folder()), tracker, settings.delay)
 
     app = FastAPI(title="demo_webui", docs_url=None, redoc_url=None)
-    app.include_router(build_api(generator, tracker))
-    # Gradio serves files only from its own cache (settings.gradio_dir) and allowed_paths.
+    app.include_router(build_api(generator, tracker, options))
     blocks = build_ui(generator)
     _poll_queue_less_often(blocks)
+    options.on_change(lambda: _serve_only(blocks, options.txt2img_folder()))
     return gr.mount_gradio_app(  # type: ignore[no-any-return]
         app,
         blocks,
         path="/",
         server_name=settings.host,
         server_port=settings.port,
-        allowed_paths=[str(settings.outputs_dir)],
+        allowed_paths=[str(options.txt2img_folder())],
         footer_links=["api"],
         run_history=False,
         ssr_mode=False,
         mcp_server=False,
         enable_monitoring=False,
     )
+
+
+def _serve_only(blocks: gr.Blocks, folder: Path) -> None:
+    """Let Gradio serve pictures from ``folder`` and no longer from the previous one.
+
+    Gradio serves files only from its own cache (settings.gradio_dir) and ``allowed_paths``, and
+    moves a picture the UI returns into its cache only if ``allowed_paths`` holds its folder. It
+    reads ``blocks.allowed_paths`` on every request (checked on Gradio 6.31); a new list replaces
+    the old one in one step, so a request never sees it half-changed.
+    """
+    blocks.allowed_paths = [str(folder)]
 
 
 def _poll_queue_less_often(blocks: gr.Blocks) -> None:

@@ -21,6 +21,9 @@ from demo_webui.progress import GenerationTracker
 StepCallback = Callable[[int, int], None]
 """Called with (sampling step done, total steps) after every step."""
 
+CurrentFolder = Callable[[], OutputFolder]
+"""Where pictures go now; asked once per generation, since the options API can change it."""
+
 
 @dataclass(frozen=True)
 class Picture:
@@ -42,7 +45,7 @@ class Generator:
     so async callers run it in a worker thread.
     """
 
-    def __init__(self, outputs: OutputFolder, tracker: GenerationTracker, delay: float) -> None:
+    def __init__(self, outputs: CurrentFolder, tracker: GenerationTracker, delay: float) -> None:
         self.outputs = outputs
         self.tracker = tracker
         self.delay = delay
@@ -56,8 +59,9 @@ class Generator:
         with self._lock:
             self.tracker.begin(job, request.steps)
             try:
+                folder = self.outputs()
                 self._sample(request.steps, on_step)
-                pictures = [self._picture(request, s) for s in seeds]
+                pictures = [self._picture(request, s, folder) for s in seeds]
             finally:
                 self.tracker.end()
         return Generation(pictures, _info(request, seeds))
@@ -69,14 +73,14 @@ class Generator:
             if on_step is not None:
                 on_step(step, steps)
 
-    def _picture(self, request: Txt2ImgRequest, seed: int) -> Picture:
+    def _picture(self, request: Txt2ImgRequest, seed: int, folder: OutputFolder) -> Picture:
         image = draw_picture(request.prompt, seed, request.width, request.height)
         metadata = PngInfo()
         metadata.add_text("parameters", _infotext(request, seed))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", pnginfo=metadata)
         png = buffer.getvalue()
-        return Picture(self.outputs.save(png, seed), seed, png)
+        return Picture(folder.save(png, seed), seed, png)
 
 
 def _infotext(request: Txt2ImgRequest, seed: int) -> str:

@@ -1,4 +1,4 @@
-"""The person's outputs folder: numbered PNG files, like A1111's ``00001-<seed>.png``."""
+"""The person's outputs folders: numbered PNG files, like A1111's ``00001-<seed>.png``."""
 
 from __future__ import annotations
 
@@ -38,3 +38,17 @@ class OutputFolder:
 def _number(name: str) -> int:
     match = _NUMBERED.match(name)
     return int(match.group(1)) if match else 0
+
+
+class OutputFolders:
+    """One `OutputFolder` per folder, so numbering stays right when the folder setting changes."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, OutputFolder] = {}
+        self._lock = threading.Lock()
+
+    def at(self, path: Path) -> OutputFolder:
+        with self._lock:
+            if path not in self._folders:
+                self._folders[path] = OutputFolder(path)
+            return self._folders[path]

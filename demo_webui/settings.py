@@ -15,6 +15,8 @@ class Settings:
     user_dir: Path
     outputs_dir: Path
     delay: float
+    outdir_root: Path
+    """The folder that ``/sdapi/v1/options`` may point the picture folders into."""
 
     @property
     def gradio_dir(self) -> Path:

@@ -365,3 +365,64 @@ def test_outputs_continue_numbering_and_never_overwrite(tmp_path: Path) -> None:
     assert other_process.save(b"newest", seed=5).name == "00013-5.png"
     assert (tmp_path / "00007-1.png").read_bytes() == b"old"
     assert (tmp_path / "00011-5.png").read_bytes() == b"written meanwhile"
+
+
+# --- the options API: where pictures go -----------------------------------------------------
+
+
+@pytest.fixture
+def restore_options(client: httpx.Client) -> Iterator[dict[str, str]]:
+    """The options as they were; set back afterwards, since the WebUI is shared by the file."""
+    before: dict[str, str] = client.get("/sdapi/v1/options").json()
+    yield before
+    assert client.post("/sdapi/v1/options", json=before).status_code == 200
+
+
+def test_options_report_the_saving_folders(client: httpx.Client, webui: WebUI) -> None:
+    options = client.get("/sdapi/v1/options").json()
+    assert options["outdir_samples"] == ""
+    assert options["outdir_txt2img_samples"] == str(webui.outputs_dir)
+    assert options["outdir_save"] == str(webui.outputs_dir / "saved")
+
+
+def test_a_new_folder_gets_the_pictures_of_api_and_ui_and_gradio_serves_them(
+    client: httpx.Client, gradio: Client, webui: WebUI, restore_options: dict[str, str]
+) -> None:
+    old = next(webui.outputs_dir.glob("*.png"))
+    new = webui.user_dir / "elsewhere" / "txt2img-images"
+    response = client.post("/sdapi/v1/options", json={"outdir_txt2img_samples": str(new)})
+    assert (response.status_code, response.json()) == (200, None)
+    assert client.get("/sdapi/v1/options").json()["outdir_txt2img_samples"] == str(new)
+
+    first_png(txt2img(client, prompt="api", seed=501, steps=1, width=64, height=64))
+    downloaded = Path(gradio.predict("ui", "", 502, 1, 64, 64, api_name="/txt2img"))
+
+    assert [p.name.split("-", 1)[1] for p in sorted(new.glob("*.png"))] == ["501.png", "502.png"]
+    assert downloaded.read_bytes() == next(new.glob("*-502.png")).read_bytes()
+    assert client.get(f"/gradio_api/file={next(new.glob('*-501.png'))}").status_code == 200
+    assert client.get(f"/gradio_api/file={old}").status_code == 403
+
+
+def test_outdir_samples_overrides_the_per_kind_folder(
+    client: httpx.Client, webui: WebUI, restore_options: dict[str, str]
+) -> None:
+    everything = webui.user_dir / "everything"
+    client.post("/sdapi/v1/options", json={"outdir_samples": "everything"}).raise_for_status()
+    txt2img(client, prompt="x", seed=503, steps=1, width=64, height=64)
+    assert list(everything.glob("*-503.png"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"sd_model_checkpoint": "x"},
+        {"outdir_txt2img_samples": 5},
+        {"outdir_txt2img_samples": "/tmp"},
+        {"outdir_save": "saved", "outdir_txt2img_samples": "../../.."},
+    ],
+)
+def test_unknown_keys_wrong_types_and_folders_outside_are_refused_whole(
+    client: httpx.Client, body: dict[str, Any], restore_options: dict[str, str]
+) -> None:
+    assert client.post("/sdapi/v1/options", json=body).status_code == 422
+    assert client.get("/sdapi/v1/options").json() == restore_options

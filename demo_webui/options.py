@@ -1,0 +1,103 @@
+"""A1111's "Paths for saving" settings: the part of ``/sdapi/v1/options`` that places pictures.
+
+As in A1111, ``outdir_samples`` (empty by default) overrides every per-kind folder when set, and
+a relative folder is taken relative to the WebUI's own folder (A1111: its install folder). The demo
+makes only txt2img pictures, so only ``outdir_samples`` and ``outdir_txt2img_samples`` change
+where it writes; the other keys are stored and reported, as A1111 would.
+
+Unlike A1111, a folder must lie inside ``root`` (the person's folder unless told otherwise): the
+allocator forwards every path to a person's WebUI, and Gradio serves whatever is in the picture
+folder, so a folder outside would let one person read another's pictures.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+OUTDIR_KEYS = (
+    "outdir_samples",
+    "outdir_txt2img_samples",
+    "outdir_img2img_samples",
+    "outdir_extras_samples",
+    "outdir_grids",
+    "outdir_txt2img_grids",
+    "outdir_img2img_grids",
+    "outdir_save",
+    "outdir_init_images",
+)
+
+
+class OptionsUpdate(BaseModel):
+    """A POST body: any of the known keys, strings only; an unknown key is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outdir_samples: str | None = None
+    outdir_txt2img_samples: str | None = None
+    outdir_img2img_samples: str | None = None
+    outdir_extras_samples: str | None = None
+    outdir_grids: str | None = None
+    outdir_txt2img_grids: str | None = None
+    outdir_img2img_grids: str | None = None
+    outdir_save: str | None = None
+    outdir_init_images: str | None = None
+
+
+class OutsideRoot(ValueError):
+    """A folder that is not inside the folder this WebUI may write to."""
+
+
+def default_options(outputs_dir: Path) -> dict[str, str]:
+    """A1111's defaults, except that txt2img pictures go straight into ``outputs_dir``."""
+    return {
+        "outdir_samples": "",
+        "outdir_txt2img_samples": str(outputs_dir),
+        "outdir_img2img_samples": str(outputs_dir / "img2img-images"),
+        "outdir_extras_samples": str(outputs_dir / "extras-images"),
+        "outdir_grids": "",
+        "outdir_txt2img_grids": str(outputs_dir / "txt2img-grids"),
+        "outdir_img2img_grids": str(outputs_dir / "img2img-grids"),
+        "outdir_save": str(outputs_dir / "saved"),
+        "outdir_init_images": str(outputs_dir / "init-images"),
+    }
+
+
+class Options:
+    """The current values, changed as a whole by `update`; ``on_change`` runs after each change."""
+
+    def __init__(self, values: Mapping[str, str], base: Path, root: Path) -> None:
+        self._values = dict(values)
+        self._base = base
+        self._root = root.resolve()
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def snapshot(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._values)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def update(self, changes: Mapping[str, str]) -> None:
+        """Apply all of ``changes`` or, if one folder is outside the root, none of them."""
+        for key, value in changes.items():
+            if value and not self._resolve(value).is_relative_to(self._root):
+                raise OutsideRoot(f"{key}: {value} is not inside {self._root}")
+        with self._lock:
+            self._values.update(changes)
+        for listener in self._listeners:
+            listener()
+
+    def txt2img_folder(self) -> Path:
+        with self._lock:
+            chosen = self._values["outdir_samples"] or self._values["outdir_txt2img_samples"]
+        return self._resolve(chosen)
+
+    def _resolve(self, folder: str) -> Path:
+        """Absolute, with symlinks and ``..`` resolved, as Gradio compares paths."""
+        return (self._base / folder).resolve()
