@@ -1,0 +1,5 @@
+"""``python -m sidecar``."""
+
+from sidecar.main import main
+
+main()

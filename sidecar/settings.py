@@ -1,0 +1,128 @@
+"""The sidecar's settings, read from environment variables and checked once at start.
+
+``AGONES_SDK_HTTP_PORT`` (default ``9358``)
+    The Agones SDK server's REST port on localhost; Agones sets it in every container of the pod.
+``WEBUI_URL`` (default ``http://127.0.0.1:7860``)
+    The WebUI in the same pod.
+``SHARE_DIR`` (default ``/share``)
+    The shared volume, an absolute path; pictures go to ``SHARE_DIR/users/<slug>/outputs``.
+``HEALTH_PERIOD_SECONDS`` (default ``5``)
+    How often the WebUI is pinged and, while it answers, Agones told it is healthy. Must be below
+    the GameServer's ``spec.health.periodSeconds`` (a warning is logged if it is not).
+``WEBUI_PING_TIMEOUT_SECONDS`` (default ``3``, or the period if that is shorter)
+    How long one ``GET /internal/ping`` may take; at most the period.
+``WEBUI_START_TIMEOUT_SECONDS`` (default ``1800``)
+    How long a starting WebUI may take to answer for the first time. Until then Agones is told the
+    pod is healthy, since a WebUI loads its model for minutes; after that, health pings stop and
+    Agones replaces the pod. ``0`` waits forever.
+``LOG_LEVEL`` (default ``INFO``)
+    ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``.
+
+A bad value stops the sidecar at start with one line naming the variable, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_PING_TIMEOUT = 3.0
+
+
+class SettingsError(ValueError):
+    """One bad setting; the message names it and says what is wrong, on one line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    sdk_port: int = 9358
+    webui_url: str = "http://127.0.0.1:7860"
+    share_dir: Path = Path("/share")
+    health_period: float = 5.0
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
+    start_timeout: float = 1800.0
+    log_level: str = "INFO"
+
+    @property
+    def sdk_url(self) -> str:
+        return f"http://localhost:{self.sdk_port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def read(name: str, parse: Callable[[str], T], default: T) -> T:
+            text = env.get(name, "").strip()
+            if not text:
+                return default
+            try:
+                return parse(text)
+            except ValueError as error:
+                raise SettingsError(f"{name}={text!r}: {error}") from None
+
+        period = read("HEALTH_PERIOD_SECONDS", _seconds(minimum=0.05, maximum=300), 5.0)
+        ping_timeout = read(
+            "WEBUI_PING_TIMEOUT_SECONDS",
+            _seconds(minimum=0.05, maximum=period),
+            min(DEFAULT_PING_TIMEOUT, period),
+        )
+        return cls(
+            sdk_port=read("AGONES_SDK_HTTP_PORT", _port, 9358),
+            webui_url=read("WEBUI_URL", _http_url, cls.webui_url),
+            share_dir=read("SHARE_DIR", _absolute_path, cls.share_dir),
+            health_period=period,
+            ping_timeout=ping_timeout,
+            start_timeout=read("WEBUI_START_TIMEOUT_SECONDS", _seconds(0, math.inf), 1800.0),
+            log_level=read("LOG_LEVEL", _log_level, "INFO"),
+        )
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("not a TCP port (1-65535)")
+    return int(text)
+
+
+def _seconds(minimum: float, maximum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError("not a number of seconds") from None
+        if not minimum <= seconds <= maximum:  # also refuses nan
+            raise ValueError(f"must be between {minimum:g} and {maximum:g} seconds")
+        return seconds
+
+    return parse
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError("has a bad port") from None
+    return text.rstrip("/")
+
+
+def _absolute_path(text: str) -> Path:
+    path = Path(text)
+    if not path.is_absolute() or ".." in path.parts:
+        raise ValueError("not an absolute path without '..'")
+    return path
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"not one of {', '.join(LOG_LEVELS)}")
+    return level
