@@ -1,0 +1,227 @@
+"""The Agones GameServer controller and the kubelet, for one fake node.
+
+Lifecycle (agones ``pkg/gameservers/controller.go``): Creating -> Starting (Pod created) ->
+Scheduled (node known: nodeName, node address, status ports, and since v1.58 the Pod IP,
+synced asynchronously) -> RequestReady (the sidecar's SDK Ready, once the backing answers)
+-> Ready (with annotation ``agones.dev/ready-container-id``); each step is one update, so one
+MODIFIED event. Shutdown -> the GameServer is deleted (syncGameServerShutdownState).
+Deletion (k8s.io/apiserver ``registry/generic/registry/store.go`` markAsDeleting): the
+finalizer ``agones.dev/controller`` holds the object with ``deletionTimestamp``,
+``deletionGracePeriodSeconds: 0`` and a generation bump until the Pod is gone, then it is
+removed (DELETED). Each Pod gets the lowest free 127.0.0.N (N >= 2), freed when the Pod goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fake_agones import objects
+from fake_agones.backing import Backing, Pod
+from fake_agones.faults import Faults
+from fake_agones.objects import is_being_deleted, state_of
+from fake_agones.store import Change, ObjectStore
+
+Json = dict[str, Any]
+Key = tuple[str, str]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timings:
+    """Seconds: between lifecycle steps, from delete to the Pod stopping, crash to Unhealthy,
+    between watch BOOKMARKs."""
+
+    step: float = 0.02
+    delete_delay: float = 0.1
+    unhealthy_delay: float = 0.5
+    bookmark_interval: float = 60.0
+
+
+class PodIPs:
+    def __init__(self) -> None:
+        self._used: set[int] = set()
+
+    def take(self) -> str:
+        number = 2
+        while number in self._used:
+            number += 1
+        if number > 254:
+            raise RuntimeError("no free loopback Pod IP left (127.0.0.2-254)")
+        self._used.add(number)
+        return f"127.0.0.{number}"
+
+    def release(self, address: str) -> None:
+        self._used.discard(int(address.rsplit(".", 1)[1]))
+
+
+class GameServerController:
+    def __init__(
+        self,
+        store: ObjectStore,
+        backing: Backing,
+        faults: Faults,
+        timings: Timings,
+        port: int,
+        data_dir: Path,
+    ) -> None:
+        self.store = store
+        self.backing = backing
+        self.faults = faults
+        self.timings = timings
+        self.port = port
+        self.data_dir = data_dir
+        self.pod_ips = PodIPs()
+        self.deletes: Counter[str] = Counter()
+        self._pods: dict[Key, Pod] = {}
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._finalizers: dict[Key, asyncio.Task[None]] = {}
+        store.add_listener(self._on_change)
+
+    # --- creating and running ---------------------------------------------------------
+
+    def create(self, gs: Json) -> Json:
+        created = self.store.create(gs)
+        key = _key(created)
+        pod = Pod(key[1], key[0], self.pod_ips.take(), self.port, self.data_dir / key[1])
+        self._pods[key] = pod
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._lifecycle(key, pod))
+        return created
+
+    async def _lifecycle(self, key: Key, pod: Pod) -> None:
+        await asyncio.sleep(self.timings.step)
+        if not self._advance(key, "Creating", "Starting"):
+            return
+        await asyncio.sleep(self.timings.step)
+        delay = self.faults.pod_ip_delay
+        pod_ip = None if delay > 0 else pod.host
+        if not self._advance(key, "Starting", "Scheduled", _scheduled(self.port, pod_ip)):
+            return
+        try:
+            await self.backing.start(pod)
+        except Exception:
+            log.exception("%s did not start", pod.name)
+            self.set_state(key, "Unhealthy")
+            return
+        if not self._advance(key, "Scheduled", "RequestReady"):
+            return
+        if not self._advance(key, "RequestReady", "Ready", _ready):
+            return
+        if delay > 0:
+            await asyncio.sleep(delay)
+            self._update(key, _scheduled(self.port, pod.host))
+        await pod.exited.wait()
+        await asyncio.sleep(self.timings.unhealthy_delay)
+        self.set_state(key, "Unhealthy")
+
+    def _advance(
+        self, key: Key, before: str, after: str, extra: Callable[[Json], None] | None = None
+    ) -> bool:
+        gs = self.store.get(*key)
+        if gs is None or is_being_deleted(gs) or state_of(gs) != before:
+            return False
+
+        def step(obj: Json) -> None:
+            obj["status"]["state"] = after
+            if extra is not None:
+                extra(obj)
+
+        self.store.update(*key, step)
+        return True
+
+    def _update(self, key: Key, mutate: Callable[[Json], None]) -> None:
+        gs = self.store.get(*key)
+        if gs is not None and not gs["metadata"].get("deletionTimestamp"):
+            self.store.update(*key, mutate)
+
+    def set_state(self, key: Key, state: str) -> bool:
+        gs = self.store.get(*key)
+        if gs is None or is_being_deleted(gs):
+            return False
+        self.store.update(*key, _with_state(state))
+        return True
+
+    async def crash(self, key: Key) -> bool:
+        """The WebUI dies by itself: its Pod stops answering, Unhealthy follows."""
+        pod = self._pods.get(key)
+        if pod is None:
+            return False
+        await self.backing.stop(pod)
+        pod.exited.set()
+        return True
+
+    # --- deleting -----------------------------------------------------------------------
+
+    def delete(self, namespace: str, name: str) -> Json | None:
+        """Start deleting (or find it already going); None when there is no such object."""
+        gs = self.store.get(namespace, name)
+        if gs is None or gs["metadata"].get("deletionTimestamp"):
+            return gs
+        updated = self.store.update(namespace, name, mark_deleting)
+        key = (namespace, name)
+        self._finalizers[key] = asyncio.get_running_loop().create_task(self._finalize(key))
+        return updated
+
+    async def _finalize(self, key: Key) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.sleep(self.timings.delete_delay)
+        pod = self._pods.pop(key, None)
+        if pod is not None:
+            await self.backing.stop(pod)
+            self.pod_ips.release(pod.host)
+        self.store.remove(*key)
+        self._finalizers.pop(key, None)
+
+    def _on_change(self, change: Change) -> None:
+        if change.type == "MODIFIED" and state_of(change.obj) == "Shutdown":
+            metadata = change.obj["metadata"]
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self.delete, metadata["namespace"], metadata["name"])
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks.values(), *self._finalizers.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        pods = list(self._pods.values())
+        self._pods.clear()
+        await asyncio.gather(*(self.backing.stop(pod) for pod in pods), return_exceptions=True)
+
+
+def _key(gs: Json) -> Key:
+    return gs["metadata"]["namespace"], gs["metadata"]["name"]
+
+
+def _scheduled(port: int, pod_ip: str | None) -> Callable[[Json], None]:
+    def apply(gs: Json) -> None:
+        objects.scheduled_status(gs["status"], port, pod_ip)
+
+    return apply
+
+
+def _with_state(state: str) -> Callable[[Json], None]:
+    def apply(gs: Json) -> None:
+        gs["status"]["state"] = state
+
+    return apply
+
+
+def _ready(gs: Json) -> None:
+    gs["metadata"]["annotations"][objects.READY_CONTAINER_ID] = objects.container_id()
+
+
+def mark_deleting(gs: Json) -> None:
+    metadata = gs["metadata"]
+    metadata["deletionTimestamp"] = objects.timestamp()
+    metadata["deletionGracePeriodSeconds"] = 0
+    metadata["generation"] = metadata.get("generation", 0) + 1

@@ -1,0 +1,41 @@
+"""Faults and slowness the tests and benchmarks inject.
+
+Allocation faults queue up in the order they were asked for and each takes one allocation
+request (one that decoded and validated; a malformed request still gets its real answer).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+FaultKind = Literal["fail", "hang", "contention", "lose"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("fail", "hang", "contention", "lose")
+
+
+@dataclass(frozen=True)
+class AllocationFault:
+    """fail: a plain-text error as Agones writes one (500 by default); hang: no answer until
+    the client gives up; contention: 201 with state Contention; lose: allocate, then close
+    the connection without answering (Agones issue #607: the orphan this leaves)."""
+
+    kind: FaultKind
+    status: int = 500
+    message: str = "could not update the selected GameServer"
+
+
+class Faults:
+    def __init__(self, latency_ms: float = 0.0) -> None:
+        self.latency = latency_ms / 1000
+        self.pod_ip_delay = 0.0
+        self._allocation: deque[AllocationFault] = deque()
+
+    def queue(self, fault: AllocationFault, count: int) -> None:
+        self._allocation.extend([fault] * count)
+
+    def next_allocation(self) -> AllocationFault | None:
+        return self._allocation.popleft() if self._allocation else None
+
+    def pending(self) -> int:
+        return len(self._allocation)

@@ -1,0 +1,71 @@
+"""``python -m fake_agones`` serves until SIGTERM, for benchmarks that run it on its own."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from kubernetes import client, config
+
+from fake_agones import free_port
+from tests.fake_agones.conftest import GSA, JSON, allocation
+from tests.support.processes import REPO
+
+
+def test_the_module_serves_a_fleet_and_stops_on_sigterm(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    webui_port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "fake_agones",
+            "--webui-port", str(webui_port),
+            "--replicas", "2",
+            "--latency-ms", "5",
+            "--token", "bench-token",
+            "--kubeconfig", str(kubeconfig),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        assert line.startswith("fake_agones serving on http://127.0.0.1:")
+        url = line.split()[-1]
+        assert kubeconfig.exists()
+
+        headers = {"Authorization": "Bearer bench-token"}
+        ready = httpx.get(f"{url}/_fake/ready", params={"count": 2}, headers=headers, timeout=15)
+        assert {gs["state"] for gs in ready.json()} == {"Ready"}
+
+        api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
+        answer = api.create_namespaced_custom_object(
+            **GSA, namespace="default", body=allocation(), _headers=dict(JSON)
+        )
+        assert answer["status"]["ports"] == [{"name": "sd", "port": webui_port}]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_module_explains_its_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fake_agones", "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    for option in (
+        "--port",
+        "--webui-port",
+        "--replicas",
+        "--backing",
+        "--latency-ms",
+        "--kubeconfig",
+    ):
+        assert option in result.stdout
