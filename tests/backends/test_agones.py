@@ -1,0 +1,369 @@
+"""SDA_BACKEND=agones end to end: a real allocator process and real Redis, the unmodified
+kubernetes client against the fake Agones API server, pods served on their own loopback IPs."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import websockets
+from aiohttp import web
+
+from fake_agones import AppBacking, FakeAgones, Pod, ProcessBacking, Timings
+from tests.support.processes import (
+    REPO,
+    AllocatorProcess,
+    RedisServer,
+    header_for,
+    wait_until,
+)
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+USER = "sd-allocator/user"
+
+
+def pod_app(pod: Pod) -> web.Application:
+    """A WebUI stand-in that says which pod answered."""
+
+    async def ping(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.json_response({"pod": pod.name, "host": request.host})
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for number in range(3):
+            await response.write(f"data: {pod.name} {number}\n\n".encode())
+            await asyncio.sleep(0.05)
+        return response
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        async for message in socket:
+            await socket.send_str(f"{pod.name}: {message.data}")
+        return socket
+
+    app = web.Application()
+    app.router.add_get("/internal/ping", ping)
+    app.router.add_get("/whoami", whoami)
+    app.router.add_get("/sse", sse)
+    app.router.add_get("/ws", ws)
+    return app
+
+
+@pytest.fixture
+def agones() -> Iterator[FakeAgones]:
+    with FakeAgones(replicas=2, backing=AppBacking(pod_app)) as fake:
+        fake.wait_ready(2)
+        yield fake
+
+
+def start_allocator(
+    fake: FakeAgones, redis_server: RedisServer, data_dir: Path, **settings: str
+) -> AllocatorProcess:
+    allocator = AllocatorProcess(
+        data_dir,
+        backend="agones",
+        identity="header",
+        redis_url=redis_server.url,
+        namespace=fake.namespace,
+        fleet=fake.fleet,
+        **settings,
+    )
+    allocator.env["KUBECONFIG"] = str(fake.write_kubeconfig(data_dir / "kubeconfig"))
+    return allocator.start()
+
+
+@pytest.fixture
+def allocator(
+    agones: FakeAgones, redis_server: RedisServer, tmp_path: Path
+) -> Iterator[AllocatorProcess]:
+    process = start_allocator(agones, redis_server, tmp_path)
+    yield process
+    process.stop()
+
+
+def whoami(allocator: AllocatorProcess, email: str, timeout: float = 10) -> httpx.Response:
+    return httpx.get(f"{allocator.url}/whoami", headers=header_for(email), timeout=timeout)
+
+
+def owned_by(fake: FakeAgones, email: str) -> list[str]:
+    return [
+        view.name
+        for view in fake.snapshot()
+        if view.annotations.get("sd-allocator/email") == email and not view.deleting
+    ]
+
+
+def allocations(fake: FakeAgones) -> list[str]:
+    return [record.outcome for record in fake.allocation_log()]
+
+
+def stored_sessions(redis_server: RedisServer) -> list[str]:
+    client = redis.Redis.from_url(redis_server.url)
+    return [key.decode() for key in client.scan_iter("sda:session:*")]
+
+
+def test_two_people_get_two_gameservers_labelled_as_theirs(
+    agones: FakeAgones, allocator: AllocatorProcess
+) -> None:
+    alice, bob = whoami(allocator, ALICE), whoami(allocator, BOB)
+    assert alice.status_code == bob.status_code == 200
+    assert alice.json()["pod"] != bob.json()["pod"]
+    for email, answer in ((ALICE, alice), (BOB, bob)):
+        (view,) = [v for v in agones.snapshot() if v.name == answer.json()["pod"]]
+        assert view.state == "Allocated"
+        assert view.labels[USER].startswith(email.split("@")[0])
+        assert view.annotations["sd-allocator/email"] == email
+        assert view.annotations["sd-allocator/allocated-at"].endswith("Z")
+        assert view.pod_ip is not None and view.pod_ip != "127.0.0.1"
+    record = agones.allocation_log()[0]
+    assert record.headers.get("Content-Type") == "application/json"
+
+
+def test_thirty_parallel_first_requests_make_one_allocation(
+    agones: FakeAgones, allocator: AllocatorProcess
+) -> None:
+    with concurrent.futures.ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(lambda _: whoami(allocator, ALICE, 20), range(30)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["pod"] for a in answers}) == 1
+    assert allocations(agones) == ["Allocated"]
+    assert len(owned_by(agones, ALICE)) == 1
+
+
+def test_a_fresh_allocator_with_an_empty_store_reattaches_the_same_gameserver(
+    agones: FakeAgones, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    first = start_allocator(agones, redis_server, tmp_path / "one")
+    pod = whoami(first, ALICE).json()["pod"]
+    first.stop()
+    redis_server.flush()
+    second = start_allocator(agones, redis_server, tmp_path / "two")
+    try:
+        assert whoami(second, ALICE).json()["pod"] == pod
+    finally:
+        second.stop()
+    assert owned_by(agones, ALICE) == [pod]
+    assert sum(1 for v in agones.snapshot() if v.state == "Ready") == 1  # the other is untouched
+
+
+def test_a_deleted_gameserver_is_replaced_within_seconds(
+    agones: FakeAgones, allocator: AllocatorProcess
+) -> None:
+    pod = whoami(allocator, ALICE).json()["pod"]
+    assert agones.delete(pod)
+    began = time.monotonic()
+
+    def served_elsewhere() -> bool:
+        answer = whoami(allocator, ALICE)
+        return answer.status_code == 200 and answer.json()["pod"] != pod
+
+    wait_until(served_elsewhere, 10, "a new GameServer to serve alice", interval=0.2)
+    assert time.monotonic() - began < 5
+    assert "was deleted" not in allocator.log()  # sanity: the log names states, not guesses
+    assert f"GameServer {pod} of {ALICE} is gone" in allocator.log()
+
+
+def test_an_unhealthy_gameserver_loses_its_mapping_at_once(
+    agones: FakeAgones, allocator: AllocatorProcess, redis_server: RedisServer
+) -> None:
+    pod = whoami(allocator, ALICE).json()["pod"]
+    assert agones.mark_unhealthy(pod)
+    wait_until(lambda: not stored_sessions(redis_server), 5, "the mapping to go")
+    answer = whoami(allocator, ALICE)
+    assert answer.status_code == 200 and answer.json()["pod"] != pod
+
+
+def test_a_refused_connection_is_checked_against_the_api_before_reallocating(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    timings = Timings(unhealthy_delay=3.0)
+    with FakeAgones(replicas=2, backing=AppBacking(pod_app), timings=timings) as fake:
+        fake.wait_ready(2)
+        allocator = start_allocator(fake, redis_server, tmp_path)
+        try:
+            pod = whoami(allocator, ALICE).json()["pod"]
+            assert fake.crash(pod)  # the WebUI dies; Agones has not noticed yet
+            refused = whoami(allocator, ALICE)
+            assert refused.status_code == 503  # the GameServer still exists: no new one yet
+            assert allocations(fake) == ["Allocated"]
+
+            def served_elsewhere() -> bool:
+                answer = whoami(allocator, ALICE)
+                return answer.status_code == 200 and answer.json()["pod"] != pod
+
+            wait_until(served_elsewhere, 15, "a new GameServer after Unhealthy", interval=0.3)
+        finally:
+            allocator.stop()
+
+
+def test_no_ready_gameserver_gives_the_busy_page_then_succeeds(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with FakeAgones(replicas=0, backing=AppBacking(pod_app)) as fake:
+        allocator = start_allocator(fake, redis_server, tmp_path, no_capacity_retry="1")
+        try:
+            busy = httpx.get(
+                f"{allocator.url}/whoami",
+                headers={**header_for(ALICE), "Accept": "text/html"},
+                timeout=10,
+            )
+            assert busy.status_code == 503
+            assert busy.headers["Retry-After"]
+            assert "All GPUs are busy" in busy.text
+            assert stored_sessions(redis_server) == []
+            fake.scale(1)
+            fake.wait_ready(1)
+            wait_until(lambda: whoami(allocator, ALICE).status_code == 200, 15, "a WebUI")
+        finally:
+            allocator.stop()
+
+
+def test_contention_twice_then_success(agones: FakeAgones, allocator: AllocatorProcess) -> None:
+    agones.contend_allocations(2)
+    assert whoami(allocator, ALICE).status_code == 200
+    assert allocations(agones) == ["Contention", "Contention", "Allocated"]
+
+
+@pytest.mark.parametrize("fault", ["fail", "hang"])
+def test_an_api_that_fails_or_hangs_gives_a_503_page_and_stores_nothing(
+    agones: FakeAgones, redis_server: RedisServer, tmp_path: Path, fault: str
+) -> None:
+    if fault == "fail":
+        agones.fail_allocations(1000)
+    else:
+        agones.hang_allocations(1000)
+    allocator = start_allocator(
+        agones, redis_server, tmp_path, kube_timeout="0.5", allocation_lock_ttl="2"
+    )
+    try:
+
+        def failed() -> bool:
+            answer = httpx.get(
+                f"{allocator.url}/_allocator/status", headers=header_for(ALICE), timeout=5
+            )
+            return answer.json()["state"] == "failed"
+
+        first = whoami(allocator, ALICE)
+        assert first.status_code == 503
+        wait_until(failed, 15, "the allocation to fail", interval=0.2)
+        page = httpx.get(
+            f"{allocator.url}/whoami",
+            headers={**header_for(ALICE), "Accept": "text/html"},
+            timeout=5,
+        )
+        assert page.status_code == 503 and page.headers["Retry-After"]
+        assert "The cluster did not answer" in page.text
+        assert stored_sessions(redis_server) == []
+        assert owned_by(agones, ALICE) == []
+        assert "allocation for alice@example.com failed" in allocator.log()
+    finally:
+        allocator.stop()
+
+
+def test_a_lost_allocation_response_is_reattached_not_doubled(
+    agones: FakeAgones, allocator: AllocatorProcess
+) -> None:
+    agones.lose_allocation_responses(1)
+    answer = whoami(allocator, ALICE, timeout=30)
+    assert answer.status_code == 200
+    log = agones.allocation_log()
+    assert [r.game_server for r in log] == [answer.json()["pod"]] * 2  # lost, then re-attached
+    assert owned_by(agones, ALICE) == [answer.json()["pod"]]
+    assert sum(1 for v in agones.snapshot() if v.state == "Ready") == 1
+
+
+def test_a_late_pod_ip_is_waited_for(agones: FakeAgones, allocator: AllocatorProcess) -> None:
+    agones.scale(3)
+    agones.wait_ready(3)
+    agones.set_pod_ip_delay(1.5)
+    agones.scale(4)
+    # Take the three Ready ones that have addresses, so the next is the late one.
+    for email in ("a@example.com", "b@example.com", "c@example.com"):
+        assert whoami(allocator, email).status_code == 200
+    agones.wait_ready(1)
+    answer = whoami(allocator, ALICE, timeout=30)
+    assert answer.status_code == 200
+    assert answer.json()["host"].startswith("127.0.0.")
+
+
+def test_websocket_and_sse_reach_the_gameserver(
+    agones: FakeAgones, allocator: AllocatorProcess
+) -> None:
+    pod = whoami(allocator, ALICE).json()["pod"]
+    with httpx.stream(
+        "GET", f"{allocator.url}/sse", headers=header_for(ALICE), timeout=10
+    ) as stream:
+        events = [line for line in stream.iter_lines() if line.startswith("data:")]
+    assert events == [f"data: {pod} {n}" for n in range(3)]
+
+    async def talk() -> str:
+        url = allocator.url.replace("http", "ws") + "/ws"
+        async with websockets.connect(url, additional_headers=header_for(ALICE)) as socket:
+            await socket.send("hello")
+            return str(await socket.recv())
+
+    assert asyncio.run(talk()) == f"{pod}: hello"
+
+
+def test_release_deletes_the_gameserver_and_the_fleet_refills(
+    agones: FakeAgones, allocator: AllocatorProcess, redis_server: RedisServer
+) -> None:
+    pod = whoami(allocator, ALICE).json()["pod"]
+    released = httpx.post(
+        f"{allocator.url}/_allocator/release",
+        headers={**header_for(ALICE), "Origin": allocator.url},
+        timeout=10,
+    )
+    assert released.json() == {"released": True}
+    assert agones.delete_counts().get(pod) == 1
+    assert stored_sessions(redis_server) == []
+    agones.wait_until(lambda views: sum(v.state == "Ready" for v in views) == 2, 10)
+    assert "is gone" not in allocator.log()  # our own deletion is not news
+
+
+def test_the_whole_path_with_real_demo_webuis(redis_server: RedisServer, tmp_path: Path) -> None:
+    backing = ProcessBacking.demo_webui(cwd=REPO)
+    with FakeAgones(replicas=1, backing=backing) as fake:
+        fake.wait_ready(1, timeout=60)
+        allocator = start_allocator(fake, redis_server, tmp_path)
+        try:
+            body = {"prompt": "a lighthouse", "steps": 2, "width": 64, "height": 64}
+            answer = httpx.post(
+                f"{allocator.url}/sdapi/v1/txt2img",
+                json=body,
+                headers=header_for(ALICE),
+                timeout=60,
+            )
+            assert answer.status_code == 200, answer.text
+            assert len(json.loads(answer.text)["images"]) == 1
+        finally:
+            allocator.stop()
+
+
+def test_the_watch_survives_closed_streams_and_expired_versions(
+    agones: FakeAgones, allocator: AllocatorProcess, redis_server: RedisServer
+) -> None:
+    pod = whoami(allocator, ALICE).json()["pod"]
+    agones.set_watch_history(2)
+    assert agones.close_watches() >= 1
+    agones.scale(4)  # more changes than the history keeps: resuming gets 410, then a new list
+    agones.wait_ready(3)  # and alice's Allocated one
+    agones.close_watches()
+    time.sleep(1.5)  # the allocator reconnects (and lists again) on its own
+    assert agones.delete(pod)
+    wait_until(lambda: not stored_sessions(redis_server), 10, "the mapping to go")
+    log = allocator.log()
+    assert "GameServer watch expired; listing again" in log
+    assert f"GameServer {pod} of {ALICE} is gone" in log
