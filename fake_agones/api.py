@@ -196,6 +196,8 @@ class KubeApi:
         options = _delete_options(await request.read())
         gs = self._existing(namespace, name)
         _check_preconditions(gs, options.get("preconditions") or {})
+        if self.cluster.faults.take_delete_failure():
+            raise ApiError(500, "InternalError", "Internal error occurred: etcdserver: timed out")
         if request.query.get("dryRun") == "All":
             preview = clone(gs)
             if not gs["metadata"].get("deletionTimestamp"):

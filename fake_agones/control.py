@@ -16,6 +16,7 @@ through it. HTTP endpoints (JSON in and out, the same bearer token as the API):
   POST   /_fake/faults         {"kind": "fail"|"hang"|"contention"|"lose", "count": N,
                                 "status": 500, "message": "..."}   next N allocations
   POST   /_fake/pod-ip-delay   {"seconds": S}      new Pods get their PodIP S s after Ready
+  POST   /_fake/delete-failures {"count": N}       the next N GameServer DELETEs answer 500
   POST   /_fake/watch-history  {"size": N}         keep only N changes for watch resumption
   POST   /_fake/watches/close                      end every open watch stream
 """
@@ -78,6 +79,9 @@ class Controls:
     async def set_pod_ip_delay(self, seconds: float) -> None:
         self.cluster.faults.pod_ip_delay = seconds
 
+    async def fail_deletes(self, count: int) -> None:
+        self.cluster.faults.failing_deletes = count
+
     async def set_watch_history(self, size: int) -> None:
         self.cluster.store.set_history_size(size)
 
@@ -106,6 +110,7 @@ class Controls:
         app.router.add_post("/_fake/latency", self._latency)
         app.router.add_post("/_fake/faults", self._faults)
         app.router.add_post("/_fake/pod-ip-delay", self._pod_ip_delay)
+        app.router.add_post("/_fake/delete-failures", self._delete_failures)
         app.router.add_post("/_fake/watch-history", self._watch_history)
         app.router.add_post("/_fake/watches/close", self._close_watches)
 
@@ -164,6 +169,10 @@ class Controls:
 
     async def _pod_ip_delay(self, request: web.Request) -> web.Response:
         await self.set_pod_ip_delay(float((await request.json())["seconds"]))
+        return _json({"ok": True})
+
+    async def _delete_failures(self, request: web.Request) -> web.Response:
+        await self.fail_deletes(int((await request.json())["count"]))
         return _json({"ok": True})
 
     async def _watch_history(self, request: web.Request) -> web.Response:

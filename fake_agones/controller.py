@@ -45,20 +45,27 @@ class Timings:
 
 
 class PodIPs:
+    """Loopback Pod IPs, lowest free first: 127.0.0.2-254, then 127.0.1.2-254, and so on
+    (all of 127.0.0.0/8 is loopback on Linux), so a fleet may hold thousands of pods."""
+
+    PER_BLOCK = 253  # host numbers 2-254 in each /24
+
     def __init__(self) -> None:
         self._used: set[int] = set()
 
     def take(self) -> str:
-        number = 2
+        number = 0
         while number in self._used:
             number += 1
-        if number > 254:
-            raise RuntimeError("no free loopback Pod IP left (127.0.0.2-254)")
+        if number >= 256 * self.PER_BLOCK:
+            raise RuntimeError("no free loopback Pod IP left (127.0.0-255.2-254)")
         self._used.add(number)
-        return f"127.0.0.{number}"
+        block, host = divmod(number, self.PER_BLOCK)
+        return f"127.0.{block}.{host + 2}"
 
     def release(self, address: str) -> None:
-        self._used.discard(int(address.rsplit(".", 1)[1]))
+        _, _, block, host = address.split(".")
+        self._used.discard(int(block) * self.PER_BLOCK + int(host) - 2)
 
 
 class GameServerController:

@@ -30,12 +30,19 @@ class Faults:
         self.latency = latency_ms / 1000
         self.pod_ip_delay = 0.0
         self._allocation: deque[AllocationFault] = deque()
+        self.failing_deletes = 0  # the next N GameServer DELETEs answer 500 (etcd trouble)
 
     def queue(self, fault: AllocationFault, count: int) -> None:
         self._allocation.extend([fault] * count)
 
     def next_allocation(self) -> AllocationFault | None:
         return self._allocation.popleft() if self._allocation else None
+
+    def take_delete_failure(self) -> bool:
+        if self.failing_deletes <= 0:
+            return False
+        self.failing_deletes -= 1
+        return True
 
     def pending(self) -> int:
         return len(self._allocation)

@@ -196,6 +196,10 @@ class FakeAgones:
     def set_pod_ip_delay(self, seconds: float) -> None:
         self._call(self._ctl.set_pod_ip_delay(seconds))
 
+    def fail_deletes(self, count: int = 1) -> None:
+        """The next `count` GameServer DELETEs answer 500 (the GameServer stays)."""
+        self._call(self._ctl.fail_deletes(count))
+
     def mark_unhealthy(self, name: str) -> bool:
         return self._call(self._ctl.set_state(name, "Unhealthy"))
 
