@@ -37,6 +37,19 @@ ACTIVE_SESSIONS = Gauge(
 OPEN_WEBSOCKETS = Gauge(
     "sda_open_websockets", "WebSockets open through this server", multiprocess_mode="livesum"
 )
+RECLAIMED = Counter(
+    "sda_reclaimed_total",
+    "WebUIs given back by the cruiser, by reason (idle, max_age, orphan, stale)",
+    ["reason"],
+)
+CRUISE_SECONDS = Histogram(
+    "sda_cruise_pass_seconds",
+    "Duration of one cruiser pass",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+CRUISE_FAILURES = Counter(
+    "sda_cruise_failures_total", "Releases a cruiser pass could not do (retried next pass)"
+)
 
 _by_status: dict[int, Counter] = {}
 

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     allocation_wait: float = Field(3.0, ge=0)
     allocation_lock_ttl: float = Field(30.0, gt=0)
     start_timeout: float = Field(120.0, gt=0)
+    cruiser: Literal["auto", "on", "off"] = "auto"  # in-process passes; auto: local backend
+    cruise_interval: float = Field(60.0, gt=0)
+    cruise_concurrency: int = Field(16, ge=1, le=256)
+    max_session_age: float = Field(0, ge=0)  # seconds; 0: no limit
+    orphan_grace: float = Field(600.0, gt=0)
     no_capacity_retry: float = Field(10.0, gt=0)
     failure_retry: float = Field(30.0, gt=0)
 
@@ -141,6 +146,11 @@ class Settings(BaseSettings):
                 "SDA_REDIS_URL=memory lives inside one process; with SDA_WORKERS > 1 "
                 "set SDA_REDIS_URL to a redis:// URL"
             )
+        if self.orphan_grace <= self.allocation_lock_ttl + self.start_timeout:
+            raise ValueError(
+                "SDA_ORPHAN_GRACE must be longer than any allocation can take "
+                "(SDA_ALLOCATION_LOCK_TTL + SDA_START_TIMEOUT)"
+            )
         if self.identity == "dev" and not is_loopback(self.host) and not self.force_dev_identity:
             raise ValueError(
                 f"SDA_IDENTITY=dev lets anyone sign in as anyone; it refuses to listen on "
@@ -159,6 +169,12 @@ class Settings(BaseSettings):
         if self.identity == "dev":
             return tuple(dict.fromkeys(("localhost", "127.0.0.1", "[::1]", self.host)))
         return ("*",)
+
+    @property
+    def cruise_in_process(self) -> bool:
+        """`serve` runs cruiser passes itself: on request, or for the local backend (so
+        `make run` needs no second process); in production the Cloud Function does it."""
+        return self.cruiser == "on" or (self.cruiser == "auto" and self.backend == "local")
 
     @property
     def metrics_bind(self) -> str:

@@ -43,13 +43,16 @@ def describe(runtime: Runtime, view: SessionView, now: float) -> SessionStatus:
     last = max(view.last_activity, tracker.last_seen(email) or 0.0)
     busy = view.busy or tracker.is_busy(email)
     idle = 0.0 if busy else max(0.0, now - last)
-    timeout = runtime.settings.idle_timeout
+    reclaim_in = runtime.settings.idle_timeout - idle
+    if runtime.settings.max_session_age > 0:  # given back at that age even when in use
+        age_left = view.session.allocated_at + runtime.settings.max_session_age - now
+        reclaim_in = min(reclaim_in, age_left)
     return SessionStatus(
         state=State.READY,
         email=email,
         server=view.session.server,
         idle_seconds=int(idle),
-        reclaim_in_seconds=int(max(0.0, timeout - idle)),
+        reclaim_in_seconds=int(max(0.0, reclaim_in)),
         busy=busy,
         allocated_at=view.session.allocated_at,
     )

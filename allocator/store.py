@@ -7,6 +7,8 @@ Layout in Redis (every key starts with `sda:`):
   sda:busy:<email>      zset    lease holder → lease expiry; work that outlives a few seconds
   sda:lock:<email>      string  allocation lock token, with expiry
   sda:progress:<email>  string  JSON: what the allocation is doing, with expiry
+  sda:allocated         zset    email → allocated_at, for the optional maximum session age
+  sda:reap:<email>      string  a cruiser pass's claim on reclaiming this session, with expiry
 """
 
 from __future__ import annotations
@@ -31,25 +33,42 @@ from allocator.types import Placement, Progress, Session, State
 log = logging.getLogger(__name__)
 
 ACTIVITY = "sda:activity"
+ALLOCATED = "sda:allocated"
 
 _DROP = """
 local current = redis.call('HGET', KEYS[1], 'server')
 if not current then
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
   return 0
 end
 if ARGV[2] ~= '' and current ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
 _SAVE_IF_LOCKED = """
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
 redis.call('DEL', KEYS[3])
 return 1
+"""
+# A cruiser pass claims a session only if it is still the same mapping, still idle (unless
+# its maximum age is up), holds no busy lease and no other pass has claimed it.
+_CLAIM_REAP = """
+local current = redis.call('HGET', KEYS[1], 'server')
+if not current or current ~= ARGV[2] then return 'gone' end
+if ARGV[7] ~= '1' then
+  local stamp = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if stamp and tonumber(stamp) > tonumber(ARGV[3]) then return 'active' end
+end
+if redis.call('ZCOUNT', KEYS[3], ARGV[4], '+inf') > 0 then return 'busy' end
+if not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then return 'claimed' end
+return 'ok'
 """
 _RENEW_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -82,6 +101,10 @@ def _session_key(email: str) -> str:
 
 def _busy_key(email: str) -> str:
     return f"sda:busy:{email}"
+
+
+def _reap_key(email: str) -> str:
+    return f"sda:reap:{email}"
 
 
 def _lock_key(email: str) -> str:
@@ -127,6 +150,7 @@ class SessionStore:
         self._save_if_locked = client.register_script(_SAVE_IF_LOCKED)
         self._renew_lock = client.register_script(_RENEW_LOCK)
         self._release_lock = client.register_script(_RELEASE_LOCK)
+        self._claim_reap = client.register_script(_CLAIM_REAP)
 
     @classmethod
     def from_url(cls, url: str) -> SessionStore:
@@ -153,23 +177,24 @@ class SessionStore:
         an allocation that lost its lock must not overwrite another replica's result.
         """
         email = session.email
-        keys = [_session_key(email), ACTIVITY, _progress_key(email), _lock_key(email)]
+        keys = [_session_key(email), ACTIVITY, _progress_key(email), _lock_key(email), ALLOCATED]
         fields = [str(part) for pair in _encode_session(session).items() for part in pair]
         async with _translate():
             if lock_token is not None:
-                args: list[str | float] = [lock_token, email, now, *fields]
+                args: list[str | float] = [lock_token, email, now, session.allocated_at, *fields]
                 return bool(await self._save_if_locked(keys=keys, args=args))
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(keys[0])
                 pipe.hset(keys[0], mapping=_encode_session(session))  # type: ignore[arg-type]
                 pipe.zadd(ACTIVITY, {email: now})
+                pipe.zadd(ALLOCATED, {email: session.allocated_at})
                 pipe.delete(keys[2])
                 await pipe.execute()
         return True
 
     async def drop(self, email: str, server: str | None = None) -> bool:
         """Remove the mapping, only if it still points at `server` (when given)."""
-        keys = [_session_key(email), ACTIVITY, _busy_key(email)]
+        keys = [_session_key(email), ACTIVITY, _busy_key(email), ALLOCATED]
         async with _translate():
             return bool(await self._drop(keys=keys, args=[email, server or ""]))
 
@@ -219,6 +244,37 @@ class SessionStore:
                 ACTIVITY, "-inf", cutoff, withscores=True, start=0 if limit else None, num=limit
             )
         return [(str(email), float(stamp)) for email, stamp in cast(list[tuple[str, float]], found)]
+
+    async def allocated_before(self, cutoff: float) -> list[tuple[str, float]]:
+        """Sessions allocated at or before `cutoff`, oldest first (maximum session age)."""
+        async with _translate():
+            found = await self._redis.zrangebyscore(ALLOCATED, "-inf", cutoff, withscores=True)
+        return [(str(email), float(stamp)) for email, stamp in cast(list[tuple[str, float]], found)]
+
+    async def claim_reap(
+        self, session: Session, cutoff: float, now: float, token: str, ttl: float, aged: bool
+    ) -> str:
+        """Atomically re-check a reclaim candidate and claim it: 'ok', or why not:
+        'gone' (no longer this mapping), 'active' (activity after `cutoff`), 'busy'
+        (a live busy lease) or 'claimed' (another pass has it). `aged`: the maximum session
+        age is up, so recent activity does not save it (a busy lease still does)."""
+        email = session.email
+        keys = [_session_key(email), ACTIVITY, _busy_key(email), _reap_key(email)]
+        args: list[str | float] = [
+            email,
+            session.server,
+            cutoff,
+            now,
+            token,
+            _ms(ttl),
+            "1" if aged else "0",
+        ]
+        async with _translate():
+            return str(await self._claim_reap(keys=keys, args=args))
+
+    async def release_reap(self, email: str, token: str) -> None:
+        async with _translate():
+            await self._release_lock(keys=[_reap_key(email)], args=[token])
 
     async def hold_busy(self, emails: Iterable[str], holder: str, expires_at: float) -> None:
         async with _translate(), self._redis.pipeline(transaction=False) as pipe:

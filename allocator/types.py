@@ -123,6 +123,11 @@ class Backend(Protocol):
         its mapping goes before anything else can take its address."""
         ...
 
+    async def inventory(self) -> list[Session]:
+        """Every WebUI this backend runs for a person, as it sees them (for reconciliation:
+        `allocated_at` is when it was given to them)."""
+        ...
+
 
 class Identity(Protocol):
     """Who is making a request. Returns None when nobody verifiable is signed in."""

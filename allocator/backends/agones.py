@@ -25,6 +25,7 @@ from tenacity import (
 
 from allocator.backends.gameservers import (
     USER_LABEL,
+    allocated_at,
     allocation_request,
     is_gone,
     owner,
@@ -142,6 +143,30 @@ class AgonesBackend:
 
     def on_gone(self, callback: GoneCallback) -> None:
         self._gone = callback
+
+    async def inventory(self) -> list[Session]:
+        """Our Allocated GameServers that are not being deleted."""
+        try:
+            listing = await self._kube.list_gameservers(USER_LABEL, "status.state=Allocated")
+        except KubeError as exc:
+            raise BackendError(f"Could not list GameServers: {exc}") from exc
+        found = []
+        for gameserver in listing.get("items", []):
+            session = self._session_of(gameserver)
+            if session is not None and not is_gone(gameserver):
+                found.append(session)
+        return found
+
+    def _session_of(self, gameserver: dict[str, Any]) -> Session | None:
+        slug, email = owner(gameserver)
+        status = gameserver.get("status") or {}
+        host = pod_ip(status.get("addresses"))
+        port = port_named(status.get("ports"), self._port_name)
+        if not slug or not email or host is None or port is None:
+            return None
+        name = str(gameserver["metadata"]["name"])
+        placement = Placement(name, host, port, {"namespace": self._kube.namespace})
+        return Session(email, slug, self.name, placement, allocated_at(gameserver))
 
     # -- allocating -----------------------------------------------------------------------
 

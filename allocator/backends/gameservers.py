@@ -77,3 +77,21 @@ def owner(gameserver: dict[str, Any]) -> tuple[str | None, str | None]:
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
     return labels.get(USER_LABEL), annotations.get(EMAIL_ANNOTATION)
+
+
+def allocated_at(gameserver: dict[str, Any]) -> float:
+    """When it was last given to someone: our annotation, else Agones' own, else creation.
+    0 when none parses (an orphan of unknown age counts as old)."""
+    metadata = gameserver.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    for text in (
+        annotations.get(ALLOCATED_AT_ANNOTATION),
+        annotations.get("agones.dev/last-allocated"),
+        metadata.get("creationTimestamp"),
+    ):
+        if text:
+            try:
+                return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0

@@ -132,6 +132,25 @@ class LocalBackend:
     def on_gone(self, callback: GoneCallback) -> None:
         self._gone = callback
 
+    async def inventory(self) -> list[Session]:
+        entries = await asyncio.to_thread(self._running_entries)
+        return [
+            Session(
+                entry.email,
+                entry.slug,
+                self.name,
+                Placement(
+                    _server_name(entry.slug, entry.pid),
+                    HOST,
+                    entry.port,
+                    {"pid": entry.pid, "create_time": entry.create_time},
+                ),
+                entry.claimed_at,
+            )
+            for entry in entries
+            if entry.pid is not None and entry.port is not None
+        ]
+
     # -- starting a WebUI -----------------------------------------------------------------
 
     async def _spawn(self, person: Person) -> Placement:
@@ -279,6 +298,10 @@ class LocalBackend:
             entry = _read(path)
             if entry is not None and (pid is None or entry.pid == pid):
                 path.unlink(missing_ok=True)
+
+    def _running_entries(self) -> list[Entry]:
+        with self._locked():
+            return list(self._live_entries().values())
 
     def _live_entries(self) -> dict[str, Entry]:
         live = {}

@@ -31,3 +31,6 @@ class StaticBackend:
 
     def on_gone(self, callback: GoneCallback) -> None:
         return None  # the shared WebUI is not ours to watch
+
+    async def inventory(self) -> list[Session]:
+        return []  # nothing is started per person
