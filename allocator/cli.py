@@ -155,6 +155,41 @@ def _rows(views: list[Any], now: float) -> list[dict[str, Any]]:
     ]
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="One pass, then exit (for a CronJob).")
+@click.option("--dry-run", is_flag=True, help="Say what would be reclaimed; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON summary line per pass.")
+def cruise(once: bool, dry_run: bool, as_json: bool) -> None:
+    """Give back WebUIs idle longer than SDA_IDLE_TIMEOUT, and reconcile orphans.
+
+    Without --once: a pass every SDA_CRUISE_INTERVAL seconds until stopped. Exit code 1 when
+    a --once pass could not release something (it is retried next pass).
+    """
+    settings = _settings()
+    from allocator.logs import configure
+
+    configure(settings.log_level, settings.log_format)  # logs go to stderr, summaries to stdout
+    if settings.redis_url == MEMORY_STORE:
+        fail(
+            "SDA_REDIS_URL=memory: the sessions live inside the running server, whose own "
+            "cruiser reclaims idle WebUIs (SDA_CRUISER). Point SDA_REDIS_URL at the "
+            "allocator's Redis to run passes from here."
+        )
+    from cruiser.run import run_passes
+
+    def report(summary: Any) -> None:
+        click.echo(json.dumps(summary.as_json()) if as_json else summary.line())
+
+    try:
+        ok = run_passes(settings, once, dry_run, report)
+    except KeyboardInterrupt:
+        ok = True
+    except Exception as exc:  # BackendUnavailable, an unreachable store at start
+        fail(str(exc))
+        raise AssertionError from exc
+    sys.exit(0 if ok else 1)
+
+
 @sessions.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 def list_sessions(as_json: bool) -> None:

@@ -94,6 +94,8 @@ class Runtime:
         await self.identity.start()
         await self.tracker.start()
         self._tasks.append(asyncio.create_task(self._count_sessions(), name="session-gauge"))
+        if self.settings.cruise_in_process:
+            self._tasks.append(asyncio.create_task(self._cruise(), name="cruiser"))
         try:
             await self.core.store.ping()
         except StoreUnavailable as exc:
@@ -117,6 +119,20 @@ class Runtime:
         self.http.pool.close()
         await self.websockets.client.close()
         await self.core.close()
+
+    async def _cruise(self) -> None:
+        from cruiser.loop import cruise_forever
+        from cruiser.reaper import CruiseOptions
+
+        settings = self.settings
+        log.info("cruiser runs in this process every %.0f s", settings.cruise_interval)
+        await cruise_forever(
+            self.core.store,
+            self.core.backend,
+            CruiseOptions.from_settings(settings),
+            settings.cruise_interval,
+            before_pass=self.tracker.flush,  # this process's latest activity counts
+        )
 
     async def _count_sessions(self) -> None:
         while True:

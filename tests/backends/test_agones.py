@@ -14,9 +14,9 @@ import httpx
 import pytest
 import redis
 import websockets
-from aiohttp import web
 
-from fake_agones import AppBacking, FakeAgones, Pod, ProcessBacking, Timings
+from fake_agones import AppBacking, FakeAgones, ProcessBacking, Timings
+from tests.support.pods import pod_app
 from tests.support.processes import (
     REPO,
     AllocatorProcess,
@@ -27,38 +27,6 @@ from tests.support.processes import (
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 USER = "sd-allocator/user"
-
-
-def pod_app(pod: Pod) -> web.Application:
-    """A WebUI stand-in that says which pod answered."""
-
-    async def ping(request: web.Request) -> web.Response:
-        return web.json_response({})
-
-    async def whoami(request: web.Request) -> web.Response:
-        return web.json_response({"pod": pod.name, "host": request.host})
-
-    async def sse(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for number in range(3):
-            await response.write(f"data: {pod.name} {number}\n\n".encode())
-            await asyncio.sleep(0.05)
-        return response
-
-    async def ws(request: web.Request) -> web.WebSocketResponse:
-        socket = web.WebSocketResponse()
-        await socket.prepare(request)
-        async for message in socket:
-            await socket.send_str(f"{pod.name}: {message.data}")
-        return socket
-
-    app = web.Application()
-    app.router.add_get("/internal/ping", ping)
-    app.router.add_get("/whoami", whoami)
-    app.router.add_get("/sse", sse)
-    app.router.add_get("/ws", ws)
-    return app
 
 
 @pytest.fixture
