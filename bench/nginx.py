@@ -1,4 +1,5 @@
-"""nginx configurations: the fixed-body origin and the plain `proxy_pass` reference proxy.
+"""nginx configurations: the fixed-body origin (on one port, or on every fake Pod IP) and the
+plain `proxy_pass` reference proxy.
 
 Both run one worker, no access log, and keep client connections alive without a request cap
 (nginx closes a keep-alive connection after 1 000 requests by default; node and uvicorn do not,
@@ -54,6 +55,23 @@ def origin_config(workdir: Path, port: int) -> str:
         f"""
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type text/plain;
+            return 200 '{ORIGIN_BODY}';
+        }}
+    }}""",
+    )
+
+
+def pods_config(workdir: Path, hosts: list[str], port: int) -> str:
+    """The same fixed-body origin on `port` of each of `hosts` (the fake cluster's Pod IPs),
+    never on 0.0.0.0, so that nothing else on the machine is answered by it."""
+    listens = "\n".join(f"        listen {host}:{port} backlog=4096;" for host in hosts)
+    return _config(
+        workdir,
+        f"""
+    server {{
+{listens}
         location / {{
             default_type text/plain;
             return 200 '{ORIGIN_BODY}';

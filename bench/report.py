@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 from importlib import metadata
 from pathlib import Path
 
@@ -116,6 +117,9 @@ def throughput_table(data: Json, markdown: bool = False) -> str:
 
 def missing_notes(data: Json) -> list[str]:
     notes = []
+    allocation: Json = data.get("allocation") or {}
+    if allocation.get("missing"):
+        notes.append(f"allocation: {allocation['missing']}")
     for section in ("throughput", "memory", "clients"):
         part: Json = data.get(section) or {}
         entries: Json = part.get(_ENTRIES[section], {}) if section in _ENTRIES else part
@@ -298,6 +302,101 @@ def _clients_method(data: Json) -> str:
     )
 
 
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def allocation_table(data: Json, markdown: bool = False) -> str:
+    part, overhead = data["allocation"], data.get("allocation_overhead") or {}
+    people, rounds = part["load"]["people"], part["rounds"]
+
+    def each(step: str) -> str:
+        return ", ".join(f"{r[step]['p99']:.2f}" for r in rounds) or "—"
+
+    rows = [
+        [
+            f"API alone: {people} GameServerAllocations at once",
+            _ms(part["api_ms"]["p50"]),
+            _ms(part["api_ms"]["p99"]),
+            each("api"),
+        ],
+        [
+            f"allocator: {people} people's first requests at once",
+            _ms(part["allocator_ms"]["p50"]),
+            _ms(part["allocator_ms"]["p99"]),
+            each("allocator"),
+        ],
+        [
+            "overhead (allocator - API)",
+            _signed(overhead.get("p50")),
+            _signed(overhead.get("p99")),
+            ", ".join(f"{v:+.2f}" for v in overhead.get("p99_of_rounds", [])) or "—",
+        ],
+    ]
+    headers = ["", "p50 ms", "p99 ms", "p99 of each round, ms"]
+    return _table(headers, rows, markdown)
+
+
+def allocation_cpu(data: Json) -> str | None:
+    """One sentence: CPU per person while the allocator was answering (median over rounds)."""
+    part: Json = data.get("allocation") or {}
+    rounds: list[Json] = part.get("rounds") or []
+    people = int(part.get("load", {}).get("people", 0))
+    if not rounds or not people:
+        return None
+
+    def per_person(step: str, name: str) -> float:
+        used: list[float] = [r[step]["cpu_ms"].get(name, 0.0) for r in rounds]
+        return statistics.median(used) / people
+
+    nproc = data["machine"]["nproc"]
+    other = statistics.median(
+        r["allocator"]["cpu_ms"].get("other", 0.0) / 10 / r["allocator"]["seconds"] for r in rounds
+    )
+    text = (
+        f"CPU while the {people} first requests were answered, per person (median over "
+        f"rounds; kernel ticks of 10 ms, so roughly): allocator "
+        f"{per_person('allocator', 'allocator'):.1f} ms, fake API "
+        f"{per_person('allocator', 'fake'):.1f} ms (alone: "
+        f"{per_person('api', 'fake'):.1f} ms per direct allocation), Redis "
+        f"{per_person('allocator', 'redis'):.1f} ms, the measuring client "
+        f"{per_person('allocator', 'harness'):.1f} ms."
+    )
+    if other > 25:
+        text += (
+            f" Other programs used {other:.0f}% of a core meanwhile (of {nproc} CPUs): the "
+            "run was disturbed."
+        )
+    return text
+
+
+def _allocation_method(data: Json) -> str:
+    load = data["allocation"]["load"]
+    people = load["people"]
+    return (
+        "The allocator (`SDA_BACKEND=agones`, `SDA_IDENTITY=header`, one worker, a real "
+        "redis-server) allocates from the fake Agones/Kubernetes API server of `fake_agones/`, "
+        f"started with `--latency-ms {load['api_latency_ms']:g}` (every API request waits that "
+        "long before it is handled; concurrent requests wait side by side, but the fake is one "
+        "Python process on the same CPUs, so under a burst its own work adds to that) and a "
+        "Fleet of "
+        f"{load['replicas']} GameServers, all Ready; nginx (one worker, the fixed 1 KiB body) "
+        "listens on the Fleet's port at every Pod IP the fake hands out (127.0.0.2 to .254). "
+        f"Each round first sends {people} GameServerAllocations straight to the API at once "
+        "(aiohttp, one new connection each, the body the allocator sends, a distinct "
+        "`sd-allocator/user` label each): the API's own latency under the same burst. Then "
+        f"{people} people without a WebUI send their first `GET /` to the allocator at once, "
+        "each timed until the complete 200 from their WebUI: identity, session lookup in "
+        "Redis, the allocation lock, the GameServerAllocation, recording the session, "
+        "forwarding. Every answer must be 201 `Allocated` or 200 with the origin's body, and "
+        "the fake must log exactly one `Allocated` outcome per person; then the allocated "
+        "GameServers are deleted and the Fleet refills. One warm-up round, then "
+        f"{load['rounds']} measured rounds; p50 and p99 are nearest-rank over the {people} "
+        f"requests of a round (so p99 is the slowest of {people}), shown as the median over "
+        "rounds; overhead = allocator - API."
+    )
+
+
 def goal_table(data: Json, markdown: bool = False) -> str:
     rows = [[g["goal"], g["status"], g["detail"]] for g in data["goals"]]
     return _table(["goal (brief §6)", "status", "measured"], rows, markdown)
@@ -328,6 +427,17 @@ def console(data: Json) -> str:
         verdict = clients_verdict(data)
         if verdict:
             parts += ["", verdict]
+    if data.get("allocation") and data["allocation"]["rounds"]:
+        load = data["allocation"]["load"]
+        parts += [
+            f"\nAllocation ({load['people']} people at once, fake API "
+            f"{load['api_latency_ms']:g} ms; median of {len(data['allocation']['rounds'])} "
+            "rounds)",
+            allocation_table(data),
+        ]
+        cpu = allocation_cpu(data)
+        if cpu:
+            parts += ["", cpu]
     parts += ["\nGoals", goal_table(data)]
     notes = missing_notes(data)
     if notes:
@@ -340,6 +450,21 @@ def write_json(data: Json, path: Path) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def _carried_over_lines(data: Json) -> list[str]:
+    """Which sections come from an earlier run (a later run measured only some scenarios)."""
+    by_date: dict[str, list[str]] = {}
+    sources: dict[str, Json] = {}
+    for name, source in (data.get("carried_over") or {}).items():
+        by_date.setdefault(source["date"], []).append(name)
+        sources[source["date"]] = source
+    return [
+        f"- {', '.join(names)}: measured earlier, {date} (load average "
+        f"{sources[date]['load_average'][0]:.2f}, CPU {sources[date]['busy_before_percent']:.0f}% "
+        "busy before measuring); the rest in this run"
+        for date, names in by_date.items()
+    ]
+
+
 def markdown(data: Json) -> str:
     """BENCHMARKS.md: machine, method, tables, ratios, goals, how to reproduce."""
     m, v = data["machine"], data["versions"]
@@ -348,8 +473,9 @@ def markdown(data: Json) -> str:
         "# Benchmarks",
         "",
         "Reproduce with `make bench` (runs `.venv/bin/python -m bench.run`; options: "
-        "`--duration`, `--connections`, `--rounds`, `--only throughput|memory|clients`, "
-        "`--client-requests`; "
+        "`--duration`, `--connections`, `--rounds`, "
+        "`--only throughput|memory|clients|allocation`, `--client-requests`, "
+        "`--allocation-rounds`; "
         "`--help` for all). Raw numbers: "
         "`bench/results/latest.json`.",
         "",
@@ -362,6 +488,7 @@ def markdown(data: Json) -> str:
         f"- allocator started as `{shlex.join(data['settings']['allocator_command'])}`",
         f"- before measuring: load average {m['load_average'][0]:.2f}, CPU "
         f"{m['busy_before_percent']:.0f}% busy with other work",
+        *_carried_over_lines(data),
         "",
         "Everything runs on this one machine over loopback: wrk, the origin and the proxy "
         "under test share its CPUs, so the absolute numbers are lower than on a dedicated "
@@ -425,6 +552,18 @@ def markdown(data: Json) -> str:
         verdict = clients_verdict(data)
         if verdict:
             out += ["", verdict]
+    if data.get("allocation") and data["allocation"]["rounds"]:
+        out += [
+            "",
+            "## Allocation overhead",
+            "",
+            _allocation_method(data),
+            "",
+            allocation_table(data, markdown=True),
+        ]
+        cpu = allocation_cpu(data)
+        if cpu:
+            out += ["", cpu]
     out += ["", "## Goals", "", goal_table(data, markdown=True)]
     notes = missing_notes(data)
     if notes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from bench.allocation import AllocationResults, Step
 from bench.clients import BASELINE, ClientsResults
 from bench.memory import MemoryResult
 from bench.throughput import ThroughputResults
@@ -19,6 +20,11 @@ SCHEMA = 1
 THROUGHPUT_FACTOR = 1.5  # allocator req/s >= 1.5 x configurable-http-proxy
 RSS_LIMIT = 200_000_000  # bytes, with 10 000 sessions and 1 000 WebSockets
 UPLOAD_GROWTH_LIMIT = 50_000_000  # bytes, during a 1 GiB upload
+ALLOCATION_OVERHEAD_LIMIT_MS = 50.0  # allocator p99 - the API's own p99
+ALLOCATION_PEOPLE = 50  # ... with this many people allocating at once
+ALLOCATION_API_MS = 5.0  # ... and the API answering after this many ms
+
+SCENARIOS = ("throughput", "memory", "clients", "allocation")
 
 MET, NOT_MET, NOT_MEASURED = "met", "NOT met", "not measured"
 
@@ -65,6 +71,70 @@ def clients_json(results: ClientsResults) -> Json:
     load = asdict(results.load)
     load["warmup"] = {name: results.load.warmup(name) for name in results.clients}
     return {"load": load, "clients": clients}
+
+
+def _step_json(step: Step) -> Json:
+    return {
+        "p50": round(step.percentile(50), 2),
+        "p99": round(step.percentile(99), 2),
+        "max": round(max(step.latencies_ms), 2),
+        "latencies_ms": sorted(round(ms, 2) for ms in step.latencies_ms),
+        "api_requests": step.api_requests,
+        "seconds": step.seconds,
+        "cpu_ms": step.cpu_ms,
+    }
+
+
+def allocation_json(results: AllocationResults) -> Json:
+    return {
+        "load": {**asdict(results.load), "replicas": results.load.replicas},
+        "description": results.description,
+        "missing": results.missing,
+        "failed": results.failed,
+        "rounds": [
+            {"api": _step_json(r.api), "allocator": _step_json(r.allocator)} for r in results.rounds
+        ],
+        # Medians over the rounds of each round's percentile.
+        "api_ms": {"p50": results.median("api", 50), "p99": results.median("api", 99)},
+        "allocator_ms": {
+            "p50": results.median("allocator", 50),
+            "p99": results.median("allocator", 99),
+        },
+    }
+
+
+def allocation_overhead(data: Json) -> Json | None:
+    """Allocator minus API, at p50 and p99 (medians over rounds) and per round's p99."""
+    part: Json = data.get("allocation") or {}
+    if not part.get("rounds") or part.get("failed"):
+        return None
+    api, alloc = part["api_ms"], part["allocator_ms"]
+    return {
+        "p50": round(alloc["p50"] - api["p50"], 2),
+        "p99": round(alloc["p99"] - api["p99"], 2),
+        "p99_of_rounds": [
+            round(r["allocator"]["p99"] - r["api"]["p99"], 2) for r in part["rounds"]
+        ],
+    }
+
+
+def carry_over(data: Json, previous: Json) -> Json:
+    """A partial run's results plus the scenarios it did not measure, taken from `previous`
+    (with the date and load of the run that measured them, under `carried_over`)."""
+    carried: Json = {}
+    for name in SCENARIOS:
+        if data.get(name) is not None or previous.get(name) is None:
+            continue
+        data[name] = previous[name]
+        earlier = previous.get("carried_over", {}).get(name)
+        carried[name] = earlier or {
+            key: previous["machine"][key] for key in ("date", "load_average", "busy_before_percent")
+        }
+    if "memory" in carried and "memory" in previous.get("settings", {}):
+        data["settings"]["memory"] = previous["settings"]["memory"]
+    if carried:
+        data["carried_over"] = carried
+    return data
 
 
 def client_ratios(data: Json) -> Json:
@@ -121,7 +191,37 @@ def _goal(goal: str, status: str, detail: str) -> Json:
     return {"goal": goal, "status": status, "detail": detail}
 
 
+def allocation_goal(data: Json) -> Json:
+    goal = (
+        f"allocation: p99 <= {ALLOCATION_OVERHEAD_LIMIT_MS:g} ms above the API's own p99 "
+        f"({ALLOCATION_PEOPLE} people at once, API {ALLOCATION_API_MS:g} ms)"
+    )
+    part: Json | None = data.get("allocation")
+    if not part:
+        return _goal(goal, NOT_MEASURED, "allocation scenario not run")
+    if part.get("failed"):
+        return _goal(goal, NOT_MET, f"wrong answers: {part['failed']}")
+    overhead = data.get("allocation_overhead") or allocation_overhead(data)
+    if part.get("missing") or overhead is None:
+        return _goal(goal, NOT_MEASURED, part.get("missing") or "no round measured")
+    load = part["load"]
+    api, alloc = part["api_ms"], part["allocator_ms"]
+    detail = (
+        f"{overhead['p99']:+.2f} ms (allocator {alloc['p99']:.2f} vs API {api['p99']:.2f} ms; "
+        f"p50 {overhead['p50']:+.2f} ms; median of {len(part['rounds'])} rounds)"
+    )
+    if load["people"] != ALLOCATION_PEOPLE or load["api_latency_ms"] != ALLOCATION_API_MS:
+        changed = f" ({load['people']} people, API {load['api_latency_ms']:g} ms)"
+        return _goal(goal, NOT_MEASURED, detail + changed)
+    ok = overhead["p99"] <= ALLOCATION_OVERHEAD_LIMIT_MS
+    return _goal(goal, MET if ok else NOT_MET, detail)
+
+
 def goals(data: Json) -> list[Json]:
+    return [*_proxy_goals(data), allocation_goal(data)]
+
+
+def _proxy_goals(data: Json) -> list[Json]:
     out: list[Json] = []
     found = data.get("ratios") or ratios(data)
     for method in ("GET", "POST"):
@@ -181,5 +281,6 @@ def summarize(data: Json) -> Json:
     """Add ratios and goal verdicts to a results document."""
     data["ratios"] = ratios(data)
     data["client_ratios"] = client_ratios(data)
+    data["allocation_overhead"] = allocation_overhead(data)
     data["goals"] = goals(data)
     return data

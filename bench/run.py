@@ -1,11 +1,12 @@
 """`make bench`: measure the allocator against nginx and configurable-http-proxy (brief §6).
 
     .venv/bin/python -m bench.run [--duration 10] [--connections 32]
-                                  [--only throughput|memory|clients]
+                                  [--only throughput|memory|clients|allocation]
 
-Prints a table, writes bench/results/latest.json and (after a full run) BENCHMARKS.md. Every
-process it starts runs on loopback in a temporary directory and is stopped at the end, also on
-Ctrl-C or an error.
+Prints a table, writes bench/results/latest.json and (after a full run) BENCHMARKS.md. A run
+with --only keeps the other scenarios' results from the previous latest.json (marked as carried
+over), so that BENCHMARKS.md can be rendered whole after it. Every process it starts runs on
+loopback in a temporary directory and is stopped at the end, also on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -29,7 +30,18 @@ import signal
 import tempfile
 from types import FrameType
 
-from bench import clients, memory, procs, report, results, services, throughput, tools, wrk
+from bench import (
+    allocation,
+    clients,
+    memory,
+    procs,
+    report,
+    results,
+    services,
+    throughput,
+    tools,
+    wrk,
+)
 
 RESULTS = tools.BENCH_DIR / "results" / "latest.json"
 MARKDOWN = tools.ROOT / "BENCHMARKS.md"
@@ -40,9 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench.run", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    parser.add_argument(
-        "--only", choices=("throughput", "memory", "clients"), help="run one scenario"
-    )
+    parser.add_argument("--only", choices=results.SCENARIOS, help="run one scenario")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up per run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
@@ -70,6 +80,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=clients.ClientLoad.concurrency,
         help="clients: concurrent workers in each client process",
+    )
+    parser.add_argument(
+        "--allocation-rounds",
+        type=int,
+        default=allocation.AllocationLoad.rounds,
+        help="allocation: measured rounds (after one warm-up round); the median counts",
+    )
+    parser.add_argument(
+        "--allocation-people",
+        type=int,
+        default=allocation.AllocationLoad.people,
+        help="allocation: people allocating at once",
+    )
+    parser.add_argument(
+        "--allocation-api-ms",
+        type=float,
+        default=allocation.AllocationLoad.api_latency_ms,
+        help="allocation: the fake Kubernetes API's latency per request (ms)",
     )
     parser.add_argument(
         "--allocator-cmd",
@@ -111,6 +139,11 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
         httpx_requests=args.httpx_requests,
         concurrency=args.client_concurrency,
     )
+    allocation_load = allocation.AllocationLoad(
+        people=args.allocation_people,
+        rounds=args.allocation_rounds,
+        api_latency_ms=args.allocation_api_ms,
+    )
     machine = report.machine()
     if machine["busy_before_percent"] > 10:
         print(
@@ -134,6 +167,7 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
         "throughput": None,
         "memory": None,
         "clients": None,
+        "allocation": None,
     }
     workdir = Path(tempfile.mkdtemp(prefix="sda-bench-"))
     try:
@@ -150,12 +184,35 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
                 print("Scenario 3: upstream clients", flush=True)
                 measured_clients = clients.run(processes, found, client_load)
                 data["clients"] = results.clients_json(measured_clients)
+            if args.only in (None, "allocation"):
+                print("Scenario 4: allocation overhead", flush=True)
+                measured_allocation = allocation.run(
+                    processes, found, allocation_load, allocator_command
+                )
+                data["allocation"] = results.allocation_json(measured_allocation)
     finally:
         if args.keep_temp:
             print(f"logs and configs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return results.summarize(data)
+
+
+def _with_previous(data: results.Json, path: Path) -> results.Json:
+    """A partial run's results plus the other scenarios of the previous results file."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        print(f"\nno earlier results kept ({path}: {e})")
+        return data
+    if previous.get("schema") != results.SCHEMA:
+        print(f"\nno earlier results kept ({path} has schema {previous.get('schema')})")
+        return data
+    data = results.summarize(results.carry_over(data, previous))
+    carried = data.get("carried_over", {})
+    if carried:
+        print(f"\nkept the results of an earlier run from {path}: {', '.join(carried)}")
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; all benchmark processes stopped", file=sys.stderr)
         return 130
     print(report.console(data))
+    if args.only is not None:
+        data = _with_previous(data, args.output)
     report.write_json(data, args.output)
     print(f"\nwrote {args.output}")
     if args.markdown or (args.markdown is None and args.only is None):

@@ -47,6 +47,15 @@ def start_origin(processes: Processes, binary: Path) -> Service:
     return service
 
 
+def start_pods_origin(processes: Processes, binary: Path, hosts: list[str], port: int) -> Service:
+    """The fixed-body origin on `port` of every address in `hosts` (the fake's Pod IPs)."""
+    config = nginx.pods_config(processes.workdir / "pods", hosts, port)
+    service = _start_nginx(processes, binary, "pods", config)
+    service.port = port
+    wait_for_http(service, f"http://{hosts[0]}:{port}/")
+    return service
+
+
 def start_nginx_proxy(processes: Processes, binary: Path, origin_port: int) -> Service:
     port = free_port()
     config = nginx.proxy_config(processes.workdir / "nginx", port, origin_port)
@@ -116,13 +125,39 @@ def start_allocator(
 ) -> Service:
     """The allocator with the static backend, header identity and a real Redis; waits for
     /_allocator/healthz."""
+    backend = {"SDA_BACKEND": "static", "SDA_STATIC_TARGET": f"127.0.0.1:{target_port}"}
+    return _start_allocator(processes, command, redis_port, backend)
+
+
+def start_agones_allocator(
+    processes: Processes,
+    command: list[str],
+    redis_port: int,
+    kubeconfig: Path,
+    namespace: str,
+    fleet: str,
+) -> Service:
+    """The allocator with the Agones backend, allocating from `fleet` in the cluster that
+    `kubeconfig` names; waits for /_allocator/healthz."""
+    backend = {
+        "SDA_BACKEND": "agones",
+        "SDA_NAMESPACE": namespace,
+        "SDA_FLEET": fleet,
+        "KUBECONFIG": str(kubeconfig),
+    }
+    return _start_allocator(processes, command, redis_port, backend)
+
+
+def _start_allocator(
+    processes: Processes, command: list[str], redis_port: int, backend: dict[str, str]
+) -> Service:
+    """Header identity, a real Redis, warnings only, no metrics port; `backend` adds the rest."""
     port = free_port()
     service = processes.start(
         "allocator",
         command,
         env={
-            "SDA_BACKEND": "static",
-            "SDA_STATIC_TARGET": f"127.0.0.1:{target_port}",
+            **backend,
             "SDA_IDENTITY": "header",
             "SDA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "SDA_PORT": str(port),
