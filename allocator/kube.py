@@ -56,7 +56,10 @@ def load_configuration() -> client.Configuration:
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config(client_configuration=configuration)
         else:
-            config.load_kube_config(client_configuration=configuration)
+            # Read KUBECONFIG now: the client reads it once, when it is first imported.
+            config.load_kube_config(
+                config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+            )
     except (ConfigException, OSError) as exc:
         raise KubeConfigError(
             f"no Kubernetes credentials: {exc} (set KUBECONFIG or run in a pod)"
