@@ -46,18 +46,23 @@ class Allocations:
         self._backend = backend
         self._cache = cache
         self._settings = settings
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Task[Session | None]] = {}
 
     async def ensure(
-        self, person: Person, wait: float, restarted: bool = False
+        self, person: Person, wait: float, restarted: bool = False, looked: bool = False
     ) -> Session | Progress:
-        """The person's session, allocating one if needed; progress if not ready within `wait`."""
+        """The person's session, allocating one if needed; progress if not ready within `wait`.
+
+        `looked`: the caller has just found no mapping in the store (skip that first read).
+        """
         deadline = time.monotonic() + wait
         while True:
-            session = await self._store.get(person.email)
-            if session is not None:
-                self._cache.put(session)
-                return session
+            if not looked:
+                session = await self._store.get(person.email)
+                if session is not None:
+                    self._cache.put(session)
+                    return session
+            looked = False
             progress = await self._store.get_progress(person.email)
             task = self._tasks.get(person.email)
             if task is None and not self._settled(progress):
@@ -68,6 +73,8 @@ class Allocations:
                 return progress or Progress(State.ALLOCATING, FINDING, time.time(), restarted)
             if task is not None:
                 await asyncio.wait({task}, timeout=remaining)
+                if task.done() and not task.cancelled() and task.result() is not None:
+                    return task.result()  # type: ignore[return-value]
             else:  # another replica is allocating: look again shortly
                 await asyncio.sleep(min(POLL_SECONDS, remaining))
 
@@ -82,12 +89,14 @@ class Allocations:
             return age < self._settings.failure_retry
         return False
 
-    async def _start(self, person: Person, restarted: bool) -> asyncio.Task[None] | None:
+    async def _start(self, person: Person, restarted: bool) -> asyncio.Task[Session | None] | None:
         token = uuid.uuid4().hex
-        if not await self._store.acquire_lock(
-            person.email, token, self._settings.allocation_lock_ttl
-        ):
-            return None
+        first = Progress(State.ALLOCATING, FINDING, time.time(), restarted)
+        began = await self._store.begin_allocation(
+            person.email, token, self._settings.allocation_lock_ttl, first, self._progress_ttl
+        )
+        if began != "ok":
+            return None  # a mapping appeared, or another replica is allocating
         if person.email in self._tasks:  # raced with ourselves between the await points
             await self._store.release_lock(person.email, token)
             return self._tasks[person.email]
@@ -95,22 +104,22 @@ class Allocations:
         self._tasks[person.email] = task
         return task
 
-    async def _allocate(self, person: Person, token: str, restarted: bool) -> None:
+    async def _allocate(self, person: Person, token: str, restarted: bool) -> Session | None:
         started = time.monotonic()
         keeper = asyncio.create_task(self._keep_lock(person.email, token))
         result = "error"
+        saved: Session | None = None
         try:
-            await self._report(person, State.ALLOCATING, FINDING, restarted)
-            if await self._store.get(person.email) is not None:
-                result = "existing"
-                return  # finished elsewhere between our look and our lock
 
             async def progress(state: State, message: str) -> None:
                 await self._report(person, state, message, restarted)
 
             placement = await self._backend.allocate(person, progress)
             session = Session(person.email, person.slug, self._backend.name, placement, time.time())
-            result = "ok" if await self._save(session, token) else "lock_lost"
+            if await self._save(session, token):
+                result, saved = "ok", session
+            else:
+                result = "lock_lost"
         except NoCapacity:
             result = "no_capacity"
             await self._report(person, State.NO_CAPACITY, ALL_BUSY, restarted)
@@ -128,8 +137,10 @@ class Allocations:
             metrics.ALLOCATIONS.labels(result=result).inc()
             metrics.ALLOCATION_SECONDS.observe(time.monotonic() - started)
             self._tasks.pop(person.email, None)
-            with contextlib.suppress(StoreUnavailable):
-                await self._store.release_lock(person.email, token)
+            if saved is None:  # a save releases the lock itself
+                with contextlib.suppress(StoreUnavailable):
+                    await self._store.release_lock(person.email, token)
+        return saved
 
     async def _save(self, session: Session, token: str) -> bool:
         """Record the allocation, unless this replica's lock was lost meanwhile (then the
@@ -151,11 +162,14 @@ class Allocations:
             await self._backend.release(session)
         return False
 
+    @property
+    def _progress_ttl(self) -> float:
+        return self._settings.start_timeout + self._settings.allocation_lock_ttl
+
     async def _report(self, person: Person, state: State, message: str, restarted: bool) -> None:
-        ttl = self._settings.start_timeout + self._settings.allocation_lock_ttl
         progress = Progress(state, message, time.time(), restarted)
         with contextlib.suppress(StoreUnavailable):
-            await self._store.set_progress(person.email, progress, ttl)
+            await self._store.set_progress(person.email, progress, self._progress_ttl)
 
     async def _keep_lock(self, email: str, token: str) -> None:
         ttl = self._settings.allocation_lock_ttl

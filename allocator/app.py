@@ -113,7 +113,7 @@ class AllocatorApp:
                 return session
             if allocate:
                 outcome = await self.runtime.core.allocations.ensure(
-                    person, self.settings.allocation_wait
+                    person, self.settings.allocation_wait, looked=True
                 )
             else:
                 outcome = Progress(State.NONE, NO_SESSION, time.time())

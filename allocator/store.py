@@ -54,8 +54,16 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[4])
 return 1
+"""
+# Start an allocation in one round trip: not if a mapping exists or another holds the lock;
+# otherwise take the lock and publish the first progress.
+_BEGIN_ALLOCATION = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'held' end
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+return 'ok'
 """
 # A cruiser pass claims a session only if it is still the same mapping, still idle (unless
 # its maximum age is up), holds no busy lease and no other pass has claimed it.
@@ -101,6 +109,17 @@ def _session_key(email: str) -> str:
 
 def _busy_key(email: str) -> str:
     return f"sda:busy:{email}"
+
+
+def _encode_progress(progress: Progress) -> str:
+    return json.dumps(
+        {
+            "state": progress.state.value,
+            "message": progress.message,
+            "since": progress.since,
+            "restarted": progress.restarted,
+        }
+    )
 
 
 def _reap_key(email: str) -> str:
@@ -151,6 +170,7 @@ class SessionStore:
         self._renew_lock = client.register_script(_RENEW_LOCK)
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._claim_reap = client.register_script(_CLAIM_REAP)
+        self._begin_allocation = client.register_script(_BEGIN_ALLOCATION)
 
     @classmethod
     def from_url(cls, url: str) -> SessionStore:
@@ -174,7 +194,8 @@ class SessionStore:
         """Store the mapping and count its creation as activity; clears any progress.
 
         With `lock_token`, only while that allocation lock is still held (False otherwise):
-        an allocation that lost its lock must not overwrite another replica's result.
+        an allocation that lost its lock must not overwrite another replica's result. The
+        lock is released with the save.
         """
         email = session.email
         keys = [_session_key(email), ACTIVITY, _progress_key(email), _lock_key(email), ALLOCATED]
@@ -251,30 +272,52 @@ class SessionStore:
             found = await self._redis.zrangebyscore(ALLOCATED, "-inf", cutoff, withscores=True)
         return [(str(email), float(stamp)) for email, stamp in cast(list[tuple[str, float]], found)]
 
-    async def claim_reap(
-        self, session: Session, cutoff: float, now: float, token: str, ttl: float, aged: bool
-    ) -> str:
-        """Atomically re-check a reclaim candidate and claim it: 'ok', or why not:
-        'gone' (no longer this mapping), 'active' (activity after `cutoff`), 'busy'
-        (a live busy lease) or 'claimed' (another pass has it). `aged`: the maximum session
-        age is up, so recent activity does not save it (a busy lease still does)."""
-        email = session.email
-        keys = [_session_key(email), ACTIVITY, _busy_key(email), _reap_key(email)]
-        args: list[str | float] = [
-            email,
-            session.server,
-            cutoff,
-            now,
-            token,
-            _ms(ttl),
-            "1" if aged else "0",
-        ]
-        async with _translate():
-            return str(await self._claim_reap(keys=keys, args=args))
+    async def get_many(self, emails: list[str]) -> dict[str, Session | None]:
+        """Several mappings in one round trip."""
+        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+            for email in emails:
+                pipe.hgetall(_session_key(email))
+            found = await pipe.execute()
+        return {
+            email: _decode_session(fields) if fields else None
+            for email, fields in zip(emails, found, strict=True)
+        }
 
-    async def release_reap(self, email: str, token: str) -> None:
-        async with _translate():
-            await self._release_lock(keys=[_reap_key(email)], args=[token])
+    async def claim_reaps(
+        self,
+        sessions: list[tuple[Session, bool]],
+        cutoff: float,
+        now: float,
+        token: str,
+        ttl: float,
+    ) -> list[str]:
+        """Atomically re-check and claim reclaim candidates, one script each, one round trip.
+
+        Per (session, aged): 'ok', or why not: 'gone' (no longer this mapping), 'active'
+        (activity after `cutoff`), 'busy' (a live busy lease) or 'claimed' (another pass
+        has it). `aged`: the maximum session age is up, so recent activity does not save it
+        (a busy lease still does)."""
+        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+            for session, aged in sessions:
+                email = session.email
+                keys = [_session_key(email), ACTIVITY, _busy_key(email), _reap_key(email)]
+                args: list[str | float] = [
+                    email, session.server, cutoff, now, token, _ms(ttl), "1" if aged else "0"
+                ]  # fmt: skip
+                await self._claim_reap(keys=keys, args=args, client=pipe)
+            return [str(outcome) for outcome in await pipe.execute()]
+
+    async def finish_reaps(self, sessions: list[Session], token: str, dropped: bool) -> None:
+        """Release this pass's claims, dropping the mappings first when `dropped`."""
+        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+            for session in sessions:
+                email = session.email
+                if dropped:
+                    keys = [_session_key(email), ACTIVITY, _busy_key(email), ALLOCATED]
+                    await self._drop(keys=keys, args=[email, session.server], client=pipe)
+                await self._release_lock(keys=[_reap_key(email)], args=[token], client=pipe)
+            if len(pipe):
+                await pipe.execute()
 
     async def hold_busy(self, emails: Iterable[str], holder: str, expires_at: float) -> None:
         async with _translate(), self._redis.pipeline(transaction=False) as pipe:
@@ -309,17 +352,19 @@ class SessionStore:
         async with _translate():
             return bool(await self._redis.exists(_lock_key(email)))
 
-    async def set_progress(self, email: str, progress: Progress, ttl: float) -> None:
-        value = json.dumps(
-            {
-                "state": progress.state.value,
-                "message": progress.message,
-                "since": progress.since,
-                "restarted": progress.restarted,
-            }
-        )
+    async def begin_allocation(
+        self, email: str, token: str, ttl: float, progress: Progress, progress_ttl: float
+    ) -> str:
+        """'ok' (this token now holds the allocation lock and `progress` is published),
+        'exists' (the person has a mapping) or 'held' (someone else is allocating)."""
+        keys = [_lock_key(email), _session_key(email), _progress_key(email)]
+        args: list[str | int] = [token, _ms(ttl), _encode_progress(progress), _ms(progress_ttl)]
         async with _translate():
-            await self._redis.set(_progress_key(email), value, px=_ms(ttl))
+            return str(await self._begin_allocation(keys=keys, args=args))
+
+    async def set_progress(self, email: str, progress: Progress, ttl: float) -> None:
+        async with _translate():
+            await self._redis.set(_progress_key(email), _encode_progress(progress), px=_ms(ttl))
 
     async def clear_progress(self, email: str) -> None:
         async with _translate():
