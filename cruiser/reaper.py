@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from allocator import metrics
 from allocator.settings import Settings
 from allocator.store import SessionStore, StoreUnavailable
-from allocator.types import Backend, BackendError
+from allocator.types import Backend, BackendError, Session
 from cruiser.reconcile import Reconciler
 from cruiser.summary import Summary
 
 log = logging.getLogger(__name__)
 
 IDLE, MAX_AGE = "idle", "max_age"
+BATCH = 500  # candidates per round trip
 
 
 @dataclass(frozen=True)
@@ -76,50 +77,70 @@ class Reaper:
     async def _reap(self, summary: Summary) -> None:
         now = time.time()
         cutoff = now - self._options.idle_timeout
-        candidates = {email: IDLE for email, _ in await self._store.idle(cutoff)}
+        reasons = {email: IDLE for email, _ in await self._store.idle(cutoff)}
         if self._options.max_age > 0:
             for email, _ in await self._store.allocated_before(now - self._options.max_age):
-                candidates[email] = MAX_AGE
-        summary.candidates = len(candidates)
+                reasons[email] = MAX_AGE
+        summary.candidates = len(reasons)
+        emails = list(reasons)
+        for start in range(0, len(emails), BATCH):
+            await self._reap_batch(emails[start : start + BATCH], reasons, cutoff, summary)
+
+    async def _reap_batch(
+        self, emails: list[str], reasons: dict[str, str], cutoff: float, summary: Summary
+    ) -> None:
+        """Claims in one round trip, releases in parallel (bounded), drops in one round trip."""
+        found = await self._store.get_many(emails)
+        for email in (email for email, session in found.items() if session is None):
+            await self._store.drop(email)  # an index entry without a mapping: tidy it
+        sessions = [session for session in found.values() if session is not None]
+        aged = [(session, reasons[session.email] == MAX_AGE) for session in sessions]
+        outcomes = await self._store.claim_reaps(
+            aged, cutoff, time.time(), self._token, self._options.claim_ttl
+        )
+        claimed = []
+        for session, outcome in zip(sessions, outcomes, strict=True):
+            summary.kept_active += outcome == "active"
+            summary.kept_busy += outcome == "busy"
+            if outcome == "ok":
+                claimed.append(session)
+        if self._options.dry_run:
+            summary.would_reclaim += len(claimed)
+            for session in claimed:
+                log.info("dry run: would reclaim %s of %s", session.server, session.email)
+            await self._store.finish_reaps(claimed, self._token, dropped=False)
+            return
+        released, failed = await self._release_all(claimed, summary)
+        await self._store.finish_reaps(released, self._token, dropped=True)
+        await self._store.finish_reaps(failed, self._token, dropped=False)
+        for session in released:
+            reason = reasons[session.email]
+            metrics.RECLAIMED.labels(reason=reason).inc()
+            log.info("reclaimed %s of %s (%s)", session.server, session.email, reason)
+        summary.reclaimed += len(released)
+
+    async def _release_all(
+        self, sessions: list[Session], summary: Summary
+    ) -> tuple[list[Session], list[Session]]:
+        """Release through the backend, at most `concurrency` at once: (released, failed)."""
         limit = asyncio.Semaphore(self._options.concurrency)
 
-        async def one(email: str, reason: str) -> None:
+        async def release(session: Session) -> bool:
             async with limit:
-                await self._reap_one(email, reason, cutoff, summary)
+                try:
+                    await self._backend.release(session)
+                    return True
+                except (BackendError, OSError) as exc:
+                    log.warning(
+                        "could not reclaim %s of %s: %s", session.server, session.email, exc
+                    )
+                    summary.fail(session.email, session.server, str(exc))
+                    return False
 
-        await asyncio.gather(*(one(email, reason) for email, reason in candidates.items()))
-
-    async def _reap_one(self, email: str, reason: str, cutoff: float, summary: Summary) -> None:
-        session = await self._store.get(email)
-        if session is None:
-            await self._store.drop(email)  # an index entry without a mapping: tidy it
-            return
-        outcome = await self._store.claim_reap(
-            session, cutoff, time.time(), self._token, self._options.claim_ttl, reason == MAX_AGE
-        )
-        if outcome == "active":
-            summary.kept_active += 1
-        elif outcome == "busy":
-            summary.kept_busy += 1
-        if outcome != "ok":
-            return
-        if self._options.dry_run:
-            summary.would_reclaim += 1
-            log.info("dry run: would reclaim %s of %s (%s)", session.server, email, reason)
-            await self._store.release_reap(email, self._token)
-            return
-        try:
-            await self._backend.release(session)
-        except (BackendError, OSError) as exc:
-            log.warning("could not reclaim %s of %s: %s", session.server, email, exc)
-            summary.fail(email, session.server, str(exc))
-            await self._store.release_reap(email, self._token)
-            return
-        await self._store.drop(email, session.server)
-        await self._store.release_reap(email, self._token)
-        summary.reclaimed += 1
-        metrics.RECLAIMED.labels(reason=reason).inc()
-        log.info("reclaimed %s of %s (%s)", session.server, email, reason)
+        done = await asyncio.gather(*(release(session) for session in sessions))
+        released = [s for s, ok in zip(sessions, done, strict=True) if ok]
+        failed = [s for s, ok in zip(sessions, done, strict=True) if not ok]
+        return released, failed
 
 
 async def cruise_once(store: SessionStore, backend: Backend, options: CruiseOptions) -> Summary:

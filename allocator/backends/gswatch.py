@@ -71,6 +71,9 @@ class GameServerWatch:
                 version = None
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 failures = self._pause(exc, failures)
+            except Exception as exc:  # a thread that dies would stop seeing gone GameServers
+                log.exception("GameServer watch: unexpected error")
+                failures = self._pause(exc, failures)
 
     def _pause(self, exc: BaseException, failures: int) -> int:
         self.connected.clear()

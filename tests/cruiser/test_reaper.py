@@ -111,9 +111,9 @@ async def test_activity_arriving_during_the_pass_saves_the_session(
     class RequestArrives(SessionStore):
         """A request is counted between the candidate query and the claim."""
 
-        async def claim_reap(self, *args: object, **kwargs: object) -> str:
+        async def claim_reaps(self, *args: object, **kwargs: object) -> list[str]:
             await store.touch({session.email: time.time()})
-            return await store.claim_reap(*args, **kwargs)  # type: ignore[arg-type]
+            return await store.claim_reaps(*args, **kwargs)  # type: ignore[arg-type]
 
     racing = RequestArrives(store._redis)
     summary = await Reaper(racing, backend, OPTIONS).run_pass()
