@@ -84,8 +84,19 @@ class FakeCluster:
     def delete(self, name: str) -> None:
         self._call("DELETE", f"/_fake/gameservers/{name}")
 
-    def _call(self, method: str, path: str, timeout: float = 30.0) -> Any:
-        request = urllib.request.Request(self.url + path, method=method, headers=self.headers)
+    def deletes(self) -> dict[str, int]:
+        """API DELETEs answered 200, per GameServer."""
+        counts: dict[str, int] = self._call("GET", "/_fake/deletes")
+        return counts
+
+    def scale(self, replicas: int) -> None:
+        """Set the Fleet's replicas (Allocated GameServers are never scaled away)."""
+        self._call("POST", "/_fake/fleet", body={"replicas": replicas})
+
+    def _call(self, method: str, path: str, timeout: float = 30.0, body: Json | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {**self.headers, "Content-Type": "application/json"} if data else self.headers
+        request = urllib.request.Request(self.url + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read())

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.allocation import AllocationResults, Step
 from bench.clients import BASELINE, ClientsResults
+from bench.cruise import CruiseResult
 from bench.memory import MemoryResult
 from bench.throughput import ThroughputResults
 
@@ -24,7 +25,10 @@ ALLOCATION_OVERHEAD_LIMIT_MS = 50.0  # allocator p99 - the API's own p99
 ALLOCATION_PEOPLE = 50  # ... with this many people allocating at once
 ALLOCATION_API_MS = 5.0  # ... and the API answering after this many ms
 
-SCENARIOS = ("throughput", "memory", "clients", "allocation")
+CRUISE_LIMIT_SECONDS = 1.0  # one pass over 100 000 sessions with 1 % idle
+CRUISE_SESSIONS = 100_000
+
+SCENARIOS = ("throughput", "memory", "clients", "allocation", "cruise")
 
 MET, NOT_MET, NOT_MEASURED = "met", "NOT met", "not measured"
 
@@ -101,6 +105,29 @@ def allocation_json(results: AllocationResults) -> Json:
             "p99": results.median("allocator", 99),
         },
     }
+
+
+def cruise_json(result: CruiseResult) -> Json:
+    return {**asdict(result), "speedup": result.speedup}
+
+
+def cruise_goal(data: Json) -> Json:
+    goal = (
+        f"cruiser: one pass over {CRUISE_SESSIONS:,} sessions with 1 % idle "
+        f"<= {CRUISE_LIMIT_SECONDS:g} s"
+    )
+    part: Json | None = data.get("cruise")
+    if not part:
+        return _goal(goal, NOT_MEASURED, "cruise scenario not run")
+    detail = (
+        f"{part['pass_seconds']:.2f} s for {part['reclaimed']} releases "
+        f"({part['dry_run_seconds']:.2f} s without them); predecessor's scan "
+        f"{part['predecessor_seconds']:.2f} s ({part['speedup']:.1f}x slower)"
+    )
+    if part["sessions"] != CRUISE_SESSIONS or part["idle"] != CRUISE_SESSIONS // 100:
+        return _goal(goal, NOT_MEASURED, detail + f" ({part['sessions']:,} sessions)")
+    ok = part["pass_seconds"] <= CRUISE_LIMIT_SECONDS
+    return _goal(goal, MET if ok else NOT_MET, detail)
 
 
 def allocation_overhead(data: Json) -> Json | None:
@@ -218,7 +245,7 @@ def allocation_goal(data: Json) -> Json:
 
 
 def goals(data: Json) -> list[Json]:
-    return [*_proxy_goals(data), allocation_goal(data)]
+    return [*_proxy_goals(data), allocation_goal(data), cruise_goal(data)]
 
 
 def _proxy_goals(data: Json) -> list[Json]:

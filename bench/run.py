@@ -1,7 +1,7 @@
 """`make bench`: measure the allocator against nginx and configurable-http-proxy (brief §6).
 
     .venv/bin/python -m bench.run [--duration 10] [--connections 32]
-                                  [--only throughput|memory|clients|allocation]
+                                  [--only throughput|memory|clients|allocation|cruise]
 
 Prints a table, writes bench/results/latest.json and (after a full run) BENCHMARKS.md. A run
 with --only keeps the other scenarios' results from the previous latest.json (marked as carried
@@ -33,6 +33,7 @@ from types import FrameType
 from bench import (
     allocation,
     clients,
+    cruise,
     memory,
     procs,
     report,
@@ -80,6 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=clients.ClientLoad.concurrency,
         help="clients: concurrent workers in each client process",
+    )
+    parser.add_argument(
+        "--cruise-sessions",
+        type=int,
+        default=cruise.CruiseSizes.sessions,
+        help="cruise: sessions in the store (1 %% of them idle)",
     )
     parser.add_argument(
         "--allocation-rounds",
@@ -168,6 +175,7 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
         "memory": None,
         "clients": None,
         "allocation": None,
+        "cruise": None,
     }
     workdir = Path(tempfile.mkdtemp(prefix="sda-bench-"))
     try:
@@ -190,6 +198,10 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
                     processes, found, allocation_load, allocator_command
                 )
                 data["allocation"] = results.allocation_json(measured_allocation)
+            if args.only in (None, "cruise"):
+                print("Scenario 5: one cruiser pass", flush=True)
+                sizes_cruise = cruise.CruiseSizes(sessions=args.cruise_sessions)
+                data["cruise"] = results.cruise_json(cruise.run(processes, found, sizes_cruise))
     finally:
         if args.keep_temp:
             print(f"logs and configs kept in {workdir}")
