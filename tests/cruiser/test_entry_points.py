@@ -225,3 +225,31 @@ def test_the_function_as_a_real_functions_framework_process(
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_make_run_defaults_reclaim_an_idle_local_webui_in_process(tmp_path: Path) -> None:
+    """The local backend and the embedded store: `serve` runs the cruiser itself."""
+    script = tmp_path / "webui.py"
+    script.write_text(
+        "import http.server as h, sys\n"
+        "class H(h.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200)\n"
+        "        self.end_headers()\n"
+        "h.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
+    )
+    allocator = AllocatorProcess(
+        tmp_path,
+        identity="header",
+        local_command=f"{{python}} {script} {{port}}",
+        idle_timeout="1.5",
+        cruise_interval="0.3",
+        activity_interval="0.2",
+    ).start()
+    try:
+        assert get(allocator, "a@x.com", "/").status_code == 200
+        wait_until(lambda: state(allocator, "a@x.com") == "none", 10, "the reclaim")
+        assert not list((tmp_path / "run").glob("*.json"))  # the WebUI process is gone
+        assert "reclaimed local-" in allocator.log()
+    finally:
+        allocator.stop()
