@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ACTIVITY = "sda:activity"
 ALLOCATED = "sda:allocated"
+NO_SERVER = "\x00"  # names no server: a drop with it only tidies the indexes
 
 _DROP = """
 local current = redis.call('HGET', KEYS[1], 'server')
@@ -61,10 +62,14 @@ return 1
 # otherwise take the lock and publish the first progress.
 _BEGIN_ALLOCATION = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'held' end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 'held' end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 return 'ok'
 """
+# Both scripts below may be retried by the client after a timeout: holding the lock or claim
+# with one's own token already counts as success.
 # A cruiser pass claims a session only if it is still the same mapping, still idle (unless
 # its maximum age is up), holds no busy lease and no other pass has claimed it.
 _CLAIM_REAP = """
@@ -75,7 +80,9 @@ if ARGV[7] ~= '1' then
   if stamp and tonumber(stamp) > tonumber(ARGV[3]) then return 'active' end
 end
 if redis.call('ZCOUNT', KEYS[3], ARGV[4], '+inf') > 0 then return 'busy' end
-if not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then return 'claimed' end
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[5] then return 'claimed' end
+redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
 return 'ok'
 """
 _RENEW_LOCK = """
@@ -318,6 +325,22 @@ class SessionStore:
                 await self._release_lock(keys=[_reap_key(email)], args=[token], client=pipe)
             if len(pipe):
                 await pipe.execute()
+
+    async def forget_unmapped(self, email: str) -> None:
+        """Remove index entries of someone without a mapping (never a mapping itself)."""
+        keys = [_session_key(email), ACTIVITY, _busy_key(email), ALLOCATED]
+        async with _translate():
+            await self._drop(keys=keys, args=[email, NO_SERVER])
+
+    async def busy_now(self, email: str, now: float) -> bool:
+        """Whether some replica holds a live busy lease for `email`."""
+        async with _translate():
+            return bool(await self._redis.zcount(_busy_key(email), now, "+inf"))
+
+    async def being_reaped(self, email: str) -> bool:
+        """Whether a cruiser pass has claimed this person's session right now."""
+        async with _translate():
+            return bool(await self._redis.exists(_reap_key(email)))
 
     async def hold_busy(self, emails: Iterable[str], holder: str, expires_at: float) -> None:
         async with _translate(), self._redis.pipeline(transaction=False) as pipe:

@@ -26,7 +26,7 @@ from cruiser.summary import Summary
 log = logging.getLogger(__name__)
 
 IDLE, MAX_AGE = "idle", "max_age"
-BATCH = 500  # candidates per round trip
+BATCH = 500  # candidates read per round trip
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,20 @@ class Reaper:
     async def _reap_batch(
         self, emails: list[str], reasons: dict[str, str], cutoff: float, summary: Summary
     ) -> None:
-        """Claims in one round trip, releases in parallel (bounded), drops in one round trip."""
         found = await self._store.get_many(emails)
         for email in (email for email, session in found.items() if session is None):
-            await self._store.drop(email)  # an index entry without a mapping: tidy it
+            await self._store.forget_unmapped(email)
         sessions = [session for session in found.values() if session is not None]
+        # Claimed right before their release, as many as are released at once: activity that
+        # arrives while earlier releases run still saves a session.
+        step = self._options.concurrency
+        for start in range(0, len(sessions), step):
+            await self._reap_chunk(sessions[start : start + step], reasons, cutoff, summary)
+
+    async def _reap_chunk(
+        self, sessions: list[Session], reasons: dict[str, str], cutoff: float, summary: Summary
+    ) -> None:
+        """Claims in one round trip, releases in parallel, drops in one round trip."""
         aged = [(session, reasons[session.email] == MAX_AGE) for session in sessions]
         outcomes = await self._store.claim_reaps(
             aged, cutoff, time.time(), self._token, self._options.claim_ttl

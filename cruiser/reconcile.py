@@ -63,6 +63,11 @@ class Reconciler:
             mapped = await self._store.get(running.email)
             if mapped is not None and mapped.server == running.server:
                 return
+            if await self._store.busy_now(running.email, time.time()):
+                # Work still runs on it (its mapping was lost, e.g. Redis failed over): the
+                # next request re-attaches it; deleting it would cut that work off.
+                log.warning("unmapped %s of %s is busy; kept", running.server, running.email)
+                return
             if self._options.dry_run:
                 log.info("dry run: would delete orphan %s of %s", running.server, running.email)
                 return

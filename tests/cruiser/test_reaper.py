@@ -236,3 +236,35 @@ async def test_a_local_webui_without_a_mapping_is_stopped(
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
     finally:
         await local.close()
+
+
+async def test_activity_during_earlier_releases_saves_a_later_session(
+    agones: FakeAgones, store: SessionStore, backend: AgonesBackend
+) -> None:
+    first = await allocated(backend, store, "first@example.com", LONG_AGO)
+    second = await allocated(backend, store, "second@example.com", LONG_AGO)
+    release = backend.release
+
+    async def slow_release(session: Session) -> None:
+        # While the first DELETE is under way, the other person comes back.
+        other = second if session.email == first.email else first
+        await store.touch({other.email: time.time()})
+        await release(session)
+
+    backend.release = slow_release  # type: ignore[method-assign]
+    one_at_a_time = replace(OPTIONS, concurrency=1)
+    summary = await Reaper(store, backend, one_at_a_time).run_pass()
+    backend.release = release  # type: ignore[method-assign]
+    assert (summary.candidates, summary.reclaimed, summary.kept_active) == (2, 1, 1)
+    assert sum(agones.delete_counts().get(s.server, 0) for s in (first, second)) == 1
+
+
+async def test_an_unmapped_gameserver_with_work_running_is_not_an_orphan(
+    agones: FakeAgones, store: SessionStore, backend: AgonesBackend
+) -> None:
+    working = await allocated(backend, None, "failover@example.com", time.time())
+    await store.hold_busy([working.email], "replica-1", time.time() + 30)
+    await asyncio.sleep(1.1)
+    summary = await Reaper(store, backend, replace(OPTIONS, orphan_grace=1.0)).run_pass()
+    assert summary.orphans_deleted == 0
+    assert working.server not in agones.delete_counts()
