@@ -24,6 +24,8 @@ from allocator.store import SessionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+RETURN_AFTER = 60.0  # seconds without a write for this person: write their next request at once
+
 
 def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str]:
     """Shell-style path patterns (`/gradio_api/heartbeat/*`) as one regular expression."""
@@ -50,6 +52,8 @@ class ActivityTracker:
         self._busy_since: dict[str, float] = {}
         self._in_flight: dict[str, int] = {}
         self._leased: set[str] = set()
+        self._written: dict[str, float] = {}  # email → when its activity was last written
+        self._returning: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
     def is_exempt(self, path: str) -> bool:
@@ -58,6 +62,8 @@ class ActivityTracker:
     def begin(self, email: str) -> None:
         """A request or stream started; call `end` exactly once when it finishes."""
         now = time.time()
+        if now - self._written.get(email, 0.0) > RETURN_AFTER:
+            self._write_soon(email, now)
         self._pending[email] = now
         count = self._in_flight.get(email, 0)
         if count == 0:
@@ -72,6 +78,21 @@ class ActivityTracker:
         else:
             del self._in_flight[email]
             del self._busy_since[email]
+
+    def _write_soon(self, email: str, now: float) -> None:
+        self._written[email] = now  # one write per return, however many requests follow
+        try:
+            task = asyncio.get_running_loop().create_task(self._write(email, now))
+        except RuntimeError:  # no event loop (a synchronous caller): the next flush writes it
+            return
+        self._returning.add(task)
+        task.add_done_callback(self._returning.discard)
+
+    async def _write(self, email: str, now: float) -> None:
+        try:
+            await self._store.touch({email: now})
+        except StoreUnavailable:
+            self._written.pop(email, None)  # the next flush (or request) tries again
 
     def last_seen(self, email: str) -> float | None:
         """Activity seen here but not yet written (the status page adds it)."""
@@ -108,7 +129,15 @@ class ActivityTracker:
             for email, stamp in pending.items():  # keep the newest for the next try
                 self._pending[email] = max(stamp, self._pending.get(email, 0.0))
             raise
+        self._written.update(dict.fromkeys(pending, now))
+        self._forget_written(now)
         await self._flush_leases(now, final)
+
+    def _forget_written(self, now: float) -> None:
+        """Entries older than RETURN_AFTER mean the same as none: keep the map small."""
+        stale = [email for email, stamp in self._written.items() if now - stamp > RETURN_AFTER]
+        for email in stale:
+            del self._written[email]
 
     async def _flush_leases(self, now: float, final: bool) -> None:
         cutoff = now - self._busy_after
