@@ -145,11 +145,9 @@ class Allocations:
     async def _save(self, session: Session, token: str) -> bool:
         """Record the allocation, unless this replica's lock was lost meanwhile (then the
         WebUI is given back, unless the winner recorded that very one)."""
-        try:
-            saved = await self._store.save(session, time.time(), lock_token=token)
-        except StoreUnavailable:
-            await self._backend.release(session)  # unrecorded, it would be an orphan
-            raise
+        # On StoreUnavailable the WebUI is kept: it may be this person's re-attached one, still
+        # in use, or the save may have landed; unrecorded, reconciliation finds it later.
+        saved = await self._store.save(session, time.time(), lock_token=token)
         if saved:
             self._cache.put(session)
             log.info("allocated %s for %s", session.server, session.email)
@@ -217,6 +215,8 @@ class Allocations:
         """The backend saw `server` vanish: drop its mapping now, tell the person next time."""
         self._cache.forget(email)
         try:
+            if await self._store.being_reaped(email):
+                return  # the cruiser gave it back; that is not news to report as a restart
             if await self._store.drop(email, server):
                 metrics.RESTARTS.inc()
                 gone = Progress(State.NONE, RESTARTED, time.time(), restarted=True)

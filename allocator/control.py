@@ -100,7 +100,9 @@ def _install_error_pages(app: FastAPI, runtime: Runtime) -> None:
 
     @app.exception_handler(BackendError)
     async def backend_down(request: Request, exc: BackendError) -> Response:
-        return _error(request, 503, "Temporarily unavailable", str(exc), {"Retry-After": "30"})
+        log.warning("backend error on %s: %s", request.url.path, exc)
+        message = "Your WebUI could not be given back right now. Please try again in a minute."
+        return _error(request, 503, "Temporarily unavailable", message, {"Retry-After": "30"})
 
 
 def _error(

@@ -29,7 +29,7 @@ ALLOCATION = ("allocation.agones.dev", "v1")
 # Agones' aggregated allocation API fails a request without a media type; the Python client
 # sends none on custom-object creates unless told (see docs/agones.md).
 JSON_HEADERS = {"Content-Type": "application/json"}
-THREADS = 8
+THREADS = 16  # at least the cruiser's default concurrency
 
 
 class KubeError(Exception):

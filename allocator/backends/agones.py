@@ -186,8 +186,10 @@ class AgonesBackend:
             if isinstance(last, Contention):
                 raise NoCapacity from last
             raise AllocationFailed(UNREACHABLE) from last
-        except KubeError as exc:
-            raise AllocationFailed(f"The cluster refused to allocate a WebUI ({exc}).") from exc
+        except KubeError as exc:  # the cause was logged; API details are not for people
+            raise AllocationFailed(
+                "The cluster refused to start a WebUI; try again later."
+            ) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _allocate_once(self, person: Person) -> dict[str, Any]:

@@ -335,3 +335,20 @@ def test_the_watch_survives_closed_streams_and_expired_versions(
     log = allocator.log()
     assert "GameServer watch expired; listing again" in log
     assert f"GameServer {pod} of {ALICE} is gone" in log
+
+
+def test_a_gameserver_deleted_while_the_watch_was_away_is_still_noticed(
+    agones: FakeAgones, allocator: AllocatorProcess, redis_server: RedisServer
+) -> None:
+    pod = whoami(allocator, ALICE).json()["pod"]
+    agones.set_watch_history(1)
+    agones.set_latency(1500)  # the watch's reconnection arrives after everything below
+    agones.close_watches()
+    assert agones.delete(pod)
+    agones.wait_until(lambda views: all(v.name != pod for v in views), 10)
+    agones.scale(3)
+    agones.set_latency(0)
+    wait_until(lambda: not stored_sessions(redis_server), 10, "the mapping to go")
+    log = allocator.log()
+    assert "GameServer watch expired; listing again" in log
+    assert f"GameServer {pod} of {ALICE} is gone (DELETED" in log

@@ -101,6 +101,8 @@ def test_serve_reclaims_the_idle_and_keeps_the_active_the_streaming_and_the_busy
         for worker in workers:
             worker.start()
         wait_until(lambda: state(allocator, "idle@x.com") == "none", 10, "idle to be reclaimed")
+        reclaimed = get(allocator, "idle@x.com", "/_allocator/status").json()
+        assert reclaimed["message"] is None  # given back, not "your WebUI stopped"
         wait_until(lambda: state(allocator, "heartbeat@x.com") == "none", 10, "heartbeats only")
         time.sleep(2)  # the slow request has now run well past the idle timeout
         assert state(allocator, "steady@x.com") == "ready"
