@@ -49,21 +49,34 @@ class KubeConfigError(Exception):
     """Neither in-cluster credentials nor a kubeconfig could be loaded."""
 
 
-def load_configuration() -> client.Configuration:
-    """In-cluster credentials in a pod, else the kubeconfig (`KUBECONFIG` or ~/.kube/config)."""
+def load_configuration(
+    api_url: str | None = None, ca_cert: str | None = None
+) -> client.Configuration:
+    """With `api_url`: that cluster, as this Google service account (a Cloud Function).
+    Otherwise in-cluster credentials in a pod, else the kubeconfig (`KUBECONFIG`)."""
     configuration = client.Configuration()
     try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if api_url:
+            from allocator.gke import google_configuration
+
+            configuration = google_configuration(api_url, ca_cert)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config(client_configuration=configuration)
         else:
             # Read KUBECONFIG now: the client reads it once, when it is first imported.
             config.load_kube_config(
                 config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
             )
-    except (ConfigException, OSError) as exc:
+    except (ConfigException, OSError, ValueError) as exc:
         raise KubeConfigError(
             f"no Kubernetes credentials: {exc} (set KUBECONFIG or run in a pod)"
         ) from exc
+    except ImportError as exc:
+        raise KubeConfigError(
+            f"SDA_KUBE_API_URL needs google-auth: pip install 'sd-allocator[function]' ({exc})"
+        ) from exc
+    except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and kin
+        raise KubeConfigError(f"no Google credentials for {api_url}: {exc}") from exc
     configuration.connection_pool_maxsize = THREADS
     configuration.retries = False  # our callers decide what to retry
     return configuration

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     fleet: str = "sd-webui"
     agones_port_name: str = "sd"
     kube_timeout: float = Field(10.0, gt=0)  # seconds per Kubernetes API call
+    kube_api_url: str | None = None  # outside the cluster: its endpoint, with Google credentials
+    kube_ca_cert: str | None = None  # ... and its CA (base64 of the PEM, as GKE reports it)
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     secret_key: SecretStr | None = None

@@ -33,7 +33,7 @@ from allocator.backends.gameservers import (
     port_named,
 )
 from allocator.backends.gswatch import GameServerWatch
-from allocator.kube import KubeApi, KubeError
+from allocator.kube import KubeApi, KubeError, load_configuration
 from allocator.settings import Settings
 from allocator.types import (
     AllocationFailed,
@@ -81,7 +81,8 @@ class AgonesBackend:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AgonesBackend:
-        kube = KubeApi(settings.namespace, settings.kube_timeout)
+        configuration = load_configuration(settings.kube_api_url, settings.kube_ca_cert)
+        kube = KubeApi(settings.namespace, settings.kube_timeout, configuration)
         return cls(
             kube,
             settings.fleet,
