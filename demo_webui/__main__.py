@@ -7,6 +7,7 @@ person's folder (see `demo_webui.isolation`).
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,12 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--port", type=_port, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--user-dir", type=Path, required=True, help="this person's folder")
-    parser.add_argument("--outputs-dir", type=Path, required=True, help="where pictures go")
+    parser.add_argument(
+        "--outputs-dir",
+        type=Path,
+        required=True,
+        help="where pictures go; a symlink on the way is followed anew for every generation",
+    )
     parser.add_argument(
         "--delay", type=_seconds, default=2.0, help="seconds one generation takes (default 2.0)"
     )
@@ -45,14 +51,20 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         type=Path,
         help="the folder /sdapi/v1/options may point picture folders into (default: --user-dir)",
     )
+    parser.add_argument(
+        "--hide-ui-dir-config",
+        action="store_true",
+        help="like A1111's flag: the picture folders cannot be changed through /sdapi/v1/options",
+    )
     args = parser.parse_args(argv)
     return Settings(
         host=args.host,
         port=args.port,
         user_dir=args.user_dir.resolve(),
-        outputs_dir=args.outputs_dir.resolve(),
+        outputs_dir=Path(os.path.abspath(args.outputs_dir)),  # not resolved: see settings.py
         delay=args.delay,
         outdir_root=(args.outdir_root or args.user_dir).resolve(),
+        hide_ui_dir_config=args.hide_ui_dir_config,
     )
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException
 
 from demo_webui.generation import Generator
 from demo_webui.models import ProgressResponse, Txt2ImgRequest, Txt2ImgResponse
-from demo_webui.options import Options, OptionsUpdate, OutsideRoot
+from demo_webui.options import Options, OptionsUpdate, OutsideRoot, Restricted
 from demo_webui.progress import GenerationTracker
 
 
@@ -42,10 +42,13 @@ def build_api(generator: Generator, tracker: GenerationTracker, options: Options
 
     @router.post("/sdapi/v1/options")
     async def set_options(update: OptionsUpdate) -> None:
-        """Like A1111, answers ``null``; unlike it, refuses unknown keys (A1111: a 500)."""
+        """Like A1111, answers ``null``; unlike it, refuses unknown keys (A1111: a 500) and, with
+        ``--hide-ui-dir-config``, a folder change with a 403 (A1111: a silent no-op)."""
         try:
             options.update(update.model_dump(exclude_none=True))
         except OutsideRoot as error:
             raise HTTPException(422, str(error)) from error
+        except Restricted as error:
+            raise HTTPException(403, str(error)) from error
 
     return router

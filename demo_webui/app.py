@@ -27,7 +27,10 @@ def create_app(settings: Settings) -> FastAPI:
     check_isolated(settings.gradio_dir)
     tracker = GenerationTracker()
     options = Options(
-        default_options(settings.outputs_dir), base=settings.user_dir, root=settings.outdir_root
+        default_options(settings.outputs_dir),
+        base=settings.user_dir,
+        root=settings.outdir_root,
+        fixed=settings.hide_ui_dir_config,
     )
     folders = OutputFolders()
     generator = Generator(lambda: folders.at(options.txt2img_folder()), tracker, settings.delay)
@@ -59,6 +62,11 @@ def _serve_only(blocks: gr.Blocks, folder: Path) -> None:
     moves a picture the UI returns into its cache only if ``allowed_paths`` holds its folder. It
     reads ``blocks.allowed_paths`` on every request (checked on Gradio 6.31); a new list replaces
     the old one in one step, so a request never sees it half-changed.
+
+    ``folder`` keeps its symlinks. Gradio resolves both the allowed folder and the requested file
+    on every request (``gradio.utils.is_in_or_equal``), so when a pod's outputs link is switched,
+    Gradio serves the pictures of the link's new target and no longer those of the old one: no
+    wider root (such as the whole share, which holds everyone's pictures) needs allowing.
     """
     blocks.allowed_paths = [str(folder)]
 

@@ -22,7 +22,8 @@ StepCallback = Callable[[int, int], None]
 """Called with (sampling step done, total steps) after every step."""
 
 CurrentFolder = Callable[[], OutputFolder]
-"""Where pictures go now; asked once per generation, since the options API can change it."""
+"""Where pictures go now; asked once per generation, since the options API, or a symlink switched
+on the way to the folder, can change it."""
 
 
 @dataclass(frozen=True)

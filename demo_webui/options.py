@@ -8,10 +8,19 @@ where it writes; the other keys are stored and reported, as A1111 would.
 Unlike A1111, a folder must lie inside ``root`` (the person's folder unless told otherwise): the
 allocator forwards every path to a person's WebUI, and Gradio serves whatever is in the picture
 folder, so a folder outside would let one person read another's pictures.
+
+Started with ``--hide-ui-dir-config``, as a pod's WebUI is, no folder can be changed at all; posting
+a folder's current value is still fine (settings pages post every value). A1111 refuses these
+changes too, but silently: it answers 200 and keeps the old value (``Options.set`` swallows the
+``RuntimeError`` of ``Options.__setattr__``). The demo answers 403, so a client learns it.
+
+The folders are kept as given, absolute but with their symlinks: a link on the way is followed
+anew for every generation (`demo_webui.outputs.OutputFolders.at`) and by Gradio on every request.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -51,6 +60,10 @@ class OutsideRoot(ValueError):
     """A folder that is not inside the folder this WebUI may write to."""
 
 
+class Restricted(ValueError):
+    """A folder change while the folders are fixed (``--hide-ui-dir-config``)."""
+
+
 def default_options(outputs_dir: Path) -> dict[str, str]:
     """A1111's defaults, except that txt2img pictures go straight into ``outputs_dir``."""
     return {
@@ -69,10 +82,13 @@ def default_options(outputs_dir: Path) -> dict[str, str]:
 class Options:
     """The current values, changed as a whole by `update`; ``on_change`` runs after each change."""
 
-    def __init__(self, values: Mapping[str, str], base: Path, root: Path) -> None:
+    def __init__(
+        self, values: Mapping[str, str], base: Path, root: Path, fixed: bool = False
+    ) -> None:
         self._values = dict(values)
         self._base = base
         self._root = root.resolve()
+        self._fixed = fixed
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -84,20 +100,32 @@ class Options:
         self._listeners.append(listener)
 
     def update(self, changes: Mapping[str, str]) -> None:
-        """Apply all of ``changes`` or, if one folder is outside the root, none of them."""
-        for key, value in changes.items():
-            if value and not self._resolve(value).is_relative_to(self._root):
-                raise OutsideRoot(f"{key}: {value} is not inside {self._root}")
+        """Apply all of ``changes`` or, if one is refused, none of them; a value that stays the
+        same is no change."""
         with self._lock:
-            self._values.update(changes)
+            changed = {k: v for k, v in changes.items() if v != self._values[k]}
+            for key, value in changed.items():
+                if self._fixed:
+                    raise Restricted(
+                        f"not possible to set '{key}' because it is restricted with "
+                        "--hide-ui-dir-config"
+                    )
+                if value and not self._resolve(value).is_relative_to(self._root):
+                    raise OutsideRoot(f"{key}: {value} is not inside {self._root}")
+            self._values.update(changed)
         for listener in self._listeners:
             listener()
 
     def txt2img_folder(self) -> Path:
+        """Absolute, ``..`` removed, symlinks kept."""
         with self._lock:
             chosen = self._values["outdir_samples"] or self._values["outdir_txt2img_samples"]
-        return self._resolve(chosen)
+        return self._absolute(chosen)
+
+    def _absolute(self, folder: str) -> Path:
+        return Path(os.path.abspath(self._base / folder))
 
     def _resolve(self, folder: str) -> Path:
-        """Absolute, with symlinks and ``..`` resolved, as Gradio compares paths."""
-        return (self._base / folder).resolve()
+        """Where pictures would go now: `_absolute`, then symlinks resolved, as Gradio compares
+        paths (``gradio.utils.is_in_or_equal``) and `OutputFolders.at` saves."""
+        return self._absolute(folder).resolve()

@@ -41,14 +41,18 @@ def _number(name: str) -> int:
 
 
 class OutputFolders:
-    """One `OutputFolder` per folder, so numbering stays right when the folder setting changes."""
+    """One `OutputFolder` per real folder, so numbering stays right when the folder setting, or a
+    symlink on the way to it, changes."""
 
     def __init__(self) -> None:
         self._folders: dict[Path, OutputFolder] = {}
         self._lock = threading.Lock()
 
     def at(self, path: Path) -> OutputFolder:
+        """The folder ``path`` leads to now: its symlinks are resolved on every call, so a link
+        switched meanwhile (a pod's outputs link) sends the next pictures to its new target."""
+        real = path.resolve()
         with self._lock:
-            if path not in self._folders:
-                self._folders[path] = OutputFolder(path)
-            return self._folders[path]
+            if real not in self._folders:
+                self._folders[real] = OutputFolder(real)
+            return self._folders[real]

@@ -14,9 +14,13 @@ class Settings:
     port: int
     user_dir: Path
     outputs_dir: Path
+    """Absolute but with its symlinks kept: a pod's WebUI saves through a link that is switched
+    while it runs (``sidecar.link``), so the link is followed anew for every generation."""
     delay: float
     outdir_root: Path
     """The folder that ``/sdapi/v1/options`` may point the picture folders into."""
+    hide_ui_dir_config: bool = False
+    """A1111's ``--hide-ui-dir-config``: the picture folders cannot be changed at all."""
 
     @property
     def gradio_dir(self) -> Path:

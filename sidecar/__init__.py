@@ -1,6 +1,8 @@
 """The sidecar that runs next to SD WebUI in each GameServer pod (``python -m sidecar``).
 
 It tells Agones, through the SDK server's REST API on localhost, when the WebUI is ready and
-whether it is still alive, and once the pod is given to a person it points the WebUI's outputs at
-that person's folder on the shared volume. It binds no port. Settings: `sidecar.settings`.
+whether it is still alive, and once the pod is given to a person it switches the outputs link, the
+pod-local symlink the WebUI saves under (`sidecar.link`), to that person's folder on the shared
+volume and confirms that with a GameServer annotation (`sidecar.ownership`). It never changes the
+WebUI's settings and binds no port. Settings: `sidecar.settings`.
 """

@@ -6,6 +6,10 @@ loads its model for minutes before it answers. So while the WebUI starts, up to
 ``WEBUI_START_TIMEOUT_SECONDS``, the sidecar pings Agones anyway; from its first answer on, only
 in periods in which the WebUI answered. When it stops answering, the pings stop and Agones marks
 the GameServer Unhealthy after ``spec.health.failureThreshold`` periods; the Fleet replaces it.
+
+``POST /ready`` also returns an *Allocated* GameServer to the pool (Agones' FAQ, "How can I return
+an Allocated GameServer to the Ready state?"), so a sidecar whose container restarted in a pod that
+is already Ready or given to a person asks for Ready only if the GameServer is not that far yet.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ log = logging.getLogger(__name__)
 
 START_POLL_SECONDS = 1.0
 """How often a starting WebUI is asked whether it answers yet."""
+PAST_READY = frozenset({"Ready", "Reserved", "Allocated", "Shutdown", "Unhealthy", "Error"})
+"""GameServer states in which ``POST /ready`` must not be sent again."""
 
 
 class Health:
@@ -39,7 +45,8 @@ class Health:
         self._gave_up = False
 
     async def become_ready(self) -> None:
-        """Wait for the WebUI's first answer, then ``POST /ready`` until Agones takes it."""
+        """Wait for the WebUI's first answer, then ``POST /ready`` until Agones takes it, unless
+        the GameServer is past that (this sidecar restarted)."""
         poll = min(START_POLL_SECONDS, self._settings.health_period)
         progress = Every()
         while not await self._webui.answers():
@@ -51,9 +58,14 @@ class Health:
                 )
             await asyncio.sleep(poll)
         self._webui_answered.set()
-        log.info(
-            "the WebUI answered after %.0f s; telling Agones the GameServer is Ready", self._age()
+        log.info("the WebUI answered after %.0f s", self._age())
+        gameserver = await retry_forever(
+            self._sdk.gameserver, "GET /gameserver", retry_on=(SDKError,)
         )
+        if gameserver.state in PAST_READY:
+            log.info("the GameServer is %s already; not asking for Ready again", gameserver.state)
+            return
+        log.info("telling Agones the GameServer is Ready")
         await retry_forever(self._sdk.ready, "POST /ready", retry_on=(SDKError,))
         log.info("Agones was told the GameServer is Ready")
 

@@ -1,4 +1,5 @@
-"""The sidecar's tasks, run until SIGTERM or SIGINT: become Ready, stay healthy, watch the owner."""
+"""The sidecar: take the outputs link over, then run until SIGTERM or SIGINT: become Ready, stay
+healthy, watch the owner."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import aiohttp
 
 from sidecar.errors import describe
 from sidecar.health import Health
+from sidecar.link import LinkError, OutputsLink
 from sidecar.ownership import USER_LABEL, Ownership
 from sidecar.pacing import Backoff, Every
 from sidecar.sdk import AgonesSDK, GameServer, SDKError
@@ -32,23 +34,32 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    asyncio.run(run(settings))
+    link = OutputsLink(settings.outputs_link, settings.unassigned_dir, settings.share_dir)
+    try:
+        owner = link.adopt()
+    except (LinkError, OSError) as error:
+        print(f"sidecar: cannot start: {describe(error)}", file=sys.stderr)
+        sys.exit(2)
+    asyncio.run(run(settings, link, owner))
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, link: OutputsLink, owner: str | None) -> None:
+    """``owner``: the slug whose folder the link already pointed at (`OutputsLink.adopt`)."""
     _stop_on_signals(asyncio.current_task())
     log.info(
-        "Agones SDK server at %s, WebUI at %s, share at %s",
+        "Agones SDK server at %s, WebUI at %s, share at %s, outputs link at %s",
         settings.sdk_url,
         settings.webui_url,
         settings.share_dir,
+        settings.outputs_link,
     )
     try:
         async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tasks:
             sdk = AgonesSDK(session, settings.sdk_url)
             webui = WebUI(session, settings.webui_url, settings.ping_timeout)
             health = Health(settings, sdk, webui)
-            ownership = Ownership(settings.share_dir, webui, sdk, tasks)
+            ownership = Ownership(settings.share_dir, link, sdk, tasks, owner)
+            ownership.resume()
             tasks.create_task(health.become_ready())
             tasks.create_task(health.keep_alive())
             tasks.create_task(watch(sdk, settings, ownership))

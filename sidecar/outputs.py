@@ -27,7 +27,9 @@ SUBFOLDERS = {
     "outdir_save": "saved",
     "outdir_init_images": "init-images",
 }
-"""A1111's option for each kind of picture, and its folder in A1111's default layout."""
+"""A1111's option for each kind of picture, and its folder in A1111's default layout: the WebUI
+is started with each option set to ``<OUTPUTS_LINK>/<folder>`` (and ``outdir_samples`` and
+``outdir_grids``, which override them when set, empty)."""
 
 
 class UnsafeFolder(ValueError):
@@ -63,7 +65,7 @@ def prepare_folders(share_dir: Path, slug: str) -> OutputFolders:
         raise UnsafeFolder(f"{slug!r} is not a valid slug")
     wanted = OutputFolders.under(share_dir / "users" / slug / "outputs")
     for folder in (wanted.root.parent, *wanted.all()):
-        _make_folder(folder)
+        make_folder(folder)
     safe = OutputFolders.under((share_dir / "users").resolve() / slug / "outputs")
     for folder, expected in zip(wanted.all(), safe.all(), strict=True):
         resolved = folder.resolve(strict=True)
@@ -72,7 +74,7 @@ def prepare_folders(share_dir: Path, slug: str) -> OutputFolders:
     return safe
 
 
-def _make_folder(folder: Path) -> None:
+def make_folder(folder: Path) -> None:
     """Create ``folder`` (parents too) if missing; never follow a symlink where it should be."""
     if folder.is_symlink():
         raise UnsafeFolder(f"{folder} is a symlink")

@@ -7,10 +7,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sidecar.errors import describe
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FIRST_DELAY = 0.1
 MAX_DELAY = 2.0
@@ -57,16 +60,15 @@ class Every:
 
 
 async def retry_forever(
-    call: Callable[[], Awaitable[None]],
+    call: Callable[[], Awaitable[T]],
     what: str,
     retry_on: tuple[type[Exception], ...],
-) -> None:
+) -> T:
     """Call until it succeeds, waiting with `Backoff` after each failure of the kinds given."""
     backoff, reminder = Backoff(), Every()
     while True:
         try:
-            await call()
-            return
+            return await call()
         except retry_on as error:
             if reminder.due():
                 log.warning("%s failed (%s); retrying", what, describe(error))

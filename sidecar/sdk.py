@@ -1,9 +1,11 @@
 """A client for the Agones SDK server's REST API (localhost, in the same pod).
 
-Only what the sidecar needs: ``/ready``, ``/health``, ``/shutdown`` (POST ``{}`` as JSON) and the
-``/watch/gameserver`` stream, NDJSON lines ``{"result": GameServer}`` in snake_case, the first of
-them the GameServer as it is now. Failures, including the SDK server not listening yet, raise
-`SDKError`; callers decide whether to retry.
+Only what the sidecar needs: ``GET /gameserver``, ``/ready``, ``/health``, ``/shutdown`` (POST
+``{}`` as JSON),
+``/metadata/annotation`` (PUT ``{"key": ..., "value": ...}``; Agones stores it as the annotation
+``agones.dev/sdk-<key>``, asynchronously) and the ``/watch/gameserver`` stream, NDJSON lines
+``{"result": GameServer}`` in snake_case, the first of them the GameServer as it is now. Failures,
+including the SDK server not listening yet, raise `SDKError`; callers decide whether to retry.
 """
 
 from __future__ import annotations
@@ -55,6 +57,22 @@ class AgonesSDK:
         self._session = session
         self._base = base_url
 
+    async def gameserver(self) -> GameServer:
+        """The GameServer as it is now."""
+        try:
+            async with self._session.get(
+                self._base + "/gameserver", timeout=CALL_TIMEOUT
+            ) as response:
+                if response.status != 200:
+                    text = (await response.text())[:200]
+                    raise SDKError(f"GET /gameserver: HTTP {response.status} {text}")
+                result = await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise SDKError(f"GET /gameserver: {describe(error)}") from error
+        if not isinstance(result, dict):
+            raise SDKError(f"GET /gameserver: not a GameServer: {result!r:.200}")
+        return GameServer.from_result(result)
+
     async def ready(self) -> None:
         await self._post("/ready")
 
@@ -64,16 +82,23 @@ class AgonesSDK:
     async def shutdown(self) -> None:
         await self._post("/shutdown")
 
+    async def set_annotation(self, key: str, value: str) -> None:
+        """Sets the GameServer's annotation ``agones.dev/sdk-<key>``."""
+        await self._call("PUT", "/metadata/annotation", {"key": key, "value": value})
+
     async def _post(self, path: str) -> None:
+        await self._call("POST", path, {})
+
+    async def _call(self, method: str, path: str, body: Mapping[str, str]) -> None:
         try:
-            async with self._session.post(
-                self._base + path, json={}, timeout=CALL_TIMEOUT
+            async with self._session.request(
+                method, self._base + path, json=body, timeout=CALL_TIMEOUT
             ) as response:
                 if response.status != 200:
-                    body = (await response.text())[:200]
-                    raise SDKError(f"POST {path}: HTTP {response.status} {body}")
+                    text = (await response.text())[:200]
+                    raise SDKError(f"{method} {path}: HTTP {response.status} {text}")
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise SDKError(f"POST {path}: {describe(error)}") from error
+            raise SDKError(f"{method} {path}: {describe(error)}") from error
 
     async def watch(self) -> AsyncIterator[GameServer]:
         """The GameServer now, then after every change, until the stream ends or breaks."""

@@ -5,7 +5,14 @@
 ``WEBUI_URL`` (default ``http://127.0.0.1:7860``)
     The WebUI in the same pod.
 ``SHARE_DIR`` (default ``/share``)
-    The shared volume, an absolute path; pictures go to ``SHARE_DIR/users/<slug>/outputs``.
+    The shared volume, an absolute path; pictures go to ``SHARE_DIR/users/<slug>/outputs``. The
+    WebUI container must see it at the same path.
+``OUTPUTS_LINK`` (default ``/workspace/outputs``)
+    The symlink every outputs folder of the WebUI lies under, on pod-local storage that both
+    containers mount at the same path (`sidecar.link`). The sidecar creates it; it must not exist
+    as a real folder or file.
+``UNASSIGNED_DIR`` (default ``/workspace/unassigned-outputs``)
+    Pod-local; where the link points until the pod is given to a person, and after a refusal.
 ``HEALTH_PERIOD_SECONDS`` (default ``5``)
     How often the WebUI is pinged and, while it answers, Agones told it is healthy. Must be below
     the GameServer's ``spec.health.periodSeconds`` (a warning is logged if it is not).
@@ -18,7 +25,8 @@
 ``LOG_LEVEL`` (default ``INFO``)
     ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``.
 
-A bad value stops the sidecar at start with one line naming the variable, and exit status 2.
+A bad value stops the sidecar at start with one line naming the variable, and exit status 2. The
+three paths must not overlap: the link and the unassigned folder are pod-local, the share is not.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ class Settings:
     sdk_port: int = 9358
     webui_url: str = "http://127.0.0.1:7860"
     share_dir: Path = Path("/share")
+    outputs_link: Path = Path("/workspace/outputs")
+    unassigned_dir: Path = Path("/workspace/unassigned-outputs")
     health_period: float = 5.0
     ping_timeout: float = DEFAULT_PING_TIMEOUT
     start_timeout: float = 1800.0
@@ -71,10 +81,21 @@ class Settings:
             _seconds(minimum=0.05, maximum=period),
             min(DEFAULT_PING_TIMEOUT, period),
         )
+        paths = {
+            name: read(name, _absolute_path, default)
+            for name, default in (
+                ("SHARE_DIR", cls.share_dir),
+                ("OUTPUTS_LINK", cls.outputs_link),
+                ("UNASSIGNED_DIR", cls.unassigned_dir),
+            )
+        }
+        _check_apart(paths)
         return cls(
             sdk_port=read("AGONES_SDK_HTTP_PORT", _port, 9358),
             webui_url=read("WEBUI_URL", _http_url, cls.webui_url),
-            share_dir=read("SHARE_DIR", _absolute_path, cls.share_dir),
+            share_dir=paths["SHARE_DIR"],
+            outputs_link=paths["OUTPUTS_LINK"],
+            unassigned_dir=paths["UNASSIGNED_DIR"],
             health_period=period,
             ping_timeout=ping_timeout,
             start_timeout=read("WEBUI_START_TIMEOUT_SECONDS", _seconds(0, math.inf), 1800.0),
@@ -119,6 +140,18 @@ def _absolute_path(text: str) -> Path:
     if not path.is_absolute() or ".." in path.parts:
         raise ValueError("not an absolute path without '..'")
     return path
+
+
+def _check_apart(paths: Mapping[str, Path]) -> None:
+    """None of the folders may be, or lie inside, another: the share is seen by every pod, the
+    link and the unassigned folder by this pod only."""
+    for name, path in paths.items():
+        for other, other_path in paths.items():
+            if other != name and path.is_relative_to(other_path):
+                raise SettingsError(
+                    f"{name}={str(path)!r}: must not be {other}={str(other_path)!r} or lie "
+                    "inside it"
+                )
 
 
 def _log_level(text: str) -> str:

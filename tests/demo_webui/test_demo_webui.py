@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from demo_webui.outputs import OutputFolder
+from demo_webui.options import Options, Restricted, default_options
+from demo_webui.outputs import OutputFolder, OutputFolders
 
 DELAY = 0.5
 """Seconds one generation takes here: short, but long enough to watch its progress."""
@@ -58,14 +60,15 @@ def free_port() -> int:
         return port
 
 
-def launch(base: Path, name: str) -> WebUI:
+def launch(base: Path, name: str, outputs_dir: Path | None = None, *flags: str) -> WebUI:
     user_dir = base / name
-    outputs_dir = user_dir / "outputs"
+    outputs_dir = outputs_dir or user_dir / "outputs"
     log = base / f"{name}.log"
     port = free_port()
     command = [
         sys.executable, "-m", "demo_webui", "--port", str(port),
         "--user-dir", str(user_dir), "--outputs-dir", str(outputs_dir), "--delay", str(DELAY),
+        *flags,
     ]  # fmt: skip
     with log.open("wb") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=base)
@@ -426,3 +429,76 @@ def test_unknown_keys_wrong_types_and_folders_outside_are_refused_whole(
 ) -> None:
     assert client.post("/sdapi/v1/options", json=body).status_code == 422
     assert client.get("/sdapi/v1/options").json() == restore_options
+
+
+# --- in a pod: saving through a link that is switched, folders that cannot move ---------------
+
+
+def switch(link: Path, target: Path) -> None:
+    """As the sidecar does: a new symlink renamed over the old one."""
+    new = link.with_name(".new-link")
+    new.symlink_to(target)
+    os.replace(new, link)
+
+
+def test_in_a_pod_pictures_follow_the_switched_link_and_the_folders_cannot_move(
+    tmp_path: Path,
+) -> None:
+    before, alices = tmp_path / "unassigned", tmp_path / "share" / "users" / "alice" / "outputs"
+    link = tmp_path / "workspace" / "outputs"
+    link.parent.mkdir()
+    link.symlink_to(before)
+    pod = launch(tmp_path, "pod", link / "txt2img-images", "--hide-ui-dir-config")
+    downloads = tmp_path / "downloads"
+    try:
+        wait_until_ready(pod)
+        with httpx.Client(base_url=pod.url, timeout=30) as client:
+            txt2img(client, prompt="before", seed=601, steps=1, width=64, height=64)
+            [early] = (before / "txt2img-images").glob("*-601.png")
+
+            switch(link, alices)
+            txt2img(client, prompt="alice's", seed=602, steps=1, width=64, height=64)
+            gradio = Client(f"{pod.url}/", verbose=False, download_files=str(downloads))
+            downloaded = Path(gradio.predict("ui", "", 603, 1, 64, 64, api_name="/txt2img"))
+            gradio.close()
+
+            saved = sorted((alices / "txt2img-images").glob("*.png"))
+            assert [p.name.split("-", 1)[1] for p in saved] == ["602.png", "603.png"]
+            assert downloaded.read_bytes() == saved[1].read_bytes()
+            through_link = link / "txt2img-images" / saved[0].name
+            for path in (saved[0], through_link):
+                assert client.get(f"/gradio_api/file={path}").status_code == 200, path
+            assert client.get(f"/gradio_api/file={early}").status_code == 403
+
+            options = client.get("/sdapi/v1/options").json()
+            assert options["outdir_txt2img_samples"] == str(link / "txt2img-images")
+            moved = client.post("/sdapi/v1/options", json={"outdir_samples": str(tmp_path)})
+            assert moved.status_code == 403 and "--hide-ui-dir-config" in moved.text
+            assert client.get("/sdapi/v1/options").json() == options
+            assert client.post("/sdapi/v1/options", json=options).status_code == 200
+    finally:
+        pod.process.terminate()
+        pod.process.wait(timeout=STOP_TIMEOUT)
+
+
+def test_fixed_folders_refuse_any_change_but_take_their_own_values(tmp_path: Path) -> None:
+    options = Options(default_options(tmp_path / "out"), base=tmp_path, root=tmp_path, fixed=True)
+    before = options.snapshot()
+    with pytest.raises(Restricted):
+        options.update({"outdir_save": str(tmp_path / "out" / "saved"), "outdir_samples": "x"})
+    assert options.snapshot() == before
+    options.update(before)  # a settings page posts every value back
+    assert options.snapshot() == before
+
+
+def test_the_next_picture_goes_where_a_switched_link_points(tmp_path: Path) -> None:
+    first, second, link = tmp_path / "first", tmp_path / "second", tmp_path / "link"
+    second.mkdir()
+    (second / "00041-1.png").write_bytes(b"older")
+    link.symlink_to(first)
+    folders = OutputFolders()
+    assert folders.at(link).save(b"one", seed=1) == first / "00001-1.png"
+
+    switch(link, second)
+    assert folders.at(link).save(b"two", seed=1) == second / "00042-1.png"
+    assert (first / "00001-1.png").read_bytes() == b"one"

@@ -1,9 +1,11 @@
 """A fake Agones SDK server: the REST paths the sidecar uses, on loopback, in the test's loop.
 
 Like the real one (``pkg/sdkserver``), a watch stream starts with the GameServer as it is now and
-then carries every change; ``/ready`` and ``/shutdown`` change its state. It refuses a POST whose
-body is not the JSON ``{}`` the REST gateway expects, so a sidecar that sends anything else never
-gets a call recorded. It can be created before it listens, to play an SDK server that starts late.
+then carries every change; ``/ready`` and ``/shutdown`` change its state, ``PUT
+/metadata/annotation`` sets the annotation ``agones.dev/sdk-<key>``. It refuses a POST whose body
+is not the JSON ``{}`` the REST gateway expects, and a PUT whose body is not ``{"key": ...,
+"value": ...}`` with strings, so a sidecar that sends anything else never gets a call recorded. It
+can be created before it listens, to play an SDK server that starts late.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ WAIT_TIMEOUT = 30.0
 class Call:
     path: str
     at: float
+    body: dict[str, Any]
 
 
 class FakeAgonesSDK:
@@ -35,7 +38,12 @@ class FakeAgonesSDK:
         self.calls: list[Call] = []
         self.watch_connections = 0
         self.gameserver: dict[str, Any] = {
-            "object_meta": {"name": "sd-webui-abcde", "namespace": "default", "labels": {}},
+            "object_meta": {
+                "name": "sd-webui-abcde",
+                "namespace": "default",
+                "labels": {},
+                "annotations": {},
+            },
             "spec": {"health": {"period_seconds": health_period_seconds, "failure_threshold": 3}},
             "status": {"state": "Scheduled"},
         }
@@ -51,6 +59,8 @@ class FakeAgonesSDK:
         app = web.Application()
         for path in ("/ready", "/health", "/shutdown"):
             app.router.add_post(path, self._post)
+        app.router.add_put("/metadata/annotation", self._put_annotation)
+        app.router.add_get("/gameserver", self._get_gameserver)
         app.router.add_get("/watch/gameserver", self._watch)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -66,6 +76,14 @@ class FakeAgonesSDK:
 
     def count(self, path: str) -> int:
         return sum(1 for call in self.calls if call.path == path)
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [call.body for call in self.calls if call.path == path]
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        annotations: dict[str, str] = self.gameserver["object_meta"]["annotations"]
+        return annotations
 
     async def wait_for(self, path: str, count: int = 1, within: float = WAIT_TIMEOUT) -> Call:
         """The ``count``-th call to ``path``, once it has arrived."""
@@ -103,13 +121,33 @@ class FakeAgonesSDK:
     async def _post(self, request: web.Request) -> web.Response:
         if request.content_type != "application/json" or await request.text() != "{}":
             return web.json_response({"error": "expected the JSON body {}"}, status=400)
-        self.calls.append(Call(request.path, time.monotonic()))
+        self.calls.append(Call(request.path, time.monotonic(), {}))
         if request.path == "/ready":
             self.gameserver["status"]["state"] = "Ready"
         elif request.path == "/shutdown":
             self.gameserver["status"]["state"] = "Shutdown"
         if request.path != "/health":
             await self._publish()
+        await self._notify()
+        return web.json_response({})
+
+    async def _get_gameserver(self, request: web.Request) -> web.Response:
+        return web.json_response(self.gameserver)
+
+    async def _put_annotation(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json() if request.content_type == "application/json" else None
+        except ValueError:
+            body = None
+        if (
+            not isinstance(body, dict)
+            or set(body) != {"key", "value"}
+            or not all(isinstance(v, str) for v in body.values())
+        ):
+            return web.json_response({"error": "expected a key and a value"}, status=400)
+        self.calls.append(Call(request.path, time.monotonic(), body))
+        self.annotations[f"agones.dev/sdk-{body['key']}"] = body["value"]
+        await self._publish()
         await self._notify()
         return web.json_response({})
 

@@ -18,6 +18,8 @@ SIDECAR_VARIABLES = (
     "AGONES_SDK_HTTP_PORT",
     "WEBUI_URL",
     "SHARE_DIR",
+    "OUTPUTS_LINK",
+    "UNASSIGNED_DIR",
     "HEALTH_PERIOD_SECONDS",
     "WEBUI_PING_TIMEOUT_SECONDS",
     "WEBUI_START_TIMEOUT_SECONDS",
@@ -81,11 +83,13 @@ class SidecarProcess:
 
 
 class DemoWebUI:
-    """``python -m demo_webui`` in ``base``; its options may point anywhere inside ``base``."""
+    """``python -m demo_webui`` in ``base``, set up as in a pod: it saves txt2img pictures in
+    ``<outputs_link>/txt2img-images`` and is started with ``--hide-ui-dir-config``."""
 
-    def __init__(self, base: Path, port: int | None = None) -> None:
+    def __init__(self, base: Path, outputs_link: Path) -> None:
         self.base = base
-        self.port = port or free_port()
+        self.port = free_port()
+        self.outputs_dir = outputs_link / "txt2img-images"
         self.user_dir = base / f"webui-{self.port}"
         self.log_path = base / f"webui-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -97,8 +101,8 @@ class DemoWebUI:
     def start(self) -> DemoWebUI:
         command = [
             sys.executable, "-m", "demo_webui", "--host", "127.0.0.1", "--port", str(self.port),
-            "--user-dir", str(self.user_dir), "--outputs-dir", str(self.user_dir / "outputs"),
-            "--outdir-root", str(self.base), "--delay", "0.1",
+            "--user-dir", str(self.user_dir), "--outputs-dir", str(self.outputs_dir),
+            "--hide-ui-dir-config", "--delay", "0.1",
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

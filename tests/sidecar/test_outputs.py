@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.outputs import SLUG, SUBFOLDERS, UnsafeFolder, is_valid_slug, prepare_folders
-from sidecar.webui import outputs_options
 
 valid_slugs = st.from_regex(SLUG, fullmatch=True)
 
@@ -94,10 +93,9 @@ def test_a_file_where_a_folder_belongs_is_refused(tmp_path: Path) -> None:
         prepare_folders(tmp_path, "alice")
 
 
-def test_the_options_cover_every_outputs_option_the_webui_knows(tmp_path: Path) -> None:
+def test_the_subfolders_cover_every_outputs_option_but_the_two_that_override_them() -> None:
+    """The WebUI is started with each of these options set to ``<OUTPUTS_LINK>/<folder>``."""
     from demo_webui.options import OUTDIR_KEYS
 
-    options = outputs_options(prepare_folders(tmp_path, "alice"))
-    assert set(options) == set(OUTDIR_KEYS)
-    assert options["outdir_samples"] == options["outdir_grids"] == ""
-    assert options["outdir_txt2img_samples"].endswith("/users/alice/outputs/txt2img-images")
+    assert set(SUBFOLDERS) | {"outdir_samples", "outdir_grids"} == set(OUTDIR_KEYS)
+    assert len(set(SUBFOLDERS.values())) == len(SUBFOLDERS)

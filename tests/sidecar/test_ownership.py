@@ -31,3 +31,10 @@ def test_the_owner_is_always_the_first_value(labels: list[str]) -> None:
     assert verdicts[0] is Verdict.CLAIMED
     for label, verdict in zip(labels[1:], verdicts[1:], strict=True):
         assert verdict is (Verdict.SAME if label == labels[0] else Verdict.CONFLICT)
+
+
+def test_a_restarted_sidecar_starts_from_the_owner_its_link_names() -> None:
+    claim = Claim(owner="alice")
+    assert claim.observe("alice") is Verdict.SAME
+    assert claim.observe("bob") is Verdict.CONFLICT
+    assert claim.owner == "alice"
