@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     namespace: str = "default"
     fleet: str = "sd-webui"
     agones_port_name: str = "sd"
+    outputs_wait: float = Field(15.0, ge=0)  # for the sidecar's folder confirmation; 0: off
     kube_timeout: float = Field(10.0, gt=0)  # seconds per Kubernetes API call
     kube_api_url: str | None = None  # outside the cluster: its endpoint, with Google credentials
     kube_ca_cert: str | None = None  # ... and its CA (base64 of the PEM, as GKE reports it)

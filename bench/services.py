@@ -144,6 +144,8 @@ def start_agones_allocator(
         "SDA_NAMESPACE": namespace,
         "SDA_FLEET": fleet,
         "KUBECONFIG": str(kubeconfig),
+        # The sidecar's folder confirmation is the pod's time, not the allocator's overhead.
+        "SDA_OUTPUTS_WAIT": "0",
     }
     return _start_allocator(processes, command, redis_port, backend)
 

@@ -132,6 +132,7 @@ class KubeApi:
         if chosen is None:
             return self._answer(record, "UnAllocated", allocation.not_allocated(gsa, "UnAllocated"))
         record.game_server = chosen["metadata"]["name"]
+        self.cluster.gameservers.confirm_outputs_later((namespace, record.game_server))
         updated = store.update(
             namespace, record.game_server, lambda gs: allocation.apply_to(gsa, gs)
         )

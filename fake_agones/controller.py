@@ -30,6 +30,8 @@ from fake_agones.store import Change, ObjectStore
 
 Json = dict[str, Any]
 Key = tuple[str, str]
+USER_LABEL = "sd-allocator/user"
+OUTPUTS_ANNOTATION = "agones.dev/sdk-sd-allocator-outputs"
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +44,10 @@ class Timings:
     delete_delay: float = 0.1
     unhealthy_delay: float = 0.5
     bookmark_interval: float = 60.0
+    # The sd-allocator sidecar confirms the person's outputs folder this long after an
+    # allocation labels a GameServer (annotation agones.dev/sdk-sd-allocator-outputs); None:
+    # no sidecar in these pods.
+    sidecar_delay: float | None = 0.05
 
 
 class PodIPs:
@@ -89,6 +95,7 @@ class GameServerController:
         self._pods: dict[Key, Pod] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._finalizers: dict[Key, asyncio.Task[None]] = {}
+        self._confirmations: set[asyncio.Task[None]] = set()
         store.add_listener(self._on_change)
 
     # --- creating and running ---------------------------------------------------------
@@ -153,6 +160,27 @@ class GameServerController:
             return False
         self.store.update(*key, _with_state(state))
         return True
+
+    def confirm_outputs_later(self, key: Key) -> None:
+        """What the sidecar does after an allocation: switch the outputs link, then set the
+        SDK annotation (Agones prefixes it with agones.dev/sdk-). First owner only."""
+        delay = self.timings.sidecar_delay
+        if delay is None:
+            return
+
+        def confirm(gs: Json) -> None:
+            slug = (gs["metadata"].get("labels") or {}).get(USER_LABEL)
+            annotations = gs["metadata"].setdefault("annotations", {})
+            if slug and OUTPUTS_ANNOTATION not in annotations and not is_being_deleted(gs):
+                annotations[OUTPUTS_ANNOTATION] = slug
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self.store.update(*key, confirm)
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._confirmations.add(task)
+        task.add_done_callback(self._confirmations.discard)
 
     async def crash(self, key: Key) -> bool:
         """The WebUI dies by itself: its Pod stops answering, Unhealthy follows."""

@@ -10,6 +10,7 @@ unhealthy within seconds, so its mapping goes before its Pod IP can be reused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -28,6 +29,7 @@ from allocator.backends.gameservers import (
     allocated_at,
     allocation_request,
     is_gone,
+    outputs_ready,
     owner,
     pod_ip,
     port_named,
@@ -68,12 +70,15 @@ class AgonesBackend:
         port_name: str = "sd",
         allocation_deadline: float = 30.0,
         pod_ip_wait: float = 30.0,
+        outputs_wait: float = 0.0,
     ) -> None:
         self._kube = kube
         self._fleet = fleet
         self._port_name = port_name
         self._deadline = allocation_deadline
         self._pod_ip_wait = pod_ip_wait
+        self._outputs_wait = outputs_wait
+        self._confirmations: dict[str, tuple[str, asyncio.Future[None]]] = {}
         self._gone: GoneCallback | None = None
         self._releasing: set[str] = set()  # deletions we asked for are not news
         self._tasks: set[asyncio.Task[None]] = set()
@@ -89,6 +94,7 @@ class AgonesBackend:
             settings.agones_port_name,
             settings.allocation_lock_ttl,
             settings.start_timeout,
+            settings.outputs_wait,
         )
 
     @property
@@ -117,6 +123,9 @@ class AgonesBackend:
         if host is None:
             await progress(State.STARTING, "Your WebUI is starting.")
             host = await self._wait_for_pod_ip(name)
+        if self._outputs_wait > 0 and not outputs_ready(status.get("metadata"), person.slug):
+            await progress(State.STARTING, "Your WebUI is preparing your outputs folder.")
+            await self._wait_for_outputs(name, person.slug)
         log.info("GameServer %s allocated to %s at %s:%s", name, person.email, host, port)
         return Placement(name, host, port, {"namespace": self._kube.namespace})
 
@@ -228,9 +237,46 @@ class AgonesBackend:
             await asyncio.sleep(POD_IP_POLL_SECONDS)
         raise AllocationFailed(f"Your WebUI pod got no address within {self._pod_ip_wait:.0f} s.")
 
+    async def _wait_for_outputs(self, name: str, slug: str) -> None:
+        """Route nobody to a pod before its sidecar has switched the outputs folder to the
+        person's own (else early pictures would land in the pod's own, lost on release).
+        The watch usually brings the news; a GET every second covers a watch that is down."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirmations[name] = (slug, future)
+        deadline = time.monotonic() + self._outputs_wait
+        try:
+            while not future.done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.error(
+                        "GameServer %s did not confirm the outputs folder of %s within %.0f s; "
+                        "is the sd-allocator sidecar running? (SDA_OUTPUTS_WAIT=0 turns the "
+                        "wait off)",
+                        name, slug, self._outputs_wait,
+                    )  # fmt: skip
+                    raise AllocationFailed("Your WebUI could not prepare your outputs folder.")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(future), min(1.0, left))
+                if not future.done():
+                    await self._check_outputs(name, slug, future)
+        finally:
+            self._confirmations.pop(name, None)
+
+    async def _check_outputs(self, name: str, slug: str, future: asyncio.Future[None]) -> None:
+        try:
+            gameserver = await self._kube.get_gameserver(name)
+        except KubeError as exc:
+            log.warning("waiting for the outputs folder of %s: %s", name, exc)
+            return
+        if gameserver is None or is_gone(gameserver):
+            raise AllocationFailed("Your WebUI pod went away while starting; try again.")
+        if outputs_ready(gameserver.get("metadata"), slug) and not future.done():
+            future.set_result(None)
+
     # -- the watch ------------------------------------------------------------------------
 
     def _on_event(self, kind: str, gameserver: dict[str, Any]) -> None:
+        self._confirm(gameserver)
         if kind != "DELETED" and not is_gone(gameserver):
             return
         name = str((gameserver.get("metadata") or {}).get("name", ""))
@@ -249,6 +295,14 @@ class AgonesBackend:
             task = asyncio.create_task(self._report_gone(email, name), name="gameserver-gone")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _confirm(self, gameserver: dict[str, Any]) -> None:
+        metadata = gameserver.get("metadata") or {}
+        waiting = self._confirmations.get(str(metadata.get("name", "")))
+        if waiting is not None:
+            slug, future = waiting
+            if outputs_ready(metadata, slug) and not future.done():
+                future.set_result(None)
 
     async def _report_gone(self, email: str, name: str) -> None:
         if self._gone is not None:

@@ -15,6 +15,9 @@ USER_LABEL = "sd-allocator/user"
 EMAIL_ANNOTATION = "sd-allocator/email"
 ALLOCATED_AT_ANNOTATION = "sd-allocator/allocated-at"
 POD_IP = "PodIP"
+# Set (through the Agones SDK, hence the prefix) by our sidecar once the pod saves into the
+# person's own outputs folder; its value is their slug.
+OUTPUTS_ANNOTATION = "agones.dev/sdk-sd-allocator-outputs"
 # A GameServer in one of these states (or being deleted) will never serve again.
 GONE_STATES = frozenset({"Shutdown", "Error", "Unhealthy"})
 
@@ -95,3 +98,9 @@ def allocated_at(gameserver: dict[str, Any]) -> float:
             except ValueError:
                 continue
     return 0.0
+
+
+def outputs_ready(metadata: dict[str, Any] | None, slug: str) -> bool:
+    """Whether the sidecar confirmed that this pod saves into `slug`'s folder."""
+    annotations = (metadata or {}).get("annotations") or {}
+    return annotations.get(OUTPUTS_ANNOTATION) == slug

@@ -352,3 +352,44 @@ def test_a_gameserver_deleted_while_the_watch_was_away_is_still_noticed(
     log = allocator.log()
     assert "GameServer watch expired; listing again" in log
     assert f"GameServer {pod} of {ALICE} is gone (DELETED" in log
+
+
+def test_nobody_is_routed_before_the_sidecar_confirms_their_folder(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    timings = Timings(sidecar_delay=1.0)
+    with FakeAgones(replicas=1, backing=AppBacking(pod_app), timings=timings) as fake:
+        fake.wait_ready(1)
+        allocator = start_allocator(fake, redis_server, tmp_path)
+        try:
+            began = time.monotonic()
+            answer = whoami(allocator, ALICE)
+            assert answer.status_code == 200
+            assert time.monotonic() - began >= 1.0
+            (view,) = fake.snapshot()
+            assert view.annotations["agones.dev/sdk-sd-allocator-outputs"] == view.labels[USER]
+        finally:
+            allocator.stop()
+
+
+def test_a_pod_without_the_sidecar_is_not_used_and_the_log_says_why(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    timings = Timings(sidecar_delay=None)
+    with FakeAgones(replicas=1, backing=AppBacking(pod_app), timings=timings) as fake:
+        fake.wait_ready(1)
+        allocator = start_allocator(fake, redis_server, tmp_path, outputs_wait="1")
+        try:
+
+            def failed() -> bool:
+                status = httpx.get(
+                    f"{allocator.url}/_allocator/status", headers=header_for(ALICE), timeout=5
+                ).json()
+                return status["state"] == "failed"
+
+            assert whoami(allocator, ALICE).status_code == 503
+            wait_until(failed, 10, "the allocation to fail")
+            assert stored_sessions(redis_server) == []
+            assert "is the sd-allocator sidecar running?" in allocator.log()
+        finally:
+            allocator.stop()
