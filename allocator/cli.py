@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -69,7 +71,9 @@ def serve(**flags: str | None) -> None:
     for variable in unknown_variables():
         click.echo(f"sd-allocator: warning: unknown setting {variable}", err=True)
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sda-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="sda-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     from allocator.backends import BackendUnavailable
     from allocator.identity import IdentityUnavailable
     from allocator.server import serve as run_server

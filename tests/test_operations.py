@@ -40,6 +40,9 @@ def test_metrics_on_their_own_port_and_json_logs(origin: Origin, tmp_path: Path)
         ),
     )
     allocator.env["SDA_METRICS_PORT"] = str(metrics_port)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    allocator.env["TMPDIR"] = str(scratch)
     allocator.start()
     try:
         for _ in range(3):
@@ -113,6 +116,9 @@ def test_two_workers_share_one_store_and_one_metrics_port(
         ),
     )
     allocator.env["SDA_METRICS_PORT"] = str(metrics_port)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    allocator.env["TMPDIR"] = str(scratch)
     allocator.start()
     try:
         with httpx.Client(base_url=allocator.url, headers=ALICE) as client:
@@ -135,5 +141,6 @@ def test_two_workers_share_one_store_and_one_metrics_port(
                 ws.recv(10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
         allocator.process.wait(30)
+        assert not list(scratch.glob("sda-metrics-*"))  # the shared metrics folder is removed
     finally:
         allocator.stop()
