@@ -97,10 +97,6 @@ class AgonesBackend:
             settings.outputs_wait,
         )
 
-    @property
-    def watch(self) -> GameServerWatch:
-        return self._watch
-
     async def start(self) -> None:
         self._watch.start()
 
@@ -132,11 +128,13 @@ class AgonesBackend:
     async def release(self, session: Session) -> None:
         self._releasing.add(session.server)
         try:
-            await self._kube.delete_gameserver(session.server)
+            deleted = await self._kube.delete_gameserver(session.server)
         except KubeError as exc:
             self._releasing.discard(session.server)
             log.warning("could not delete GameServer %s: %s", session.server, exc)
             raise BackendError(f"Could not release {session.server}: {exc}") from exc
+        if not deleted:  # already gone: no DELETED event will come to clear the name
+            self._releasing.discard(session.server)
 
     async def is_alive(self, session: Session) -> bool:
         """Asked after a refused connection: is this still the person's GameServer?"""
