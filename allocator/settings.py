@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     identity_header: str = "X-Goog-Authenticated-User-Email"
     iap_audience: str | None = None
     iap_jwks_url: str = "https://www.gstatic.com/iap/verify/public_key-jwk"
+    iap_key_refetch: float = Field(30.0, ge=0)  # an unknown kid refetches at most this often
     redis_url: str = MEMORY_STORE
     idle_timeout: float = Field(900, gt=0)
     max_sessions: int = Field(4, ge=1)

@@ -20,6 +20,7 @@ LABELS = {
     "nginx": "nginx",
     "chp": "CHP",
     "allocator": "allocator",
+    "allocator-iap": "allocator (iap)",
 }
 CLIENT_LABELS = {
     "aiohttp": "aiohttp ClientSession",

@@ -21,6 +21,7 @@ SCHEMA = 1
 THROUGHPUT_FACTOR = 1.5  # allocator req/s >= 1.5 x configurable-http-proxy
 RSS_LIMIT = 200_000_000  # bytes, with 10 000 sessions and 1 000 WebSockets
 UPLOAD_GROWTH_LIMIT = 50_000_000  # bytes, during a 1 GiB upload
+IAP_FACTOR = 0.9  # iap identity keeps >= 90 % of header identity's throughput
 ALLOCATION_OVERHEAD_LIMIT_MS = 50.0  # allocator p99 - the API's own p99
 ALLOCATION_PEOPLE = 50  # ... with this many people allocating at once
 ALLOCATION_API_MS = 5.0  # ... and the API answering after this many ms
@@ -197,7 +198,8 @@ def ratios(data: Json) -> Json:
     """Per method: throughput ratios and p99 of each proxy (None where not measured)."""
     out: Json = {}
     for method in ("GET", "POST"):
-        runs = {name: _run(data, name, method) for name in ("nginx", "chp", "allocator")}
+        names = ("nginx", "chp", "allocator", "allocator-iap")
+        runs = {name: _run(data, name, method) for name in names}
 
         def ratio(a: str, b: str, runs: dict[str, Json | None] = runs) -> float | None:
             x, y = runs[a], runs[b]
@@ -207,6 +209,7 @@ def ratios(data: Json) -> Json:
             "allocator/chp": ratio("allocator", "chp"),
             "allocator/nginx": ratio("allocator", "nginx"),
             "chp/nginx": ratio("chp", "nginx"),
+            "iap/header": ratio("allocator-iap", "allocator"),
             "p99_ms": {
                 name: run["latency_ms"]["p99"] if run else None for name, run in runs.items()
             },
@@ -244,8 +247,23 @@ def allocation_goal(data: Json) -> Json:
     return _goal(goal, MET if ok else NOT_MET, detail)
 
 
+def iap_goals(data: Json) -> list[Json]:
+    out = []
+    found = data.get("ratios") or ratios(data)
+    for method in ("GET", "POST"):
+        goal = f"{method}: iap identity keeps >= {IAP_FACTOR:.0%} of header identity's req/s"
+        header, iap = _run(data, "allocator", method), _run(data, "allocator-iap", method)
+        if not header or not iap:
+            out.append(_goal(goal, NOT_MEASURED, "allocator or allocator-iap not measured"))
+            continue
+        factor = found[method]["iap/header"]
+        detail = f"{factor:.1%} ({iap['rps']:,.0f} vs {header['rps']:,.0f} req/s)"
+        out.append(_goal(goal, MET if factor >= IAP_FACTOR else NOT_MET, detail))
+    return out
+
+
 def goals(data: Json) -> list[Json]:
-    return [*_proxy_goals(data), allocation_goal(data), cruise_goal(data)]
+    return [*_proxy_goals(data), *iap_goals(data), allocation_goal(data), cruise_goal(data)]
 
 
 def _proxy_goals(data: Json) -> list[Json]:

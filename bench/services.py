@@ -12,18 +12,25 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import fake_iap
 from bench import nginx
 from bench.procs import Processes, Service, StartupError, free_port, wait_for_http
 from bench.tools import ROOT
 
 IDENTITY_HEADER = "X-Goog-Authenticated-User-Email"
 BENCH_EMAIL = "bench@example.com"
+IAP_KEY = fake_iap.new_key("bench")
 DEFAULT_ALLOCATOR_COMMAND = [str(ROOT / ".venv" / "bin" / "sd-allocator"), "serve"]
 
 
 def identity(email: str = BENCH_EMAIL) -> dict[str, str]:
-    """The header that `SDA_IDENTITY=header` trusts, as IAP would set it."""
-    return {IDENTITY_HEADER: f"accounts.google.com:{email}"}
+    """What IAP sends: the unsigned email (`SDA_IDENTITY=header` trusts it) and the signed token
+    (`SDA_IDENTITY=iap` verifies it and checks the email against it). Every contestant gets
+    both, so the extra bytes cost them all alike. A fresh token each call: IAP's live 10 min."""
+    return {
+        IDENTITY_HEADER: f"accounts.google.com:{email}",
+        fake_iap.ASSERTION_HEADER: fake_iap.token(IAP_KEY, email),
+    }
 
 
 def base_url(service: Service) -> str:
@@ -121,11 +128,19 @@ def _wait_for_redis(service: Service, timeout: float = 15.0) -> None:
 
 
 def start_allocator(
-    processes: Processes, command: list[str], target_port: int, redis_port: int
+    processes: Processes,
+    command: list[str],
+    target_port: int,
+    redis_port: int,
+    iap_keys_url: str | None = None,
 ) -> Service:
-    """The allocator with the static backend, header identity and a real Redis; waits for
-    /_allocator/healthz."""
+    """The allocator with the static backend and a real Redis, header identity (or `iap`,
+    verifying tokens against the JWK set at `iap_keys_url`); waits for /_allocator/healthz."""
     backend = {"SDA_BACKEND": "static", "SDA_STATIC_TARGET": f"127.0.0.1:{target_port}"}
+    if iap_keys_url:
+        backend.update(
+            SDA_IDENTITY="iap", SDA_IAP_AUDIENCE=fake_iap.AUDIENCE, SDA_IAP_JWKS_URL=iap_keys_url
+        )
     return _start_allocator(processes, command, redis_port, backend)
 
 
@@ -153,14 +168,15 @@ def start_agones_allocator(
 def _start_allocator(
     processes: Processes, command: list[str], redis_port: int, backend: dict[str, str]
 ) -> Service:
-    """Header identity, a real Redis, warnings only, no metrics port; `backend` adds the rest."""
+    """Header identity, a real Redis, warnings only, no metrics port; `backend` adds the rest
+    (and may choose another identity)."""
     port = free_port()
     service = processes.start(
         "allocator",
         command,
         env={
-            **backend,
             "SDA_IDENTITY": "header",
+            **backend,
             "SDA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "SDA_PORT": str(port),
             "SDA_METRICS_PORT": "0",

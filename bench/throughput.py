@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+import fake_iap
 from bench import services, wrk
 from bench.nginx import BODY_SIZE, ORIGIN_BODY
 from bench.procs import Processes, Service, StartupError, tree_cpu_seconds
@@ -119,18 +120,25 @@ def _start_chp(processes: Processes, tools: Tools, origin_port: int) -> Service:
     return services.start_chp(processes, tools.chp, origin_port)
 
 
-def _allocator_starter(command: list[str]) -> Starter:
+def _allocator_starter(command: list[str], iap: bool = False) -> Starter:
     def start(processes: Processes, tools: Tools, origin_port: int) -> Service:
         problem = allocator_problem(command)
         if problem:
             raise Missing(problem)
         redis = services.start_redis(processes, tools.redis_server)
         assert redis.port is not None
-        allocator = services.start_allocator(processes, command, origin_port, redis.port)
+        keys_url = _iap_keys() if iap else None
+        allocator = services.start_allocator(processes, command, origin_port, redis.port, keys_url)
         services.wait_until_ready(allocator)
         return allocator
 
     return start
+
+
+def _iap_keys() -> str:
+    """Our JWK set, served from this process for as long as it runs (fetched once at start)."""
+    server = fake_iap.KeyServer(services.IAP_KEY).start()
+    return server.url
 
 
 def run(
@@ -154,6 +162,8 @@ def run(
         ("chp", "configurable-http-proxy, one node process", _start_chp),
         ("allocator", "sd-allocator, 1 worker, static backend, header identity, Redis",
          _allocator_starter(allocator_command)),
+        ("allocator-iap", "the same with iap identity (ES256 token verified once, then cached)",
+         _allocator_starter(allocator_command, iap=True)),
     ]  # fmt: skip
     contestants: dict[str, Contestant] = {}
     targets: dict[str, dict[str, Service]] = {}  # name -> the processes whose CPU we watch

@@ -20,6 +20,12 @@ def create_identity(settings: Settings) -> Identity:
         from allocator.identity.header import HeaderIdentity
 
         return HeaderIdentity(settings.identity_header)
-    raise IdentityUnavailable(
-        "SDA_IDENTITY=iap is not available in this version yet; use 'dev' or 'header'"
+    from allocator.identity.iap import IapIdentity
+
+    assert settings.iap_audience is not None  # checked by Settings
+    return IapIdentity(
+        settings.iap_audience,
+        settings.iap_jwks_url,
+        settings.identity_header,
+        settings.iap_key_refetch,
     )
