@@ -553,9 +553,12 @@ def markdown(data: Json) -> str:
                 else ". "
             )
             + "Origin: nginx with one worker answering every request with the same 1 KiB body. "
-            "Every request carries `X-Goog-Authenticated-User-Email: "
-            "accounts.google.com:bench@example.com` (the allocator runs `SDA_IDENTITY=header`, "
-            "`SDA_BACKEND=static`, one worker, a real redis-server). POST sends a 1 KiB body. "
+            "Every request carries what IAP sends: `X-Goog-Authenticated-User-Email: "
+            "accounts.google.com:bench@example.com` and a signed `x-goog-iap-jwt-assertion` "
+            "(ES256, our own key). The allocator runs `SDA_BACKEND=static`, one worker, a real "
+            "redis-server, with `SDA_IDENTITY=header`; `allocator (iap)` is the same with "
+            "`SDA_IDENTITY=iap`, verifying the token against our JWK set (on loopback). POST "
+            "sends a 1 KiB body. "
             "nginx: `proxy_pass` to an `upstream` with `keepalive 64`, HTTP/1.1, one worker. "
             "CHP: configurable-http-proxy, one node process, `--default-target` the origin.",
             "",
