@@ -93,10 +93,6 @@ class KubeApi:
         self.objects = client.CustomObjectsApi(self._api_client)
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="kube")
 
-    @property
-    def configuration(self) -> client.Configuration:
-        return self._configuration
-
     async def allocate(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST a GameServerAllocation; its outcome is in `status.state`."""
         answer: dict[str, Any] = await self._call(

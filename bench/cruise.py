@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import aiohttp
 import redis
@@ -63,7 +63,6 @@ class CruiseResult:
     predecessor_seconds: float = 0.0
     predecessor_found: int = 0
     setup_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def speedup(self) -> float | None:

@@ -44,7 +44,6 @@ class GameServerWatch:
         self._thread: threading.Thread | None = None
         self._version: str | None = None  # the last resourceVersion seen
         self._known: dict[str, dict[str, Any]] = {}  # name → last object, for relists
-        self.connected = threading.Event()  # set while a stream is open (tests wait on it)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -82,7 +81,6 @@ class GameServerWatch:
                 failures = self._pause(exc, failures)
 
     def _pause(self, exc: BaseException, failures: int) -> int:
-        self.connected.clear()
         delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
         log.warning("GameServer watch failed (%s); retrying in %s s", _short(exc), delay)
         self._stopped.wait(delay)
@@ -117,18 +115,14 @@ class GameServerWatch:
             timeout_seconds=WATCH_SECONDS,
             _request_timeout=READ_TIMEOUT,
         )
-        self.connected.set()
-        try:
-            # The client raises ApiException(410) itself for an ERROR event saying Gone.
-            for event in stream:
-                if self._stopped.is_set():
-                    break
-                kind, obj = event["type"], event["raw_object"]
-                self._version = str(obj.get("metadata", {}).get("resourceVersion") or self._version)
-                if kind != "BOOKMARK":
-                    self._deliver(kind, obj)
-        finally:
-            self.connected.clear()
+        # The client raises ApiException(410) itself for an ERROR event saying Gone.
+        for event in stream:
+            if self._stopped.is_set():
+                break
+            kind, obj = event["type"], event["raw_object"]
+            self._version = str(obj.get("metadata", {}).get("resourceVersion") or self._version)
+            if kind != "BOOKMARK":
+                self._deliver(kind, obj)
 
     def _deliver(self, kind: str, obj: dict[str, Any]) -> None:
         name = obj.get("metadata", {}).get("name", "")

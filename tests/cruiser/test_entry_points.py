@@ -24,6 +24,7 @@ from tests.support.processes import (
     RedisServer,
     free_port,
     header_for,
+    tiny_webui,
     wait_until,
 )
 
@@ -231,15 +232,7 @@ def test_the_function_as_a_real_functions_framework_process(
 
 def test_make_run_defaults_reclaim_an_idle_local_webui_in_process(tmp_path: Path) -> None:
     """The local backend and the embedded store: `serve` runs the cruiser itself."""
-    script = tmp_path / "webui.py"
-    script.write_text(
-        "import http.server as h, sys\n"
-        "class H(h.BaseHTTPRequestHandler):\n"
-        "    def do_GET(self):\n"
-        "        self.send_response(200)\n"
-        "        self.end_headers()\n"
-        "h.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
-    )
+    script = tiny_webui(tmp_path)
     allocator = AllocatorProcess(
         tmp_path,
         identity="header",

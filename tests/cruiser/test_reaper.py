@@ -22,7 +22,7 @@ from allocator.store import SessionStore
 from allocator.types import Person, Session, State
 from cruiser.reaper import CruiseOptions, Reaper
 from fake_agones import FakeAgones
-from tests.support.processes import RedisServer
+from tests.support.processes import RedisServer, tiny_webui
 
 TIMEOUT = 900.0
 OPTIONS = CruiseOptions(idle_timeout=TIMEOUT, orphan_grace=600.0)
@@ -215,15 +215,7 @@ async def test_a_mapping_whose_gameserver_is_gone_is_dropped(
 async def test_a_local_webui_without_a_mapping_is_stopped(
     store: SessionStore, tmp_path: Path
 ) -> None:
-    script = tmp_path / "webui.py"
-    script.write_text(
-        "import http.server as h, sys\n"
-        "class H(h.BaseHTTPRequestHandler):\n"
-        "    def do_GET(self):\n"
-        "        self.send_response(200)\n"
-        "        self.end_headers()\n"
-        "h.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
-    )
+    script = tiny_webui(tmp_path)
     command = f"{sys.executable} {script} {{port}}"
     local = LocalBackend(command, tmp_path, max_sessions=2, start_timeout=20)
     await local.start()

@@ -174,3 +174,21 @@ class AllocatorProcess:
 
 def header_for(email: str) -> dict[str, str]:
     return {"X-Goog-Authenticated-User-Email": f"accounts.google.com:{email}"}
+
+
+TINY_WEBUI = """\
+import http.server as h, sys
+class H(h.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+h.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def tiny_webui(folder: Path) -> Path:
+    """A script that answers 200 to every GET on the port it is given: a WebUI stand-in for
+    the local backend that starts in milliseconds (`SDA_LOCAL_COMMAND="{python} <it> {port}"`)."""
+    script = folder / "webui.py"
+    script.write_text(TINY_WEBUI)
+    return script
