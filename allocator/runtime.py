@@ -38,7 +38,7 @@ class Core:
 
     @classmethod
     def build(cls, settings: Settings) -> Core:
-        store = SessionStore.from_url(settings.redis_url)
+        store = SessionStore.from_url(settings.redis_url, settings.redis_ca_cert)
         backend = create_backend(settings)
         cache = SessionCache(store, settings.cache_ttl, settings.store_outage_grace)
         allocations = Allocations(store, backend, cache, settings)

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SDA_"
 MEMORY_STORE = "memory"
+PEM_BEGIN = "-----BEGIN"
 SECRET_FIELDS = frozenset({"redis_url", "secret_key"})  # never echoed in errors or logs
 LOCAL_PLACEHOLDERS = frozenset({"port", "user_dir", "outputs_dir", "python"})
 EXTRA_VARIABLES = frozenset({"SDA_REQUIRE_ALL"})  # read by the test suite, not the server
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     iap_jwks_url: str = "https://www.gstatic.com/iap/verify/public_key-jwk"
     iap_key_refetch: float = Field(30.0, ge=0)  # an unknown kid refetches at most this often
     redis_url: str = MEMORY_STORE
+    redis_ca_cert: str | None = None  # rediss:// CA: PEM text or a file's path (Memorystore's)
     idle_timeout: float = Field(900, gt=0)
     max_sessions: int = Field(4, ge=1)
     local_command: str = DEFAULT_LOCAL_COMMAND
@@ -132,6 +134,13 @@ class Settings(BaseSettings):
             raise ValueError("must contain {port}")
         return value
 
+    @field_validator("redis_ca_cert")
+    @classmethod
+    def _check_ca(cls, value: str | None) -> str | None:
+        if value and not value.startswith(PEM_BEGIN) and not Path(value).is_file():
+            raise ValueError("must be PEM text or the path of a PEM file that exists")
+        return value or None
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
@@ -145,6 +154,8 @@ class Settings(BaseSettings):
             raise ValueError("SDA_STATIC_TARGET is required when SDA_BACKEND=static")
         if self.identity == "iap" and not self.iap_audience:
             raise ValueError("SDA_IAP_AUDIENCE is required when SDA_IDENTITY=iap")
+        if self.redis_ca_cert and not self.redis_url.startswith("rediss://"):
+            raise ValueError("SDA_REDIS_CA_CERT is for TLS: SDA_REDIS_URL must be rediss://")
         if self.redis_url == MEMORY_STORE and self.workers > 1:
             raise ValueError(
                 "SDA_REDIS_URL=memory lives inside one process; with SDA_WORKERS > 1 "

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from allocator.settings import MEMORY_STORE
+from allocator.settings import MEMORY_STORE, PEM_BEGIN
 from allocator.types import Placement, Progress, Session, State
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,9 @@ def _progress_key(email: str) -> str:
     return f"sda:progress:{email}"
 
 
-def connect(url: str) -> redis.Redis:
-    """A pooled client for `url`, or an embedded in-process store for `memory`."""
+def connect(url: str, ca_cert: str | None = None) -> redis.Redis:
+    """A pooled client for `url`, or an embedded in-process store for `memory`. `ca_cert`
+    (PEM text or a file's path) is the CA a rediss:// server's certificate must chain to."""
     if url == MEMORY_STORE:
         import fakeredis
 
@@ -158,7 +159,16 @@ def connect(url: str) -> redis.Redis:
         retry=retry,
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         max_connections=64,
+        **_tls_options(ca_cert),
     )
+
+
+def _tls_options(ca_cert: str | None) -> dict[str, Any]:
+    if not ca_cert:
+        return {}
+    if ca_cert.startswith(PEM_BEGIN):
+        return {"ssl_ca_data": ca_cert}
+    return {"ssl_ca_certs": ca_cert}
 
 
 @asynccontextmanager
@@ -180,8 +190,8 @@ class SessionStore:
         self._begin_allocation = client.register_script(_BEGIN_ALLOCATION)
 
     @classmethod
-    def from_url(cls, url: str) -> SessionStore:
-        return cls(connect(url))
+    def from_url(cls, url: str, ca_cert: str | None = None) -> SessionStore:
+        return cls(connect(url, ca_cert))
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.tls import TlsFiles
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -58,22 +61,36 @@ def _answers(url: str) -> bool:
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path) -> None:
+    """redis-server on a free loopback port; with `tls`, only TLS (as Memorystore with TLS)."""
+
+    def __init__(self, data_dir: Path, tls: TlsFiles | None = None) -> None:
         self.binary = require("redis-server")
         self.port = free_port()
         self.data_dir = data_dir
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            *("--port", "0", "--tls-port", str(self.port)),
+            *("--tls-cert-file", str(self.tls.server_cert)),
+            *("--tls-key-file", str(self.tls.server_key)),
+            *("--tls-ca-cert-file", str(self.tls.ca_cert)),
+            *("--tls-auth-clients", "no"),
+        ]
 
     def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(self.port),
+                *self._listen_args(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -90,11 +107,18 @@ class RedisServer:
 
     def _pings(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+            with self._connection(0.5) as conn:
                 conn.sendall(b"PING\r\n")
                 return conn.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+    def _connection(self, timeout: float) -> socket.socket:
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.tls is None:
+            return conn
+        context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        return context.wrap_socket(conn, server_hostname="127.0.0.1")
 
     def kill(self) -> None:
         if self.process is not None:
@@ -103,7 +127,7 @@ class RedisServer:
             self.process = None
 
     def flush(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
+        with self._connection(2) as conn:
             conn.sendall(b"FLUSHALL\r\n")
             assert conn.recv(16).startswith(b"+OK")
 
