@@ -1,0 +1,142 @@
+"""Security rules every rendered object must follow, whatever the values."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chart.render import Obj, containers, one, pod_specs, render, walk
+from tests.chart.test_validity import VARIANTS
+
+ROOT_HOOK = "sd-allocator-share-setup"  # the one root container; see test_the_root_hook_...
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS.values()), ids=list(VARIANTS.keys()))
+def objects(request: pytest.FixtureRequest) -> list[Obj]:
+    return render(*request.param)
+
+
+def test_no_host_ports_or_host_namespaces(objects: list[Obj]) -> None:
+    for path, value in (item for obj in objects for item in walk(obj)):
+        name = path.rsplit(".", 1)[-1]
+        assert name != "hostPort", path
+        assert not (name in ("hostNetwork", "hostPID", "hostIPC") and value), path
+        assert name != "hostPath", path
+
+
+def test_every_fleet_port_has_port_policy_none_and_the_webui_port_is_named_sd() -> None:
+    fleet = one(render(), "Fleet")
+    ports = fleet["spec"]["template"]["spec"]["ports"]
+    assert ports and all(port["portPolicy"] == "None" for port in ports)
+    assert [port["name"] for port in ports] == ["sd"]
+    assert ports[0]["containerPort"] == 7860 and ports[0]["protocol"] == "TCP"
+
+
+def test_no_cluster_wide_rbac_and_no_wildcards(objects: list[Obj]) -> None:
+    kinds = {obj["kind"] for obj in objects}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+    for role in (obj for obj in objects if obj["kind"] == "Role"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], (role["metadata"]["name"], rule)
+
+
+def test_the_roles_grant_exactly_what_allocator_and_cruiser_use() -> None:
+    objects = render()
+    allocator = one(objects, "Role", "sd-allocator")["rules"]
+    cruiser = one(objects, "Role", "sd-allocator-cruiser")["rules"]
+    assert allocator == [
+        {
+            "apiGroups": ["allocation.agones.dev"],
+            "resources": ["gameserverallocations"],
+            "verbs": ["create"],
+        },
+        {"apiGroups": ["agones.dev"], "resources": ["gameservers"], "verbs": GS_VERBS},
+    ]
+    assert cruiser == [
+        {"apiGroups": ["agones.dev"], "resources": ["gameservers"], "verbs": GS_VERBS}
+    ]
+
+
+GS_VERBS = ["get", "list", "watch", "delete"]
+
+
+def test_every_container_runs_as_non_root_without_escalation(objects: list[Obj]) -> None:
+    for owner, pod, container in containers(objects):
+        if owner["metadata"]["name"] == ROOT_HOOK:
+            continue
+        security = container.get("securityContext", {})
+        pod_security = pod.get("securityContext", {})
+        assert security.get("runAsNonRoot") or pod_security.get("runAsNonRoot"), container["name"]
+        assert pod_security.get("runAsUser", 1) != 0 and security.get("runAsUser", 1) != 0
+        assert security.get("allowPrivilegeEscalation") is False, container["name"]
+        assert security.get("capabilities", {}).get("drop") == ["ALL"], container["name"]
+        assert "add" not in security.get("capabilities", {}), container["name"]
+        assert not security.get("privileged"), container["name"]
+
+
+def test_the_root_hook_only_creates_the_share_folders(objects: list[Obj]) -> None:
+    job = one(objects, "Job", ROOT_HOOK)
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["CHOWN", "FOWNER"],
+    }
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    script = container["command"][-1]
+    assert "rm " not in script and "chown -R" not in script and "chmod -R" not in script
+
+
+def test_every_container_has_cpu_and_memory_requests_and_limits(objects: list[Obj]) -> None:
+    for _, _, container in containers(objects):
+        resources = container["resources"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= resources[kind].keys(), (container["name"], kind)
+
+
+def test_our_own_containers_have_read_only_root_filesystems(objects: list[Obj]) -> None:
+    for _, _, container in containers(objects):
+        # The WebUI (A1111) writes next to its code; everything of ours writes only to mounts.
+        if container["name"] != "sd-webui":
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, container
+
+
+def test_service_account_tokens_only_where_the_kubernetes_api_is_used(objects: list[Obj]) -> None:
+    for owner, pod in pod_specs(objects):
+        uses_api = owner["kind"] in ("Deployment", "CronJob") or owner["kind"] == "Fleet"
+        if not uses_api:
+            assert pod.get("automountServiceAccountToken") is False, owner["metadata"]["name"]
+
+
+def test_webui_pods_accept_connections_only_from_allocator_pods() -> None:
+    objects = render()
+    policy = one(objects, "NetworkPolicy", "sd-allocator-webui")
+    fleet_labels = one(objects, "Fleet")["spec"]["template"]["spec"]["template"]["metadata"]
+    allocator_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= fleet_labels["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert source.keys() == {"podSelector"}, "no namespace- or IP-wide sources"
+    assert source["podSelector"]["matchLabels"].items() <= allocator_labels.items()
+    assert source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "allocator"
+    assert rule["ports"] == [{"port": 7860, "protocol": "TCP"}]
+
+
+def test_allocator_pods_take_people_only_from_the_load_balancer() -> None:
+    policy = one(render(), "NetworkPolicy", "sd-allocator-allocator")
+    web, metrics = policy["spec"]["ingress"]
+    assert web["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    blocks = [source["ipBlock"]["cidr"] for source in web["from"] if "ipBlock" in source]
+    assert blocks == ["130.211.0.0/22", "35.191.0.0/16"]
+    assert metrics["ports"] == [{"port": 9090, "protocol": "TCP"}]
+
+
+def test_secrets_reach_pods_only_by_reference(objects: list[Obj]) -> None:
+    assert not [obj for obj in objects if obj["kind"] == "Secret"], "the chart ships no secrets"
+    for _, _, container in containers(objects):
+        for variable in container.get("env", []):
+            if variable["name"] == "SDA_REDIS_URL":
+                assert "value" not in variable and "secretKeyRef" in variable["valueFrom"]
