@@ -8,14 +8,16 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from jsonschema import Draft7Validator
 
+from tests.chart.gke_schemas import SCHEMAS
 from tests.chart.render import CHART, manifests, one, render, render_error, require_helm
 from tests.fake_agones.schemas import pruned_fields, validation_errors
 from tests.support.processes import REPO
 
 KUBE_VERSION = manifests.KUBE_VERSION
 AGONES_CRDS = {"Fleet": "fleets", "FleetAutoscaler": "fleetautoscalers.autoscaling"}
-GKE_KINDS = {"BackendConfig", "ManagedCertificate", "FrontendConfig"}  # no schema offline
+GKE_KINDS = {"BackendConfig", "ManagedCertificate", "FrontendConfig"}  # see gke_schemas.py
 VARIANTS = {
     "defaults": (),
     "filestore+cronjob": (
@@ -67,6 +69,22 @@ def test_agones_objects_pass_the_v1_60_crd_schemas(sets: tuple[str, ...]) -> Non
         obj = one(objects, kind)
         assert validation_errors(crd, obj) == []
         assert pruned_fields(crd, obj) == [], "fields the API server would silently drop"
+
+
+@pytest.mark.parametrize("sets", VARIANTS.values(), ids=VARIANTS.keys())
+def test_gke_objects_pass_schemas_written_from_ingress_gce(sets: tuple[str, ...]) -> None:
+    objects = render(*sets)
+    for kind, schema in SCHEMAS.items():
+        errors = [
+            error.message for error in Draft7Validator(schema).iter_errors(one(objects, kind))
+        ]
+        assert errors == [], kind
+
+
+def test_the_gke_schemas_catch_a_misplaced_field() -> None:
+    backend = one(render(), "BackendConfig")
+    backend["spec"]["iap"]["secretName"] = "iap-client"  # belongs in oauthclientCredentials
+    assert list(Draft7Validator(SCHEMAS["BackendConfig"]).iter_errors(backend))
 
 
 def test_the_fleets_pod_template_passes_the_strict_pod_schema() -> None:
