@@ -55,6 +55,24 @@ async def test_a_server_the_ca_did_not_sign_is_refused(
         await store.close()
 
 
+async def test_a_certificate_naming_its_ip_only_as_common_name_needs_the_url_option(
+    tmp_path: Path,
+) -> None:
+    files = make_tls_files(tmp_path / "tls", ip_in_san=False)
+    server = RedisServer(tmp_path / "redis", tls=files)
+    server.start()
+    strict = SessionStore.from_url(server.url, str(files.ca_cert))
+    relaxed = SessionStore.from_url(f"{server.url}?ssl_check_hostname=false", str(files.ca_cert))
+    try:
+        with pytest.raises(StoreUnavailable, match="IP address mismatch"):
+            await strict.get("a@x.com")
+        assert await relaxed.get("a@x.com") is None
+    finally:
+        await strict.close()
+        await relaxed.close()
+        server.kill()
+
+
 def test_a_ca_needs_a_tls_url() -> None:
     with pytest.raises(SettingsError, match="SDA_REDIS_URL must be rediss://"):
         load_settings(redis_url="redis://127.0.0.1:6379/0", redis_ca_cert="-----BEGIN X")
