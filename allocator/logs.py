@@ -13,10 +13,11 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 def configure(level: str = "info", fmt: str = "text", access_log: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
+        # `severity`, `time` and `message` are the field names Cloud Logging reads.
         handler.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"levelname": "level", "asctime": "time", "name": "logger"},
+                rename_fields={"levelname": "severity", "asctime": "time", "name": "logger"},
             )
         )
     else:

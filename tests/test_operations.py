@@ -60,7 +60,7 @@ def test_metrics_on_their_own_port_and_json_logs(origin: Origin, tmp_path: Path)
         allocator.stop()
     records = [json.loads(line) for line in allocator.log().splitlines() if line.startswith("{")]
     assert any(r["message"].startswith("allocated static-") for r in records)
-    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert {"time", "severity", "logger", "message"} <= set(records[0])
 
 
 @pytest.fixture
