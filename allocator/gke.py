@@ -16,7 +16,12 @@ from typing import Any
 
 from kubernetes import client
 
-SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+# With userinfo.email, GKE names the service account to RBAC by its email (which the chart's
+# RoleBinding binds); without it, by its numeric id (as gke-gcloud-auth-plugin asks for both).
+SCOPES = [
+    "https://www.googleapis.com/auth/cloud-platform",
+    "https://www.googleapis.com/auth/userinfo.email",
+]
 
 
 def google_configuration(api_url: str, ca_cert: str | None) -> client.Configuration:

@@ -55,8 +55,16 @@ def test_google_credentials_reach_the_cluster_and_refresh(
     agones: FakeAgones, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     credentials = ExpiringCredentials(agones.token)
-    monkeypatch.setattr(google.auth, "default", lambda scopes: (credentials, "project"))
+    asked: list[list[str]] = []
+
+    def default(scopes: list[str]) -> tuple[ExpiringCredentials, str]:
+        asked.append(scopes)
+        return credentials, "project"
+
+    monkeypatch.setattr(google.auth, "default", default)
     configuration = load_configuration(agones.url, None)
+    # GKE gives RBAC the account's email (what the chart binds) only with this scope.
+    assert "https://www.googleapis.com/auth/userinfo.email" in asked[0]
     backend = AgonesBackend(KubeApi("default", 5.0, configuration), agones.fleet)
     person = person_from_email("fn@example.com")
     assert person is not None
