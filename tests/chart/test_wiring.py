@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from allocator.app import HEALTH_PATHS
 from allocator.cli import main as cli
@@ -18,7 +19,7 @@ from allocator.settings import Settings, unknown_variables
 from fake_agones import AppBacking, FakeAgones
 from fake_iap import ASSERTION_HEADER, AUDIENCE, KeyServer, new_key, token
 from sidecar.settings import Settings as SidecarSettings
-from tests.chart.render import Obj, one, render
+from tests.chart.render import CHART, Obj, manifests, one, render, render_error
 from tests.support.pods import pod_app
 from tests.support.processes import AllocatorProcess, RedisServer, free_port
 from tests.support.tls import make_tls_files
@@ -137,9 +138,14 @@ def test_the_load_balancer_pieces_name_each_other() -> None:
     assert backend["spec"]["timeoutSec"] >= 3600
     container = allocator_container(objects)
     assert backend["spec"]["healthCheck"]["requestPath"] == "/_allocator/healthz"
-    assert {container["readinessProbe"]["httpGet"]["path"]} | {
-        container["livenessProbe"]["httpGet"]["path"]
-    } == set(HEALTH_PATHS)
+    probes = {kind: container[f"{kind}Probe"]["httpGet"]["path"] for kind in PROBES}
+    assert set(probes.values()) == set(HEALTH_PATHS)
+    # Traffic once Redis and the IAP keys are there, then as long as the process serves.
+    assert probes == {
+        "startup": "/_allocator/readyz",
+        "readiness": "/_allocator/healthz",
+        "liveness": "/_allocator/healthz",
+    }
     assert backend["spec"]["healthCheck"]["port"] == container["ports"][0]["containerPort"]
     ingress_notes = ingress["metadata"]["annotations"]
     assert ingress_notes["kubernetes.io/ingress.global-static-ip-name"] == "sd-allocator-ip"
@@ -150,6 +156,45 @@ def test_the_load_balancer_pieces_name_each_other() -> None:
         ingress_notes["networking.gke.io/v1beta1.FrontendConfig"] == (frontend["metadata"]["name"])
     )
     assert certificate["spec"]["domains"] == [ingress["spec"]["rules"][0]["host"]]
+
+
+PROBES = ("startup", "readiness", "liveness")
+
+
+def test_a_replica_going_away_finishes_what_it_serves() -> None:
+    objects = render()
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    shutdown = Settings.model_fields["shutdown_timeout"].default
+    assert pause >= 10, "the load balancer needs seconds to stop sending new connections"
+    assert pod["terminationGracePeriodSeconds"] > pause + shutdown
+    draining = one(objects, "BackendConfig")["spec"]["connectionDraining"]
+    assert draining["drainingTimeoutSec"] <= pod["terminationGracePeriodSeconds"]
+
+
+def test_the_fleet_leaves_its_size_to_the_autoscaler() -> None:
+    fleet = one(render(), "Fleet")
+    assert "replicas" not in fleet["spec"], "an upgrade would fight the FleetAutoscaler"
+    without_autoscaler = [
+        str(manifests.HELM),
+        "template",
+        "x",
+        str(CHART),
+        "--api-versions",
+        "agones.dev/v1/Fleet",
+    ]
+    output = subprocess.run(without_autoscaler, check=True, capture_output=True, text=True)
+    fleets = [doc for doc in yaml.safe_load_all(output.stdout) if doc and doc["kind"] == "Fleet"]
+    assert fleets[0]["spec"]["replicas"] == 1
+
+
+def test_a_public_ingress_requires_iap() -> None:
+    assert "/iap/enabled" in render_error("iap.enabled=false")
+    behind_another_proxy = render("iap.enabled=false", "ingress.enabled=false")
+    env = {v["name"]: v.get("value") for v in allocator_container(behind_another_proxy)["env"]}
+    assert env["SDA_IDENTITY"] == "header"
+    assert not [o for o in behind_another_proxy if o["kind"] == "Ingress"]
 
 
 def test_allocators_are_spread_and_kept_available() -> None:
@@ -165,7 +210,8 @@ def test_allocators_are_spread_and_kept_available() -> None:
 
 
 STORAGE = {
-    "dynamic": ((), "standard-rwx"),
+    "dynamic": ((), "sd-allocator-sd-allocator-share"),
+    "dynamic, own class": (("storage.storageClassName=premium-rwx",), "premium-rwx"),
     "filestore": (
         (
             "storage.mode=filestore",
@@ -189,8 +235,15 @@ def test_storage_modes_keep_the_share_when_the_chart_goes(
     assert claim["spec"]["storageClassName"] == storage_class
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     volumes = [o for o in objects if o["kind"] == "PersistentVolume"]
+    classes = [o for o in objects if o["kind"] == "StorageClass"]
     if storage_class:
         assert not volumes
+        assert [c["metadata"]["name"] for c in classes] == (
+            [storage_class] if storage_class.startswith("sd-allocator") else []
+        )
+        for storage in classes:
+            assert storage["reclaimPolicy"] == "Retain", "deleting the claim keeps the pictures"
+            assert storage["provisioner"] == "filestore.csi.storage.gke.io"
         return
     (volume,) = volumes
     assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
