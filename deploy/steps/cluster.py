@@ -11,7 +11,12 @@ from deploy.types import StepFailed
 from deploy.wait import wait_until
 
 # --addons disables every addon it does not list.
-ADDONS = ("HttpLoadBalancing", "GcePersistentDiskCsiDriver", "GcpFilestoreCsiDriver")
+ADDONS = (
+    "HttpLoadBalancing",
+    "HorizontalPodAutoscaling",
+    "GcePersistentDiskCsiDriver",
+    "GcpFilestoreCsiDriver",
+)
 BUSY = ("PROVISIONING", "RECONCILING")
 PLANNED = {
     "status": "RUNNING",

@@ -22,7 +22,10 @@ def ensure(ctx: Context) -> None:
 def image_tag(ctx: Context) -> str:
     if ctx.config.image_tag:
         return ctx.config.image_tag
-    commit = ctx.runner.query(["git", "rev-parse", "--short", "HEAD"], planned="<git-commit>")
+    # A fixed length: git's default abbreviation grows with the repository and differs by
+    # setting, and another tag would mean an hour of rebuilding the same images.
+    command = ["git", "rev-parse", "--short=12", "HEAD"]
+    commit = ctx.runner.query(command, planned="<git-commit>")
     if not commit:
         raise StepFailed("no git commit to name the images by: set image_tag in the config")
     return commit.strip()

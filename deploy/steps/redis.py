@@ -37,9 +37,16 @@ def ensure(ctx: Context) -> None:
     )
     ctx.facts["redis_host"] = found["host"]
     ctx.facts["redis_port"] = str(found["port"])
-    ctx.facts["redis_ca"] = found["serverCaCerts"][0]["cert"]
+    ctx.facts["redis_ca"] = ca_bundle(found)
     ctx.facts.redis_auth = Secret(auth["authString"])
     ctx.say(f"instance {name}: {outcome} ({found['host']}:{found['port']}, AUTH and TLS)")
+
+
+def ca_bundle(found: Any) -> str:
+    """Every server CA of the instance: during a CA rotation it has two, and may present a
+    certificate from either. Sorted, so that their order never looks like a change."""
+    certificates = sorted(entry["cert"].strip() for entry in found["serverCaCerts"])
+    return "\n".join(certificates)
 
 
 def _command(ctx: Context, verb: str, *flags: str) -> list[str]:

@@ -126,7 +126,7 @@ GOLDEN: list[Any] = [
            "--format=json"),
     gcloud("artifacts", "repositories", "create", "sd-allocator", "--location=europe-west4",
            "--repository-format=docker", "--description=sd-allocator images"),
-    Command(("git", "rev-parse", "--short", "HEAD")),
+    Command(("git", "rev-parse", "--short=12", "HEAD")),
     gcloud("artifacts", "docker", "images", "list", REGISTRY, "--include-tags", "--format=json"),
     gcloud("builds", "submit", "--config=images/cloudbuild.yaml",
            f"--substitutions=_REGISTRY={REGISTRY},_TAG=<git-commit>", "."),
@@ -140,7 +140,7 @@ GOLDEN: list[Any] = [
     gcloud(
         "container", "clusters", "create", "sd-allocator", "--zone=europe-west4-b",
         "--release-channel=regular", "--workload-pool=sd-test-project.svc.id.goog",
-        "--addons=HttpLoadBalancing,GcePersistentDiskCsiDriver,GcpFilestoreCsiDriver",
+        "--addons=HttpLoadBalancing,HorizontalPodAutoscaling,GcePersistentDiskCsiDriver,GcpFilestoreCsiDriver",
         "--enable-ip-alias", "--enable-dataplane-v2", "--network=default",
         "--machine-type=e2-standard-4",
         "--num-nodes=2",
