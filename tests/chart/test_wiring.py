@@ -362,3 +362,21 @@ def test_helm_test_passes_on_a_ready_allocator_and_fails_without_redis(
     failed = helm_test(allocator)
     assert failed.returncode == 1
     assert "readyz 503" in failed.stdout
+
+
+def notes(*sets: str) -> str:
+    """NOTES.txt as `helm install` prints it (a client-side dry run needs no cluster)."""
+    command = [str(manifests.HELM), "install", "sd-allocator", str(CHART), "--dry-run=client"]
+    command += [arg for pair in sets for arg in ("--set", pair)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return output.split("NOTES:", 1)[1]
+
+
+def test_the_notes_say_what_is_missing_and_what_to_do_next() -> None:
+    first = notes()
+    assert "Agones is not installed" in first
+    assert "NOT READY YET" in first and "allocator.iapAudience" in first
+    assert "sd.example.com -> the address of the static IP" in first
+    assert "helm test sd-allocator" in first
+    configured = notes(f"allocator.iapAudience={AUDIENCE}")
+    assert "NOT READY YET" not in configured
