@@ -7,6 +7,7 @@ import pytest
 from tests.chart.render import Obj, containers, one, pod_specs, render, walk
 from tests.chart.test_validity import VARIANTS
 
+GS_VERBS = ["get", "list", "watch", "delete"]
 ROOT_HOOK = "sd-allocator-share-setup"  # the one root container; see test_the_root_hook_...
 
 
@@ -55,9 +56,6 @@ def test_the_roles_grant_exactly_what_allocator_and_cruiser_use() -> None:
     assert cruiser == [
         {"apiGroups": ["agones.dev"], "resources": ["gameservers"], "verbs": GS_VERBS}
     ]
-
-
-GS_VERBS = ["get", "list", "watch", "delete"]
 
 
 def test_every_container_runs_as_non_root_without_escalation(objects: list[Obj]) -> None:

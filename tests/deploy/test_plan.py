@@ -18,6 +18,8 @@ from deploy.config import Config
 from deploy.driver import run
 from deploy.plan import Command
 from tests.deploy.conftest import SAMPLE, planned, with_changes
+from tests.deploy.steps.test_filestore import GET as FILESTORE_GET
+from tests.deploy.steps.test_filestore import wanted_create
 
 PROJECT = "sd-test-project"
 CONTEXT = "gke_sd-test-project_europe-west4-b_sd-allocator"
@@ -61,25 +63,7 @@ def chart_upgrade(*waiting: str) -> Command:
 
 
 def filestore_requests() -> list[Any]:
-    location = "projects/sd-test-project/locations/europe-west4-b"
-    return [
-        filestore_v1.GetInstanceRequest(name=f"{location}/instances/sd-share"),
-        filestore_v1.CreateInstanceRequest(
-            parent=location,
-            instance_id="sd-share",
-            instance=filestore_v1.Instance(
-                tier=filestore_v1.Instance.Tier.BASIC_HDD,
-                file_shares=[filestore_v1.FileShareConfig(name="share", capacity_gb=2048)],
-                networks=[
-                    filestore_v1.NetworkConfig(
-                        network="default",
-                        modes=[filestore_v1.NetworkConfig.AddressMode.MODE_IPV4],
-                        connect_mode=filestore_v1.NetworkConfig.ConnectMode.DIRECT_PEERING,
-                    )
-                ],
-            ),
-        ),
-    ]
+    return [FILESTORE_GET, wanted_create()]
 
 
 def scheduler_requests() -> list[Any]:
