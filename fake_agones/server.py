@@ -6,12 +6,10 @@ the fake's loop and waits for the answer).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import shutil
 import socket
 import tempfile
-import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +17,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from background import BackgroundLoop, serve
 from fake_agones import kubeconfig
 from fake_agones.app import application
 from fake_agones.backing import Backing, NoBacking
@@ -68,10 +67,7 @@ class FakeAgones:
         self._own_data_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="fake-agones-"))
         self._faults = Faults(latency_ms)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="fake-agones", daemon=True
-        )
+        self._background = BackgroundLoop("fake-agones")
         self._runner: web.AppRunner | None = None
         self._cluster: Cluster | None = None
         self._controls: Controls | None = None
@@ -83,8 +79,8 @@ class FakeAgones:
     # --- life -----------------------------------------------------------------------------
 
     def start(self) -> FakeAgones:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
+        self._background.start()
+        self._background.call(self._start())
         return self
 
     async def _start(self) -> None:
@@ -101,21 +97,16 @@ class FakeAgones:
         )
         self._controls = Controls(self._cluster)
         app = application(self._cluster, self.token)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        self._runner, self.port = await serve(
+            app, self.host, self.port, handler_cancellation=True, shutdown_timeout=1.0
         )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = self._runner.addresses[0][1]
         self._cluster.start()
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
+        if not self._background.running:
             return
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(60)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._background.call(self._stop(), 60)
+        self._background.stop()
         if self._own_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -236,4 +227,4 @@ class FakeAgones:
         return self._cluster
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return self._background.call(coroutine, timeout)

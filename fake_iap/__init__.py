@@ -3,18 +3,18 @@ loopback, and tokens made the way IAP makes them (or broken on purpose)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from typing import Any
 
 from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import ECKey
+
+from background import BackgroundLoop, serve
 
 AUDIENCE = "/projects/123456789/global/backendServices/987654321"
 ASSERTION_HEADER = "x-goog-iap-jwt-assertion"
@@ -68,8 +68,7 @@ class KeyServer:
         self.keys = list(keys)
         self.fetches = 0
         self.failing = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._background = BackgroundLoop("fake-iap")
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -78,24 +77,19 @@ class KeyServer:
         return f"http://127.0.0.1:{self.port}/jwk"
 
     def start(self) -> KeyServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self._background.start()
+        self._runner, self.port = self._background.call(serve(self._application()))
         return self
 
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+            self._background.call(self._runner.cleanup())
+        self._background.stop()
 
-    async def _start(self) -> None:
+    def _application(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/jwk", self._serve)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        return app
 
     async def _serve(self, request: web.Request) -> web.Response:
         self.fetches += 1
