@@ -49,34 +49,71 @@ class Allocations:
         self._tasks: dict[str, asyncio.Task[Session | None]] = {}
 
     async def ensure(
-        self, person: Person, wait: float, restarted: bool = False, looked: bool = False
+        self, person: Person, wait: float, restarted: bool = False
     ) -> Session | Progress:
-        """The person's session, allocating one if needed; progress if not ready within `wait`.
+        """The person's session, allocating one if needed; progress if not ready within `wait`."""
+        session = await self._store.get(person.email)
+        if session is not None:
+            self._cache.put(session)
+            return session
+        return await self.allocate_or_wait(person, wait, restarted)
 
-        `looked`: the caller has just found no mapping in the store (skip that first read).
-        """
+    async def allocate_or_wait(
+        self, person: Person, wait: float, restarted: bool = False
+    ) -> Session | Progress:
+        """For someone just found without a mapping: start their allocation (or join the one
+        in flight, here or in another replica) and wait up to `wait` for its result.
+
+        After a restart the person is told, even when the new WebUI is ready at once: the
+        answer is then a READY progress (a page that says so and reloads), not the session."""
+        email = person.email
         deadline = time.monotonic() + wait
         while True:
-            if not looked:
-                session = await self._store.get(person.email)
-                if session is not None:
-                    self._cache.put(session)
-                    return session
-            looked = False
-            progress = await self._store.get_progress(person.email)
-            task = self._tasks.get(person.email)
+            progress = await self._store.get_progress(email)
+            restarted = restarted or (progress is not None and progress.restarted)
+            task = self._tasks.get(email)
             if task is None and not self._settled(progress):
-                told = restarted or (progress is not None and progress.restarted)
-                task = await self._start(person, told)
+                task = await self._start(person, restarted)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (task is None and self._settled(progress)):
                 return progress or Progress(State.ALLOCATING, FINDING, time.time(), restarted)
+            session: Session | None = None
             if task is not None:
                 await asyncio.wait({task}, timeout=remaining)
-                if task.done() and not task.cancelled() and task.result() is not None:
-                    return task.result()  # type: ignore[return-value]
-            else:  # another replica is allocating: look again shortly
-                await asyncio.sleep(min(POLL_SECONDS, remaining))
+                if task.done() and not task.cancelled():
+                    session = task.result()
+            else:  # a mapping appeared meanwhile, or another replica is allocating
+                session = await self._store.get(email)
+                if session is None:
+                    await asyncio.sleep(min(POLL_SECONDS, remaining))
+            if session is not None:
+                self._cache.put(session)
+                return _told(session, restarted)
+
+    async def reattach(self, person: Person) -> Session | None:
+        """The person's own WebUI, still running though the store lost its mapping (Redis
+        flushed or failed over), recorded again; None when they have none. Never starts one."""
+        placement = await self._backend.find_running(person)
+        if placement is None:
+            return None
+        token = uuid.uuid4().hex
+        first = Progress(State.ALLOCATING, FINDING, time.time())
+        began = await self._store.begin_allocation(
+            person.email, token, self._settings.allocation_lock_ttl, first, self._progress_ttl
+        )
+        if began == "held":
+            return None  # an allocation is in flight: its result is theirs when it lands
+        if began == "ok":
+            session = Session(person.email, person.slug, self._backend.name, placement, time.time())
+            if await self._store.save(session, time.time(), lock_token=token):
+                self._cache.put(session)
+                log.info("re-attached %s to %s", person.email, session.server)
+                return session
+            await self._store.release_lock(person.email, token)
+        found = await self._store.get(person.email)
+        if found is not None:
+            self._cache.put(found)
+        return found
 
     def _settled(self, progress: Progress | None) -> bool:
         """A recent failure or 'no capacity' that should be shown, not retried yet."""
@@ -207,7 +244,7 @@ class Allocations:
         if not allocate:
             return Progress(State.NONE, RESTARTED, time.time(), restarted=True)
         outcome = await self.ensure(person, self._settings.allocation_wait, restarted=True)
-        if isinstance(outcome, Session):
+        if isinstance(outcome, Session):  # another request re-allocated already
             return Progress(State.READY, RESTARTED, time.time(), restarted=True)
         return outcome
 
@@ -229,3 +266,10 @@ class Allocations:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _told(session: Session, restarted: bool) -> Session | Progress:
+    """After a restart, the first answer says so (and reloads into the new WebUI)."""
+    if restarted:
+        return Progress(State.READY, RESTARTED, time.time(), restarted=True)
+    return session

@@ -1,45 +1,83 @@
-"""RequestChecks: what every request must pass before anything else looks at it.
+"""RequestChecks: ASGI middleware for what every request must pass before anything else.
 
 Header size, a Host this allocator answers to, and for state-changing requests and
-WebSockets from a browser, an Origin of this same site (no cross-site requests riding on
-the person's cookies).
+WebSockets no other site as the source (no cross-site request riding on the person's
+cookies). Load balancers' health probes pass unchecked. It wraps both the proxy and the
+control app, in the shape of Starlette's `TrustedHostMiddleware`.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from allocator import replies
 from allocator.headers import valid_host
 from allocator.settings import Settings
-from allocator.types import Scope
+from allocator.types import ASGIApp, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+HEALTH_PATHS = frozenset({"/_allocator/healthz", "/_allocator/readyz"})
+WS_POLICY_VIOLATION = 1008
+CROSS_SITE = "Requests from another site are refused."
 _MEMO_LIMIT = 256
 
 
+def same_site(scope: Scope) -> bool | None:
+    """The one Origin policy: whether a request comes from a page of this site, judged by its
+    Origin, else its Referer, against its Host. None when it carries neither: not a
+    browser's cross-site request (browsers send Origin with every cross-site POST and
+    WebSocket), but no proof of a same-site page either."""
+    host = source = referer = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+        elif name == b"origin":
+            source = value
+        elif name == b"referer":
+            referer = value
+    source = source if source is not None else referer
+    if source is None:
+        return None
+    netloc = urlsplit(source.decode("latin-1")).netloc
+    return host is not None and netloc == host.decode("latin-1")
+
+
 class RequestChecks:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
         accepted = settings.accepted_hosts
         self._any_host = "*" in accepted
         self._hosts = {name.lower().encode() for name in accepted}
         self._max_header_bytes = settings.max_header_bytes
         self._good_hosts: set[bytes] = set()
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        problem = None
+        if kind in ("http", "websocket") and scope["path"] not in HEALTH_PATHS:
+            problem = self.refusal(scope)
+        if problem is None:
+            await self.app(scope, receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+        else:
+            await replies.refused(scope, *problem).send(send)
+
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
         """(status, reason) when the request must be refused, else None."""
         size = 0
-        host = origin = None
+        host = None
         for name, value in scope["headers"]:
             size += len(name) + len(value)
             if name == b"host":
                 host = value
-            elif name == b"origin":
-                origin = value
         if size > self._max_header_bytes:
             return 431, "The request headers are too large."
         if host is None or not self._host_ok(host):
             return 400, "The Host header is missing or not accepted here."
-        checks_origin = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
-        if checks_origin and origin is not None and origin.split(b"://", 1)[-1] != host:
-            return 403, "Requests from another site are refused."
+        changes_state = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
+        if changes_state and same_site(scope) is False:
+            return 403, CROSS_SITE
         return None
 
     def _host_ok(self, host: bytes) -> bool:

@@ -9,14 +9,14 @@ import logging
 import time
 from importlib import resources
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Form, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
-from allocator import pages
+from allocator import pages, replies
+from allocator.checks import CROSS_SITE, same_site
 from allocator.identity.dev import MAX_AGE_SECONDS, DevIdentity
 from allocator.runtime import Runtime
 from allocator.status import SessionStatus, describe, status_of
@@ -56,25 +56,21 @@ def _page(request: Request, template: str, status_code: int = 200, **context: An
 
 
 def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "")
+    return replies.wants_html(request.scope)
 
 
 def _check_origin(request: Request) -> None:
-    """State changes only from pages of this site (CSRF): Origin, else Referer, must match."""
-    host = request.headers.get("host", "")
-    source = request.headers.get("origin") or request.headers.get("referer") or ""
-    if not host or urlsplit(source).netloc != host:
-        raise HTTPException(403, "This request must come from a page of this site.")
+    """The allocator's own forms change state only when a page of this site sent them: the
+    one Origin policy (`checks.same_site`), which here also wants the proof, not only the
+    absence of another site."""
+    if not same_site(request.scope):
+        raise HTTPException(403, CROSS_SITE)
 
 
 def _install_error_pages(app: FastAPI, runtime: Runtime) -> None:
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
-        login = runtime.identity.login_path
-        if login and _wants_html(request) and request.method == "GET":
-            return RedirectResponse(f"{login}?next={request.url.path}", status_code=303)
-        message = "Sign in first." if login else "No verified identity came with this request."
-        return _error(request, 401, "Not signed in", message)
+        return replies.challenge(request.scope, runtime.identity.login_path).response()
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -95,8 +91,7 @@ def _install_error_pages(app: FastAPI, runtime: Runtime) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable) -> Response:
-        message = "Sessions cannot be looked up right now. Please try again in a minute."
-        return _error(request, 503, "Temporarily unavailable", message, {"Retry-After": "10"})
+        return replies.store_down(request.scope).response()
 
     @app.exception_handler(BackendError)
     async def backend_down(request: Request, exc: BackendError) -> Response:
@@ -108,9 +103,8 @@ def _install_error_pages(app: FastAPI, runtime: Runtime) -> None:
 def _error(
     request: Request, status: int, title: str, message: str, headers: Any = None
 ) -> Response:
-    if _wants_html(request):
-        return _page(request, "error.html", status, title=title, message=message, status=status)
-    return JSONResponse({"error": title, "message": message}, status, headers=headers)
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return replies.error(request.scope, status, title, message, extra).response()
 
 
 def _add_security_headers(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from allocator.cache import SessionCache
 from allocator.identity import create_identity
 from allocator.identity.dev import COOKIE_NAME
 from allocator.proxy import HttpForwarder
+from allocator.sessions import Sessions
 from allocator.settings import Settings
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Backend, Identity
@@ -39,7 +40,10 @@ class Core:
     @classmethod
     def build(cls, settings: Settings) -> Core:
         store = SessionStore.from_url(settings.redis_url, settings.redis_ca_cert)
-        backend = create_backend(settings)
+        return cls.from_parts(settings, store, create_backend(settings))
+
+    @classmethod
+    def from_parts(cls, settings: Settings, store: SessionStore, backend: Backend) -> Core:
         cache = SessionCache(store, settings.cache_ttl, settings.store_outage_grace)
         allocations = Allocations(store, backend, cache, settings)
         backend.on_gone(allocations.forget_gone)
@@ -55,6 +59,7 @@ class Core:
 class Runtime:
     core: Core
     identity: Identity
+    sessions: Sessions
     tracker: ActivityTracker
     http: HttpForwarder
     websockets: WebSocketForwarder
@@ -62,8 +67,12 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        core = Core.build(settings)
-        identity = create_identity(settings)
+        return cls.from_parts(Core.build(settings), create_identity(settings))
+
+    @classmethod
+    def from_parts(cls, core: Core, identity: Identity) -> Runtime:
+        """A runtime around parts made elsewhere (tests: a recording backend, memory store)."""
+        settings = core.settings
         cookie_name = COOKIE_NAME.encode()  # ours in every mode: never the WebUI's to see
         pool = UpstreamPool(
             settings.upstream_connect_timeout, settings.upstream_read_timeout or None
@@ -78,6 +87,7 @@ class Runtime:
         return cls(
             core=core,
             identity=identity,
+            sessions=Sessions(core.cache, core.allocations, settings.allocation_wait),
             tracker=tracker,
             http=HttpForwarder(pool, cookie_name),
             websockets=WebSocketForwarder(

@@ -110,6 +110,11 @@ class Backend(Protocol):
         """Give `person` a ready WebUI or raise NoCapacity / AllocationFailed."""
         ...
 
+    async def find_running(self, person: Person) -> Placement | None:
+        """The person's own WebUI if one still runs (its mapping was lost), without starting
+        one; None when there is none."""
+        ...
+
     async def release(self, session: Session) -> None:
         """Give the WebUI back; releasing one that is already gone is not an error."""
         ...

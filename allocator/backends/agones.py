@@ -125,6 +125,20 @@ class AgonesBackend:
         log.info("GameServer %s allocated to %s at %s:%s", name, person.email, host, port)
         return Placement(name, host, port, {"namespace": self._kube.namespace})
 
+    async def find_running(self, person: Person) -> Placement | None:
+        """The person's own GameServer that is still Allocated (the mapping was lost)."""
+        try:
+            listing = await self._kube.list_gameservers(
+                f"{USER_LABEL}={person.slug}", "status.state=Allocated"
+            )
+        except KubeError as exc:
+            raise BackendError(f"Could not list GameServers: {exc}") from exc
+        for gameserver in listing.get("items", []):
+            session = self._session_of(gameserver)
+            if session is not None and session.email == person.email and not is_gone(gameserver):
+                return session.placement
+        return None
+
     async def release(self, session: Session) -> None:
         self._releasing.add(session.server)
         try:

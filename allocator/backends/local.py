@@ -118,6 +118,12 @@ class LocalBackend:
             await asyncio.to_thread(self._forget, person.slug)
             raise
 
+    async def find_running(self, person: Person) -> Placement | None:
+        entry = await asyncio.to_thread(self._entry_of, person.slug)
+        if entry is None or entry.pid is None or entry.port is None:
+            return None
+        return _placement(entry) if await self._answers(entry.port) else None
+
     async def release(self, session: Session) -> None:
         pid = session.placement.handle.get("pid")
         created = session.placement.handle.get("create_time")
@@ -135,18 +141,7 @@ class LocalBackend:
     async def inventory(self) -> list[Session]:
         entries = await asyncio.to_thread(self._running_entries)
         return [
-            Session(
-                entry.email,
-                entry.slug,
-                self.name,
-                Placement(
-                    _server_name(entry.slug, entry.pid),
-                    HOST,
-                    entry.port,
-                    {"pid": entry.pid, "create_time": entry.create_time},
-                ),
-                entry.claimed_at,
-            )
+            Session(entry.email, entry.slug, self.name, _placement(entry), entry.claimed_at)
             for entry in entries
             if entry.pid is not None and entry.port is not None
         ]
@@ -246,8 +241,7 @@ class LocalBackend:
                 await self._stop(entry.pid)
             return None
         log.info("re-attached %s to running WebUI pid %s", entry.email, entry.pid)
-        handle = {"pid": entry.pid, "create_time": entry.create_time}
-        return Placement(_server_name(entry.slug, entry.pid), HOST, entry.port, handle)
+        return _placement(entry)
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -299,6 +293,10 @@ class LocalBackend:
             if entry is not None and (pid is None or entry.pid == pid):
                 path.unlink(missing_ok=True)
 
+    def _entry_of(self, slug: str) -> Entry | None:
+        with self._locked():
+            return self._live_entries().get(slug)
+
     def _running_entries(self) -> list[Entry]:
         with self._locked():
             return list(self._live_entries().values())
@@ -329,6 +327,13 @@ class LocalBackend:
 def _server_name(slug: str, pid: int) -> str:
     """Unique per WebUI process, so a stale mapping is never mistaken for a new one."""
     return f"local-{slug}-{pid}"
+
+
+def _placement(entry: Entry) -> Placement:
+    """Where a running WebUI of the registry is (its entry has a pid and a port)."""
+    assert entry.pid is not None and entry.port is not None
+    handle = {"pid": entry.pid, "create_time": entry.create_time}
+    return Placement(_server_name(entry.slug, entry.pid), HOST, entry.port, handle)
 
 
 def _read(path: Path) -> Entry | None:

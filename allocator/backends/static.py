@@ -19,6 +19,13 @@ class StaticBackend:
         return None
 
     async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
+        return self._placement
+
+    async def find_running(self, person: Person) -> Placement | None:
+        return self._placement  # the shared WebUI runs for everyone
+
+    @property
+    def _placement(self) -> Placement:
         return Placement(
             server=f"static-{self._host}-{self._port}", host=self._host, port=self._port
         )
