@@ -94,6 +94,11 @@ class ActivityTracker:
         except StoreUnavailable:
             self._written.pop(email, None)  # the next flush (or request) tries again
 
+    async def returns_written(self) -> None:
+        """Wait until the writes already started for people who came back have landed."""
+        if self._returning:
+            await asyncio.gather(*self._returning, return_exceptions=True)
+
     def last_seen(self, email: str) -> float | None:
         """Activity seen here but not yet written (the status page adds it)."""
         return self._pending.get(email)
@@ -109,6 +114,7 @@ class ActivityTracker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.returns_written()
         with contextlib.suppress(StoreUnavailable):
             await self.flush(final=True)
 

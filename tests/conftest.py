@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,6 +8,18 @@ import pytest
 
 from tests.support.origin import Origin
 from tests.support.processes import RedisServer
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_settings_from_this_machine() -> Iterator[None]:
+    """Settings made in the test process come from the test alone, never from an SDA_*
+    variable of whoever runs the suite (SDA_REQUIRE_ALL, the suite's own, stays)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("SDA_")}
+    for name in saved:
+        if name != "SDA_REQUIRE_ALL":
+            del os.environ[name]
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture

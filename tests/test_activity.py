@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -53,14 +52,14 @@ async def test_a_return_is_written_at_once_then_once_per_flush(store: SessionSto
     tracker = tracker_for(store)
     tracker.begin("a@x.com")  # the first request this process sees from a@x.com
     tracker.end("a@x.com")
-    await asyncio.sleep(0.05)  # the background write
+    await tracker.returns_written()
     assert await store.idle(cutoff=101) == []  # a cruiser pass now would keep the session
 
     await store.save(session("a@x.com"), now=200)  # mark the store to see later writes
     for _ in range(1000):
         tracker.begin("a@x.com")
         tracker.end("a@x.com")
-    await asyncio.sleep(0.05)
+    await tracker.returns_written()
     assert await store.idle(cutoff=201) == [("a@x.com", 200.0)]  # not per request
     await tracker.flush()
     assert await store.idle(cutoff=201) == []

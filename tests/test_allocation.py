@@ -12,40 +12,11 @@ from allocator.cache import SessionCache
 from allocator.settings import load_settings
 from allocator.slugs import slug_for
 from allocator.store import SessionStore
-from allocator.types import GoneCallback, Person, Placement, ProgressCallback, Session, State
+from allocator.types import Person, Placement, Progress, Session, State
+from tests.support.recording import RecordingBackend
 
 ANN = Person("ann@example.com", slug_for("ann@example.com"))
-
-
-class RecordingBackend:
-    """A backend whose allocations wait for the test to let them finish."""
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.allocated: list[str] = []
-        self.released: list[str] = []
-        self.proceed = asyncio.Event()
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
-        server = f"gs-{len(self.allocated) + 1}"
-        self.allocated.append(server)
-        await progress(State.STARTING, "starting")
-        await self.proceed.wait()
-        return Placement(server, "127.0.0.1", 7860)
-
-    async def release(self, session: Session) -> None:
-        self.released.append(session.server)
-
-    async def is_alive(self, session: Session) -> bool:
-        return session.server not in self.released
-
-    def on_gone(self, callback: GoneCallback) -> None:
-        self.gone = callback
+BEN = Person("ben@example.com", slug_for("ben@example.com"))
 
 
 @pytest.fixture
@@ -63,12 +34,9 @@ def allocations_for(store: SessionStore, backend: RecordingBackend) -> Allocatio
 async def test_many_waiters_one_allocation(store: SessionStore) -> None:
     backend = RecordingBackend()
     allocations = allocations_for(store, backend)
-    waiting = [asyncio.create_task(allocations.ensure(ANN, wait=5)) for _ in range(30)]
-    progress = None
-    for _ in range(100):  # a busy machine may take a while to run 30 tasks
-        await asyncio.sleep(0.05)
-        if progress := await store.get_progress(ANN.email):
-            break
+    waiting = [asyncio.create_task(allocations.ensure(ANN, wait=60)) for _ in range(30)]
+    await backend.started.wait()
+    progress = await store.get_progress(ANN.email)
     assert progress is not None and progress.state is State.STARTING
     backend.proceed.set()
     outcomes = await asyncio.gather(*waiting)
@@ -79,8 +47,8 @@ async def test_many_waiters_one_allocation(store: SessionStore) -> None:
 async def test_a_replica_that_lost_its_lock_gives_its_webui_back(store: SessionStore) -> None:
     backend = RecordingBackend()
     allocations = allocations_for(store, backend)
-    first = asyncio.create_task(allocations.ensure(ANN, wait=5))
-    await asyncio.sleep(0.1)
+    first = asyncio.create_task(allocations.ensure(ANN, wait=60))
+    await backend.started.wait()
     # Redis lost the lock meanwhile (expiry during an outage); another replica took over
     # and recorded its own WebUI.
     await store._redis.delete(f"sda:lock:{ANN.email}")
@@ -95,10 +63,9 @@ async def test_a_replica_that_lost_its_lock_gives_its_webui_back(store: SessionS
 
 
 async def test_release_and_recovery(store: SessionStore) -> None:
-    backend = RecordingBackend()
-    backend.proceed.set()
+    backend = RecordingBackend(hold=False)
     allocations = allocations_for(store, backend)
-    session = await allocations.ensure(ANN, wait=5)
+    session = await allocations.ensure(ANN, wait=60)
     assert isinstance(session, Session)
     backend.released.append(session.server)  # the WebUI died
     without = await allocations.recover(ANN, session, allocate=False)
@@ -109,3 +76,44 @@ async def test_release_and_recovery(store: SessionStore) -> None:
     assert backend.allocated == ["gs-1", "gs-2"]
     assert await allocations.release(ANN.email)
     assert not await allocations.release(ANN.email)
+
+
+async def test_after_a_restart_the_person_is_told_even_when_the_new_webui_is_ready_at_once(
+    store: SessionStore,
+) -> None:
+    backend = RecordingBackend(hold=False)
+    allocations = allocations_for(store, backend)
+    first = await allocations.ensure(ANN, wait=60)
+    assert isinstance(first, Session)
+    await allocations.forget_gone(ANN.email, first.server)  # the backend saw it die
+    told = await allocations.ensure(ANN, wait=60)
+    assert isinstance(told, Progress) and told.state is State.READY and told.restarted
+    again = await allocations.ensure(ANN, wait=60)  # and then the new WebUI, without notice
+    assert isinstance(again, Session) and again.server == "gs-2"
+
+
+async def test_a_lost_mapping_is_reattached_and_nothing_is_ever_allocated(
+    store: SessionStore,
+) -> None:
+    backend = RecordingBackend(hold=False)
+    allocations = allocations_for(store, backend)
+    session = await allocations.ensure(ANN, wait=60)
+    assert isinstance(session, Session)
+    await store.drop(ANN.email)  # the store lost it; the WebUI runs on
+    found = await allocations.reattach(ANN)
+    assert found is not None and found.placement == session.placement
+    assert await store.get(ANN.email) == found
+    assert await allocations.reattach(BEN) is None  # nothing running: nothing started
+    assert backend.allocated == ["gs-1"]
+
+
+async def test_reattaching_never_takes_over_an_allocation_in_flight(store: SessionStore) -> None:
+    backend = RecordingBackend()
+    allocations = allocations_for(store, backend)
+    backend.running[ANN.email] = Placement("gs-old", "127.0.0.1", 7860)
+    allocating = asyncio.create_task(allocations.allocate_or_wait(ANN, wait=60))
+    await backend.started.wait()
+    assert await allocations.reattach(ANN) is None  # the allocation's result is theirs
+    backend.proceed.set()
+    outcome = await allocating
+    assert isinstance(outcome, Session) and outcome.server == "gs-1"

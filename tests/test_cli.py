@@ -9,19 +9,19 @@ import sys
 from pathlib import Path
 
 import httpx
+from click.testing import CliRunner, Result
 
+from allocator.cli import main
+from tests.support.inprocess import InProcessAllocator
 from tests.support.origin import Origin
-from tests.support.processes import AllocatorProcess, RedisServer, header_for
+from tests.support.processes import RedisServer, header_for
 
 SD_ALLOCATOR = str(Path(sys.executable).parent / "sd-allocator")
 
 
-def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
-    environ.update(env)
-    return subprocess.run(
-        [SD_ALLOCATOR, *args], env=environ, capture_output=True, text=True, timeout=30
-    )
+def cli(*args: str, **env: str) -> Result:
+    """The command in this process, as an operator's shell would run it."""
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def test_sessions_list_show_release(
@@ -32,48 +32,51 @@ def test_sessions_list_show_release(
         "SDA_BACKEND": "static",
         "SDA_STATIC_TARGET": origin.authority,
     }
-    allocator = AllocatorProcess(
-        tmp_path,
-        **origin.settings(
-            redis_url=redis_server.url,
-        ),
-    ).start()
-    try:
+    settings = origin.settings(redis_url=redis_server.url)
+    with InProcessAllocator.with_settings(tmp_path, **settings) as allocator:
         for email in ("ann@example.com", "bob@example.com"):
             assert httpx.get(f"{allocator.url}/echo", headers=header_for(email)).status_code == 200
 
         listed = cli("sessions", "list", "--json", **env)
-        assert listed.returncode == 0, listed.stderr
+        assert listed.exit_code == 0, listed.stderr
         assert sorted(row["email"] for row in json.loads(listed.stdout)) == [
             "ann@example.com",
             "bob@example.com",
         ]
-        table = cli("sessions", "list", **env)
-        assert "ann@example.com" in table.stdout and "EMAIL" in table.stdout
+        table = cli("sessions", "list", **env).stdout.splitlines()
+        assert table[0].split() == ["EMAIL", "SERVER", "IDLE", "BUSY"]
+        assert sorted(line.split()[0] for line in table[1:]) == [
+            "ann@example.com",
+            "bob@example.com",
+        ]
 
         shown = json.loads(cli("sessions", "show", "ANN@example.com", "--json", **env).stdout)
         assert shown["email"] == "ann@example.com" and shown["address"] == origin.authority
 
-        released = cli("sessions", "release", "ann@example.com", **env)
-        assert released.returncode == 0 and "released" in released.stdout
+        assert cli("sessions", "release", "ann@example.com", **env).exit_code == 0
         again = cli("sessions", "release", "ann@example.com", **env)
-        assert again.returncode == 2 and "has no session" in again.stderr
+        assert again.exit_code == 2 and "ann@example.com" in again.stderr
         status = httpx.get(
             f"{allocator.url}/_allocator/status", headers=header_for("ann@example.com")
         )
         assert status.json()["state"] == "none"
-    finally:
-        allocator.stop()
+        assert cli("sessions", "show", "ann@example.com", **env).exit_code == 2
 
 
 def test_memory_store_points_to_the_admin_page() -> None:
     result = cli("sessions", "list")
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "/_allocator/admin" in result.stderr
 
 
 def test_unreachable_store_is_one_clear_line() -> None:
-    result = cli("sessions", "list", SDA_REDIS_URL="redis://:secret@127.0.0.1:1/0")
+    """The installed command, as a real process: exit code 2, one line, no secret."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
+    environ["SDA_REDIS_URL"] = "redis://:secret@127.0.0.1:1/0"
+    result = subprocess.run(
+        [SD_ALLOCATOR, "sessions", "list"], env=environ, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
-    assert "cannot reach the session store" in result.stderr
+    assert result.stderr.startswith("sd-allocator: error: cannot reach the session store")
+    assert len(result.stderr.splitlines()) == 1
     assert "secret" not in result.stderr and "Traceback" not in result.stderr

@@ -1,6 +1,6 @@
 """A stand-in upstream with what the proxy must carry: echo, SSE, WebSockets, uploads, slowness.
 
-Runs an aiohttp server on its own event loop in a background thread.
+Runs an aiohttp server on a background loop (`background`).
 """
 
 from __future__ import annotations
@@ -8,21 +8,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.support.processes import free_port
+from background import BackgroundLoop, serve
 
 
 class Origin:
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = 0
         self.ws_closes: list[int | None] = []
         self.requests = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._gates: dict[str, asyncio.Event] = {}
+        self._background = BackgroundLoop("origin")
         self._runner: web.AppRunner | None = None
 
     @property
@@ -34,29 +33,39 @@ class Origin:
         return {"backend": "static", "static_target": self.authority, "identity": "header", **extra}
 
     def start(self) -> Origin:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self._background.start()
+        self._runner, self.port = self._background.call(serve(self._application()))
         return self
+
+    def open_gate(self, name: str) -> None:
+        """Let `/hold/<name>` answer, or `/sse-steps` send its next event (`<key>-<index>`)."""
+
+        async def open_it() -> None:
+            self._gate(name).set()
+
+        self._background.call(open_it())
+
+    def _gate(self, name: str) -> asyncio.Event:
+        return self._gates.setdefault(name, asyncio.Event())
 
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+            self._background.call(self._runner.cleanup())
+        self._background.stop()
 
-    async def _start(self) -> None:
+    def _application(self) -> web.Application:
         app = web.Application(client_max_size=0)
         app.router.add_route("*", "/echo", self.echo)
         app.router.add_get("/sse", self.sse)
+        app.router.add_get("/sse-steps", self.sse_steps)
+        app.router.add_get("/hold/{gate}", self.hold)
         app.router.add_get("/ws", self.websocket)
         app.router.add_post("/upload", self.upload)
         app.router.add_get("/slow", self.slow)
         app.router.add_get("/gradio_api/heartbeat/{session}", self.heartbeat)
         app.router.add_get("/cookies", self.cookies)
         app.router.add_get("/cut", self.cut)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return app
 
     async def echo(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -84,6 +93,24 @@ class Origin:
             await asyncio.sleep(gap)
         await response.write_eof()
         return response
+
+    async def sse_steps(self, request: web.Request) -> web.StreamResponse:
+        """Event i is sent only once the gate `<key>-<i-1>` is open: a client that has read
+        each event before opening the next gate proves the stream was not buffered."""
+        key, count = request.query["key"], int(request.query.get("n", "3"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for index in range(count):
+            if index:
+                await self._gate(f"{key}-{index - 1}").wait()
+            await response.write(f"data: {json.dumps({'n': index})}\n\n".encode())
+        await response.write_eof()
+        return response
+
+    async def hold(self, request: web.Request) -> web.Response:
+        """Answers once the test opens the gate: a request in flight for as long as needed."""
+        await self._gate(request.match_info["gate"]).wait()
+        return web.json_response({"held": True})
 
     async def heartbeat(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
