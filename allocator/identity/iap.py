@@ -57,7 +57,7 @@ class IapIdentity:
         await self._keys.close()
 
     async def readiness_problem(self) -> str | None:
-        return self._keys.problem
+        return await self._keys.check()
 
     async def identify(self, scope: Scope) -> Person | None:
         token, unsigned = self._headers(scope)

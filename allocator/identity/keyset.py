@@ -39,6 +39,16 @@ class KeySetSource:
         """Why tokens cannot be verified now (no key set), or None."""
         return None if self._keys is not None else self._problem
 
+    async def check(self) -> str | None:
+        """Like `problem`, but without a key set first tries again (at most once per
+        `refetch` seconds): a readiness probe sees the key server's return at once, not at
+        the next background retry."""
+        if self._keys is None:
+            async with self._lock:
+                if self._keys is None and time.monotonic() - self._fetched_at >= self._refetch:
+                    await self._fetch()
+        return self.problem
+
     async def start(self) -> None:
         self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT))
         await self._fetch()
