@@ -80,8 +80,8 @@ class Runtime:
         tracker = ActivityTracker(
             core.store,
             settings.idle_exempt_paths,
-            settings.activity_interval,
-            settings.busy_after,
+            settings.activity_period,
+            settings.busy_delay,
             settings.busy_lease_ttl,
         )
         return cls(

@@ -37,6 +37,8 @@ def _default_data_dir() -> Path:
     return Path(base) / "sd-allocator"
 
 
+DEFAULT_ACTIVITY_INTERVAL = 5.0
+DEFAULT_BUSY_AFTER = 3.0
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
@@ -78,8 +80,9 @@ class Settings(BaseSettings):
 
     cache_ttl: float = Field(2.0, ge=0)
     store_outage_grace: float = Field(60.0, ge=0)
-    activity_interval: float = Field(5.0, gt=0)
-    busy_after: float = Field(3.0, ge=0)
+    # Unset: scaled with the idle timeout (`activity_period`, `busy_delay`).
+    activity_interval: float | None = Field(None, gt=0)
+    busy_after: float | None = Field(None, ge=0)
     busy_lease_ttl: float = Field(30.0, gt=0)
     allocation_wait: float = Field(3.0, ge=0)
     allocation_lock_ttl: float = Field(30.0, gt=0)
@@ -161,6 +164,19 @@ class Settings(BaseSettings):
                 "SDA_REDIS_URL=memory lives inside one process; with SDA_WORKERS > 1 "
                 "set SDA_REDIS_URL to a redis:// URL"
             )
+        lag = self.activity_period + self.busy_delay
+        if lag > self.idle_timeout / 2:
+            raise ValueError(
+                f"SDA_ACTIVITY_INTERVAL + SDA_BUSY_AFTER ({lag:g} s) must be at most half of "
+                f"SDA_IDLE_TIMEOUT ({self.idle_timeout:g} s): activity and busy leases would "
+                "reach the store too late to keep a session in use from being reclaimed "
+                "(leave both unset to scale them with the idle timeout)"
+            )
+        if self.busy_lease_ttl <= 2 * self.activity_period:
+            raise ValueError(
+                "SDA_BUSY_LEASE_TTL must be more than twice SDA_ACTIVITY_INTERVAL: a busy "
+                "lease is renewed at every activity write"
+            )
         if self.orphan_grace <= self.allocation_lock_ttl + self.start_timeout:
             raise ValueError(
                 "SDA_ORPHAN_GRACE must be longer than any allocation can take "
@@ -184,6 +200,22 @@ class Settings(BaseSettings):
         if self.identity == "dev":
             return tuple(dict.fromkeys(("localhost", "127.0.0.1", "[::1]", self.host)))
         return ("*",)
+
+    @property
+    def activity_period(self) -> float:
+        """Seconds between activity writes: SDA_ACTIVITY_INTERVAL, by default 5 s but at most
+        a quarter of the idle timeout (so activity always lands well before a reclaim)."""
+        if self.activity_interval is not None:
+            return self.activity_interval
+        return min(DEFAULT_ACTIVITY_INTERVAL, self.idle_timeout / 4)
+
+    @property
+    def busy_delay(self) -> float:
+        """Work lasting longer than this holds a busy lease: SDA_BUSY_AFTER, by default 3 s
+        but at most a quarter of the idle timeout."""
+        if self.busy_after is not None:
+            return self.busy_after
+        return min(DEFAULT_BUSY_AFTER, self.idle_timeout / 4)
 
     @property
     def cruise_in_process(self) -> bool:

@@ -79,3 +79,28 @@ def test_a_mistyped_variable_is_pointed_out() -> None:
 def test_dev_identity_may_be_forced_onto_another_address() -> None:
     settings = load_settings(host="0.0.0.0", force_dev_identity="true")
     assert settings.identity == "dev"
+
+
+@pytest.mark.parametrize(
+    ("idle_timeout", "period", "delay"), [(900, 5.0, 3.0), (20, 5.0, 3.0), (4, 1.0, 1.0)]
+)
+def test_activity_timing_scales_with_a_short_idle_timeout(
+    idle_timeout: float, period: float, delay: float
+) -> None:
+    settings = load_settings(idle_timeout=idle_timeout)
+    assert (settings.activity_period, settings.busy_delay) == (period, delay)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"idle_timeout": 4, "activity_interval": 5}, "at most half of SDA_IDLE_TIMEOUT"),
+        ({"idle_timeout": 10, "busy_after": 4.5}, "at most half of SDA_IDLE_TIMEOUT"),
+        ({"activity_interval": 20, "busy_lease_ttl": 30}, "SDA_BUSY_LEASE_TTL must be more"),
+    ],
+)
+def test_timing_that_cannot_keep_a_session_in_use_is_refused(
+    given: dict[str, float], expected: str
+) -> None:
+    with pytest.raises(SettingsError, match=expected):
+        load_settings(**given)
