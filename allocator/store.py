@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.asyncio.retry import Retry
 
 from allocator.settings import MEMORY_STORE, PEM_BEGIN
 from allocator.types import Placement, Progress, Session, State
