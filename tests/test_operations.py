@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.support.inprocess import InProcessAllocator
 from tests.support.origin import Origin
 from tests.support.processes import (
     AllocatorProcess,
@@ -77,31 +78,27 @@ def redis_with_password(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def test_redis_auth_and_a_wrong_password(
-    origin: Origin, redis_with_password: RedisServer, tmp_path: Path
+    origin: Origin,
+    redis_with_password: RedisServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = redis_with_password.port
-    good = AllocatorProcess(
-        tmp_path / "good",
-        **origin.settings(
-            redis_url=f"redis://:s3cret-pw@127.0.0.1:{port}/0",
-        ),
-    ).start()
-    bad = AllocatorProcess(
-        tmp_path / "bad",
-        **origin.settings(
-            redis_url=f"redis://:wrong-pw@127.0.0.1:{port}/0",
-        ),
-    ).start()
-    try:
+    good_url = f"redis://:s3cret-pw@127.0.0.1:{port}/0"
+    bad_url = f"redis://:wrong-pw@127.0.0.1:{port}/0"
+    with (
+        InProcessAllocator.with_settings(
+            tmp_path / "good", **origin.settings(redis_url=good_url)
+        ) as good,
+        InProcessAllocator.with_settings(
+            tmp_path / "bad", **origin.settings(redis_url=bad_url)
+        ) as bad,
+    ):
         assert httpx.get(f"{good.url}/echo", headers=ALICE).status_code == 200
         ready = httpx.get(f"{bad.url}/_allocator/readyz")
         assert ready.status_code == 503 and "store" in ready.json()["problems"]
         assert httpx.get(f"{bad.url}/echo", headers=ALICE).status_code == 503
-    finally:
-        good.stop()
-        bad.stop()
-    for log in (good.log(), bad.log()):
-        assert "s3cret-pw" not in log and "wrong-pw" not in log
+    assert "s3cret-pw" not in caplog.text and "wrong-pw" not in caplog.text  # nor tracebacks
 
 
 def test_two_workers_share_one_store_and_one_metrics_port(

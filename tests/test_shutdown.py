@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.support.origin import Origin
-from tests.support.processes import AllocatorProcess, RedisServer, header_for
+from tests.support.processes import AllocatorProcess, RedisServer, header_for, wait_until
 
 ALICE = header_for("alice@example.com")
 
@@ -32,13 +31,14 @@ def test_sigterm_finishes_requests_closes_websockets_and_keeps_sessions(
     ):
         ws.send("hi")
         assert ws.recv(5) == "hi"
-        slow = pool.submit(httpx.get, f"{allocator.url}/slow?seconds=2", headers=ALICE, timeout=20)
-        time.sleep(0.5)
+        slow = pool.submit(httpx.get, f"{allocator.url}/hold/work", headers=ALICE, timeout=60)
+        wait_until(lambda: "work" in origin.held, 30, "the request to reach the WebUI")
         assert allocator.process is not None
         allocator.process.terminate()
         with pytest.raises(ConnectionClosed) as closed:
-            ws.recv(10)
+            ws.recv(30)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        origin.open_gate("work")  # the WebUI answers only now, while the allocator shuts down
         assert slow.result().status_code == 200  # finished, not cut off
     assert allocator.process.wait(30) in (0, -15)
 
@@ -51,16 +51,16 @@ def test_sigterm_finishes_requests_closes_websockets_and_keeps_sessions(
 
 
 def test_sigterm_ends_an_open_tabs_heartbeat_at_once(origin: Origin, tmp_path: Path) -> None:
-    allocator = AllocatorProcess(tmp_path, **origin.settings()).start()
+    # A graceful-shutdown timeout far beyond the test's patience: the process can only exit in
+    # time if shutdown ends the idle heartbeat stream itself instead of waiting for it.
+    allocator = AllocatorProcess(tmp_path, **origin.settings(shutdown_timeout="3600")).start()
     assert httpx.get(f"{allocator.url}/echo", headers=ALICE, timeout=10).status_code == 200
     url = f"{allocator.url}/gradio_api/heartbeat/tab1"
     with httpx.stream("GET", url, headers=ALICE, timeout=30) as stream:
         lines = stream.iter_lines()
         assert next(lines).startswith("data:")
         assert allocator.process is not None
-        started = time.monotonic()
         allocator.process.terminate()
         for _ in lines:  # ends when the allocator ends the stream
             pass
-    assert allocator.process.wait(30) in (0, -15)
-    assert time.monotonic() - started < 10, "shutdown waited for an idle heartbeat stream"
+    assert allocator.process.wait(60) in (0, -15)

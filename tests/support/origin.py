@@ -21,6 +21,7 @@ class Origin:
         self.ws_closes: list[int | None] = []
         self.requests = 0
         self._gates: dict[str, asyncio.Event] = {}
+        self.held: list[str] = []  # gates a request has reached and waits at
         self._background = BackgroundLoop("origin")
         self._runner: web.AppRunner | None = None
 
@@ -109,7 +110,9 @@ class Origin:
 
     async def hold(self, request: web.Request) -> web.Response:
         """Answers once the test opens the gate: a request in flight for as long as needed."""
-        await self._gate(request.match_info["gate"]).wait()
+        gate = request.match_info["gate"]
+        self.held.append(gate)
+        await self._gate(gate).wait()
         return web.json_response({"held": True})
 
     async def heartbeat(self, request: web.Request) -> web.StreamResponse:
