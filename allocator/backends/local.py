@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -46,7 +45,19 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 PING_PATH = "/internal/ping"
 STOP_GRACE_SECONDS = 5.0
-_PR_SET_PDEATHSIG = 1
+# The first thing each WebUI process runs, instead of a preexec_fn (which is not safe in a
+# process with threads, and ours has a thread pool): ask the kernel for SIGTERM when this
+# server goes (even by SIGKILL), leave at once if it already went, then become the WebUI.
+_GUARD = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("sd-allocator: the server that started this WebUI is gone")
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as exc:
+    sys.exit(f"sd-allocator: cannot run {sys.argv[2]}: {exc.strerror}")
+"""
 
 
 @dataclass(slots=True)
@@ -158,6 +169,11 @@ class LocalBackend:
         with log_path.open("ab") as log_file:
             try:
                 process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-I",
+                    "-c",
+                    _GUARD,
+                    str(os.getpid()),
                     *argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log_file,
@@ -165,7 +181,6 @@ class LocalBackend:
                     cwd=user_dir,
                     env=_child_environment(user_dir),
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
                 )
             except OSError as exc:
                 raise AllocationFailed(f"Could not start the WebUI ({argv[0]}): {exc}") from exc
@@ -377,12 +392,6 @@ def _child_environment(user_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
     env["GRADIO_TEMP_DIR"] = str(user_dir / ".gradio")  # Gradio's file cache, per person
     return env
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the serve process dies (even by SIGKILL)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _last_line(path: Path) -> str:

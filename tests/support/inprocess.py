@@ -106,6 +106,8 @@ class InProcessAllocator:
             self._server.should_exit = True
             self._thread.join(self.settings.shutdown_timeout + 30)
         self._socket.close()
+        if self._thread.is_alive():
+            raise AssertionError("the in-process allocator did not stop")
         if self._failure is not None and not isinstance(self._failure, SystemExit):
             raise AssertionError("the in-process allocator failed") from self._failure
 
