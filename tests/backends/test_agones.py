@@ -8,7 +8,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,15 +49,7 @@ def start_allocator(
         fleet=fake.fleet,
         **settings,
     )
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig)  # read when the backend is built, at start
-    try:
-        return allocator.start()
-    finally:
-        if saved is None:
-            del os.environ["KUBECONFIG"]
-        else:
-            os.environ["KUBECONFIG"] = saved
+    return allocator.start(KUBECONFIG=str(kubeconfig))
 
 
 @pytest.fixture

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from functions_framework import create_app
+from prometheus_client import REGISTRY
 
 from fake_agones import AppBacking, FakeAgones
-from tests.support.pods import pod_app
+from tests.support.inprocess import InProcessAllocator
+from tests.support.pods import gates, pod_app
 from tests.support.processes import (
     BIN,
     REPO,
-    AllocatorProcess,
     RedisServer,
     free_port,
     header_for,
@@ -29,6 +31,7 @@ from tests.support.processes import (
 )
 
 FUNCTION_SOURCE = str(REPO / "cruiser" / "function.py")
+IDLE_TIMEOUT = 3.0
 
 
 @pytest.fixture
@@ -51,32 +54,49 @@ def cluster_env(fake: FakeAgones, redis_server: RedisServer, data_dir: Path) -> 
 
 def start_allocator(
     fake: FakeAgones, redis_server: RedisServer, data_dir: Path, **settings: str
-) -> AllocatorProcess:
-    allocator = AllocatorProcess(data_dir, identity="header", **settings)
-    allocator.env.update(cluster_env(fake, redis_server, data_dir))
-    return allocator.start()
+) -> InProcessAllocator:
+    env = cluster_env(fake, redis_server, data_dir)
+    allocator = InProcessAllocator.with_settings(
+        data_dir,
+        identity="header",
+        backend="agones",
+        redis_url=redis_server.url,
+        namespace=fake.namespace,
+        fleet=fake.fleet,
+        **settings,
+    )
+    return allocator.start(KUBECONFIG=env["KUBECONFIG"])
 
 
-def get(allocator: AllocatorProcess, email: str, path: str, timeout: float = 10) -> httpx.Response:
+def get(
+    allocator: InProcessAllocator, email: str, path: str, timeout: float = 30
+) -> httpx.Response:
     return httpx.get(f"{allocator.url}{path}", headers=header_for(email), timeout=timeout)
 
 
-def state(allocator: AllocatorProcess, email: str) -> str:
+def state(allocator: InProcessAllocator, email: str) -> str:
     return str(get(allocator, email, "/_allocator/status").json()["state"])
+
+
+def passes_so_far() -> float:
+    return REGISTRY.get_sample_value("sda_cruise_pass_seconds_count") or 0.0
+
+
+def reclaimed(reason: str) -> float:
+    return REGISTRY.get_sample_value("sda_reclaimed_total", {"reason": reason}) or 0.0
 
 
 def test_serve_reclaims_the_idle_and_keeps_the_active_the_streaming_and_the_busy(
     agones: FakeAgones, redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    idle_before = reclaimed("idle")
     allocator = start_allocator(
         agones,
         redis_server,
         tmp_path,
         cruiser="on",
-        idle_timeout="3",
+        idle_timeout=str(IDLE_TIMEOUT),
         cruise_interval="0.5",
-        activity_interval="0.3",
-        busy_after="0.3",
     )
     try:
         pods = {
@@ -84,57 +104,70 @@ def test_serve_reclaims_the_idle_and_keeps_the_active_the_streaming_and_the_busy
             for email in ("idle@x.com", "steady@x.com", "slow@x.com", "heartbeat@x.com")
         }
         status = get(allocator, "idle@x.com", "/_allocator/status").json()
-        assert status["state"] == "ready" and 0 < status["reclaim_in_seconds"] <= 3
+        assert status["state"] == "ready" and 0 < status["reclaim_in_seconds"] <= IDLE_TIMEOUT
         stop = threading.Event()
 
         def keep_going(email: str, path: str) -> None:
             while not stop.is_set():
                 get(allocator, email, path)
-                time.sleep(0.4)
+                stop.wait(0.4)
 
         workers = [
             threading.Thread(target=keep_going, args=("steady@x.com", "/whoami")),
             threading.Thread(
                 target=keep_going, args=("heartbeat@x.com", "/gradio_api/heartbeat/x")
             ),
-            threading.Thread(target=get, args=(allocator, "slow@x.com", "/slow?seconds=7", 20)),
+            threading.Thread(target=get, args=(allocator, "slow@x.com", "/hold/slow", 300)),
         ]
         for worker in workers:
             worker.start()
-        wait_until(lambda: state(allocator, "idle@x.com") == "none", 10, "idle to be reclaimed")
-        reclaimed = get(allocator, "idle@x.com", "/_allocator/status").json()
-        assert reclaimed["message"] is None  # given back, not "your WebUI stopped"
-        wait_until(lambda: state(allocator, "heartbeat@x.com") == "none", 10, "heartbeats only")
-        time.sleep(2)  # the slow request has now run well past the idle timeout
+        slow_since = time.time()
+        wait_until(lambda: state(allocator, "idle@x.com") == "none", 60, "idle to be reclaimed")
+        reclaimed_page = get(allocator, "idle@x.com", "/_allocator/status").json()
+        assert reclaimed_page["message"] is None  # given back, not "your WebUI stopped"
+        wait_until(lambda: state(allocator, "heartbeat@x.com") == "none", 60, "heartbeats only")
+        # Passes keep coming; let one run after the slow request has lasted twice the timeout.
+        wait_until(lambda: time.time() > slow_since + 2 * IDLE_TIMEOUT, 60, "the long request")
+        after = passes_so_far()
+        wait_until(lambda: passes_so_far() > after, 60, "one more cruiser pass")
         assert state(allocator, "steady@x.com") == "ready"
         assert state(allocator, "slow@x.com") == "ready"
         stop.set()
+        gates.open("slow")
         for worker in workers:
-            worker.join(20)
+            worker.join(60)
         deletes = agones.delete_counts()
         assert deletes.get(pods["idle@x.com"]) == 1
         assert deletes.get(pods["heartbeat@x.com"]) == 1
         assert pods["steady@x.com"] not in deletes
         assert pods["slow@x.com"] not in deletes
-        assert "reclaimed " in allocator.log()
+        assert reclaimed("idle") == idle_before + 2
     finally:
         allocator.stop()
+
+
+def make_idle(redis_server: RedisServer, emails: list[str]) -> None:
+    """Their last activity an hour ago, as if nobody had used them since (no waiting)."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.zadd("sda:activity", dict.fromkeys(emails, time.time() - 3600), xx=True)
 
 
 def idle_sessions(
     fake: FakeAgones, redis_server: RedisServer, tmp_path: Path, emails: list[str]
 ) -> dict[str, str]:
-    """Sessions for `emails`, made by a real allocator (cruiser off), then left idle."""
+    """Sessions for `emails`, made by a real allocator (cruiser off), then idle for an hour."""
     allocator = start_allocator(fake, redis_server, tmp_path / "serve", cruiser="off")
     try:
-        return {email: get(allocator, email, "/whoami").json()["pod"] for email in emails}
+        pods = {email: get(allocator, email, "/whoami").json()["pod"] for email in emails}
     finally:
         allocator.stop()
+    make_idle(redis_server, emails)
+    return pods
 
 
 def cruise(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
-    environ.update(env, SDA_IDLE_TIMEOUT="1", SDA_LOG_LEVEL="info")
+    environ.update(env, SDA_IDLE_TIMEOUT="60", SDA_LOG_LEVEL="info")
     return subprocess.run(
         [str(BIN / "sd-allocator"), "cruise", *args],
         env=environ,
@@ -148,7 +181,6 @@ def test_the_cli_cruises_once_with_a_json_summary_and_a_dry_run(
     agones: FakeAgones, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     pods = idle_sessions(agones, redis_server, tmp_path, ["a@x.com", "b@x.com"])
-    time.sleep(1.2)
     env = cluster_env(agones, redis_server, tmp_path)
 
     dry = cruise(env, "--once", "--dry-run", "--json")
@@ -178,11 +210,10 @@ def test_the_function_answers_200_with_a_summary_or_500_on_a_failed_release(
     agones: FakeAgones, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     idle_sessions(agones, redis_server, tmp_path, ["a@x.com", "b@x.com"])
-    time.sleep(1.2)
     for name, value in cluster_env(agones, redis_server, tmp_path).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SDA_IDLE_TIMEOUT", "1")
-    function = create_app("cruise", FUNCTION_SOURCE).test_client()
+    monkeypatch.setenv("SDA_IDLE_TIMEOUT", "60")
+    function = create_app("cruise", FUNCTION_SOURCE).test_client()  # type: ignore[no-untyped-call]
 
     agones.fail_deletes(1)
     failed = function.post("/")
@@ -198,10 +229,9 @@ def test_the_function_as_a_real_functions_framework_process(
     agones: FakeAgones, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     pods = idle_sessions(agones, redis_server, tmp_path, ["a@x.com"])
-    time.sleep(1.2)
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
-    environ.update(cluster_env(agones, redis_server, tmp_path), SDA_IDLE_TIMEOUT="1")
+    environ.update(cluster_env(agones, redis_server, tmp_path), SDA_IDLE_TIMEOUT="60")
     process = subprocess.Popen(
         [str(BIN / "functions-framework"), "--target", "cruise", "--source", FUNCTION_SOURCE,
          "--host", "127.0.0.1", "--port", str(port)],
@@ -233,18 +263,16 @@ def test_the_function_as_a_real_functions_framework_process(
 def test_make_run_defaults_reclaim_an_idle_local_webui_in_process(tmp_path: Path) -> None:
     """The local backend and the embedded store: `serve` runs the cruiser itself."""
     script = tiny_webui(tmp_path)
-    allocator = AllocatorProcess(
+    idle_before = reclaimed("idle")
+    with InProcessAllocator.with_settings(
         tmp_path,
         identity="header",
         local_command=f"{{python}} {script} {{port}}",
         idle_timeout="1.5",
         cruise_interval="0.3",
-        activity_interval="0.2",
-    ).start()
-    try:
+    ) as allocator:
         assert get(allocator, "a@x.com", "/").status_code == 200
-        wait_until(lambda: state(allocator, "a@x.com") == "none", 10, "the reclaim")
+        assert list((tmp_path / "run").glob("*.json"))  # the WebUI process runs
+        wait_until(lambda: state(allocator, "a@x.com") == "none", 60, "the reclaim")
         assert not list((tmp_path / "run").glob("*.json"))  # the WebUI process is gone
-        assert "reclaimed local-" in allocator.log()
-    finally:
-        allocator.stop()
+        assert reclaimed("idle") == idle_before + 1

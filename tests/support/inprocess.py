@@ -10,6 +10,7 @@ kill -9, process groups) stays with `AllocatorProcess`.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import Callable, Coroutine
@@ -70,9 +71,20 @@ class InProcessAllocator:
     def runtime(self) -> Runtime:
         return self.app.runtime
 
-    def start(self) -> InProcessAllocator:
-        self._thread.start()
-        wait_until(self._started, START_SECONDS, "the in-process allocator to start")
+    def start(self, **environ: str) -> InProcessAllocator:
+        """`environ`: variables the parts read while they are built (e.g. KUBECONFIG), set
+        for the start-up only."""
+        saved = {name: os.environ.get(name) for name in environ}
+        os.environ.update(environ)
+        try:
+            self._thread.start()
+            wait_until(self._started, START_SECONDS, "the in-process allocator to start")
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         return self
 
     def _started(self) -> bool:
