@@ -6,9 +6,9 @@ import subprocess
 import sys
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 
 from tests.chart.gke_schemas import SCHEMAS
 from tests.chart.render import CHART, manifests, one, render, render_error, require_helm

@@ -13,9 +13,9 @@ import httpx
 import pytest
 import yaml
 
-from allocator.app import HEALTH_PATHS
+from allocator.checks import HEALTH_PATHS
 from allocator.cli import main as cli
-from allocator.settings import Settings, unknown_variables
+from allocator.settings import Settings, load_settings, unknown_variables
 from fake_agones import AppBacking, FakeAgones
 from fake_iap import ASSERTION_HEADER, AUDIENCE, KeyServer, new_key, token
 from sidecar.settings import Settings as SidecarSettings
@@ -52,6 +52,7 @@ def env_of(container: Obj, secrets: dict[str, str], mounts: dict[str, Path]) -> 
 
 
 def allocator_container(objects: list[Obj]) -> Obj:
+    container: Obj
     (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     return container
 
@@ -71,7 +72,7 @@ def test_every_sda_variable_the_chart_sets_is_a_setting_the_programs_accept(
     for container in (allocator_container(objects), cron["containers"][0]):
         env = env_of(container, secrets, mounts)
         assert unknown_variables(env) == []
-        settings = Settings(**{k.removeprefix("SDA_").lower(): v for k, v in env.items()})
+        settings = load_settings(**{k.removeprefix("SDA_").lower(): v for k, v in env.items()})
         assert settings.backend == "agones" and settings.namespace == NAMESPACE
         assert settings.redis_ca_cert == str(ca)
         assert settings.max_session_age == 43200
@@ -81,7 +82,7 @@ def test_every_sda_variable_the_chart_sets_is_a_setting_the_programs_accept(
 def test_the_cronjob_runs_a_real_cli_command() -> None:
     cron = one(render("cruiser.mode=cronjob"), "CronJob")
     args = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
-    command = cli.commands[args[0]]  # type: ignore[attr-defined]
+    command = cli.commands[args[0]]
     context = command.make_context(args[0], list(args[1:]))
     assert context.params["once"] and context.params["as_json"]
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
@@ -345,9 +346,11 @@ def test_the_charted_allocator_serves_a_signed_in_person(
     answer = httpx.get(f"{allocator.url}/whoami", headers=signed, timeout=20)
     assert answer.status_code == 200, answer.text
     assert [v.name for v in cluster.snapshot() if v.labels.get("sd-allocator/user")]
-    stranger = httpx.get(f"{allocator.url}/whoami", headers={**signed, "host": "evil.test"})
+    stranger = httpx.get(
+        f"{allocator.url}/whoami", headers={**signed, "host": "evil.test"}, timeout=20
+    )
     assert stranger.status_code == 400
-    unsigned = httpx.get(f"{allocator.url}/whoami", headers={"host": HOST})
+    unsigned = httpx.get(f"{allocator.url}/whoami", headers={"host": HOST}, timeout=20)
     assert unsigned.status_code == 401
 
 

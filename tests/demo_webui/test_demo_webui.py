@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,10 @@ DELAY = 0.5
 """Seconds one generation takes here: short, but long enough to watch its progress."""
 
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = 30.0
+TRIES = 20
+"""Generations a test may run to watch one in progress: a generation lasts `DELAY`, and a
+machine too slow to look in time gets another, so the verdict is the same on every machine."""
 
 
 # --- the process ----------------------------------------------------------------------------
@@ -159,6 +163,47 @@ def watch_progress(client: httpx.Client, done: threading.Event) -> list[dict[str
     return seen
 
 
+def in_flight(client: httpx.Client) -> int:
+    """The step count of the generation in flight; 0 when there is none."""
+    state = client.get("/sdapi/v1/progress").json()["state"]
+    return int(state["sampling_steps"]) if state["job_count"] else 0
+
+
+@dataclass
+class Watched:
+    """What was seen during one API generation: progress, and each ping with the generation in
+    flight just before it was sent and just after it was answered."""
+
+    progress: list[dict[str, Any]]
+    pings: list[tuple[int, int, int]]
+
+
+def watch_an_api_generation(client: httpx.Client, webui: WebUI, steps: int) -> Watched:
+    done = threading.Event()
+    pings: list[tuple[int, int, int]] = []
+
+    def generate() -> None:
+        try:
+            with httpx.Client(base_url=webui.url, timeout=30) as other:
+                txt2img(other, prompt="slow", seed=1, steps=steps, width=64, height=64)
+        finally:
+            done.set()
+
+    def ping() -> None:
+        with httpx.Client(base_url=webui.url, timeout=30) as pinger:
+            while not done.is_set():
+                before = in_flight(pinger)
+                status = pinger.get("/internal/ping").status_code
+                pings.append((before, status, in_flight(pinger)))
+
+    with ThreadPoolExecutor(2) as workers:
+        generating, pinging = workers.submit(generate), workers.submit(ping)
+        seen = watch_progress(client, done)
+        generating.result()  # what failed in a worker fails the test
+        pinging.result()
+    return Watched(seen, pings)
+
+
 # --- starting -------------------------------------------------------------------------------
 
 
@@ -250,35 +295,20 @@ def test_progress_is_idle_between_generations(client: httpx.Client) -> None:
 def test_progress_and_ping_answer_during_an_api_generation(
     client: httpx.Client, webui: WebUI
 ) -> None:
-    done = threading.Event()
-    slowest_ping = 0.0
+    """A ping sent and answered while the same generation was in flight did not wait for it:
+    the sidecar's health pings go on while the WebUI works."""
+    for steps in range(10, 10 + TRIES):  # each generation its own step count, to tell them apart
+        watched = watch_an_api_generation(client, webui, steps)
+        assert {status for _, status, _ in watched.pings} <= {200}
+        if watched.progress and (steps, 200, steps) in watched.pings:
+            break
+    else:
+        raise AssertionError(f"in {TRIES} generations, no ping was answered during one")
 
-    def generate() -> None:
-        with httpx.Client(base_url=webui.url, timeout=30) as other:
-            txt2img(other, prompt="slow", seed=1, steps=10, width=64, height=64)
-        done.set()
-
-    def ping() -> None:
-        nonlocal slowest_ping
-        with httpx.Client(base_url=webui.url) as pinger:
-            while not done.is_set():
-                started = time.monotonic()
-                assert pinger.get("/internal/ping").status_code == 200
-                slowest_ping = max(slowest_ping, time.monotonic() - started)
-
-    workers = [threading.Thread(target=generate), threading.Thread(target=ping)]
-    for worker in workers:
-        worker.start()
-    seen = watch_progress(client, done)
-    for worker in workers:
-        worker.join()
-
-    assert seen, "never saw the generation in progress"
-    state = seen[-1]["state"]
-    assert (state["job"], state["job_count"], state["sampling_steps"]) == ("scripts_txt2img", 1, 10)
-    assert 0 < state["sampling_step"] <= 10
-    assert all(0 < answer["progress"] <= 1 for answer in seen)
-    assert slowest_ping < 0.25
+    state = watched.progress[-1]["state"]
+    assert (state["job"], state["job_count"]) == ("scripts_txt2img", 1)
+    assert state["sampling_steps"] == steps and 0 < state["sampling_step"] <= steps
+    assert all(0 < answer["progress"] <= 1 for answer in watched.progress)
 
 
 # --- the Gradio UI --------------------------------------------------------------------------
@@ -303,17 +333,24 @@ def test_the_ui_explains_bad_settings(gradio: Client) -> None:
         gradio.predict("x", "", -5, 10, 64, 64, api_name="/txt2img")
 
 
+def watch_a_ui_generation(client: httpx.Client, gradio: Client, seed: int) -> list[dict[str, Any]]:
+    done = threading.Event()
+    job = gradio.submit("ui", "", seed, 10, 64, 64, api_name="/txt2img")
+    job.add_done_callback(lambda _: done.set())
+    seen = watch_progress(client, done)
+    assert Path(job.result()).is_file()
+    return seen
+
+
 def test_progress_shows_a_generation_started_in_the_ui(
     client: httpx.Client, gradio: Client
 ) -> None:
-    done = threading.Event()
-    job = gradio.submit("ui", "", 3, 10, 64, 64, api_name="/txt2img")
-    job.add_done_callback(lambda _: done.set())
-
-    seen = watch_progress(client, done)
-
-    assert Path(job.result()).is_file()
-    assert seen, "never saw the UI generation in progress"
+    for seed in range(3, 3 + TRIES):
+        seen = watch_a_ui_generation(client, gradio, seed)
+        if seen:
+            break
+    else:
+        raise AssertionError(f"in {TRIES} generations, never saw one in progress")
     assert seen[-1]["state"]["job"] == "txt2img"
 
 
@@ -321,7 +358,7 @@ def test_the_page_keeps_a_heartbeat_stream_open(client: httpx.Client) -> None:
     """The kind of request the allocator must not count as activity: one endless SSE stream."""
     config = client.get("/config").json()
     assert (config["protocol"], config["connect_heartbeat"]) == ("sse_v3", True)
-    with client.stream("GET", "/gradio_api/heartbeat/test-session", timeout=5) as stream:
+    with client.stream("GET", "/gradio_api/heartbeat/test-session", timeout=30) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         assert next(stream.iter_lines()) == "data: ALIVE"
 

@@ -70,7 +70,8 @@ def _save(state: dict[str, Any]) -> None:
 
 
 def _table(state: dict[str, Any], name: str) -> dict[str, Any]:
-    return state.setdefault(name, {})  # type: ignore[no-any-return]
+    table: dict[str, Any] = state.setdefault(name, {})
+    return table
 
 
 def _found(table: dict[str, Any], key: str) -> Any:

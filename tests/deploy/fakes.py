@@ -5,12 +5,32 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from google.api_core.exceptions import AlreadyExists, NotFound
 from google.cloud import filestore_v1, scheduler_v1
 
-READY = filestore_v1.Instance.State.READY
+# proto-plus enums and google.api_core's exceptions are not annotated: mypy takes an enum's
+# members for plain ints and the exceptions for untyped calls. These give them their types.
+
+
+def instance_state(value: int) -> filestore_v1.Instance.State:
+    return filestore_v1.Instance.State(value)
+
+
+def job_state(value: int) -> scheduler_v1.Job.State:
+    return scheduler_v1.Job.State(value)
+
+
+def not_found(message: str) -> NotFound:
+    return cast(Callable[[str], NotFound], NotFound)(message)
+
+
+def already_exists(message: str) -> AlreadyExists:
+    return cast(Callable[[str], AlreadyExists], AlreadyExists)(message)
+
+
+READY = instance_state(filestore_v1.Instance.State.READY)
 FILESTORE_IP = "10.0.0.2"
 
 
@@ -92,7 +112,7 @@ class FakeFilestore:
         assert isinstance(request, filestore_v1.GetInstanceRequest)
         self.requests.append(request)
         if request.name not in self.instances:
-            raise NotFound(f"Resource '{request.name}' was not found")
+            raise not_found(f"Resource '{request.name}' was not found")
         found = filestore_v1.Instance(self.instances[request.name])
         if self.upcoming_states:
             found.state = self.upcoming_states.pop(0)
@@ -109,7 +129,7 @@ class FakeFilestore:
         if self.on_create:
             self.on_create(self, name)
         if name in self.instances:
-            raise AlreadyExists(f"Resource '{name}' already exists")
+            raise already_exists(f"Resource '{name}' already exists")
         created = filestore_v1.Instance(request.instance)
         created.name = name
         created.state = READY
@@ -133,7 +153,7 @@ class FakeScheduler:
         assert isinstance(request, scheduler_v1.GetJobRequest)
         self.requests.append(request)
         if request.name not in self.jobs:
-            raise NotFound(f"Job {request.name} not found")
+            raise not_found(f"Job {request.name} not found")
         return scheduler_v1.Job(self.jobs[request.name])
 
     def create_job(
@@ -144,7 +164,7 @@ class FakeScheduler:
         assert isinstance(request, scheduler_v1.CreateJobRequest)
         self.requests.append(request)
         if request.job.name in self.jobs:
-            raise AlreadyExists(f"Job {request.job.name} already exists")
+            raise already_exists(f"Job {request.job.name} already exists")
         self.jobs[request.job.name] = as_stored(request.job)
         return self.jobs[request.job.name]
 
@@ -158,7 +178,7 @@ class FakeScheduler:
         stored = self.jobs[request.job.name]
         for path in request.update_mask.paths:
             setattr(stored, path, getattr(request.job, path))
-        stored.state = scheduler_v1.Job.State.ENABLED
+        stored.state = job_state(scheduler_v1.Job.State.ENABLED)
         self.jobs[request.job.name] = as_stored(stored)
         return stored
 
@@ -166,7 +186,7 @@ class FakeScheduler:
 def as_stored(job: scheduler_v1.Job) -> scheduler_v1.Job:
     """What the service keeps: the job plus what it fills in by itself."""
     stored = scheduler_v1.Job(job)
-    stored.state = stored.state or scheduler_v1.Job.State.ENABLED
+    stored.state = stored.state or job_state(scheduler_v1.Job.State.ENABLED)
     stored.http_target.headers["User-Agent"] = "Google-Cloud-Scheduler"
     return stored
 

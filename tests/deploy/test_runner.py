@@ -4,6 +4,7 @@ standard input, a line every so often while something slow runs."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from deploy.config import Config
 from deploy.plan import Command, Plan
 from deploy.runner import PlanRunner, ReadOnlyRunner, SubprocessRunner
-from deploy.steps import NAMES, STEPS, providers
+from deploy.steps import NAMES, STEPS, Step, providers
 from deploy.types import CommandFailed, NeedsChange, Secret, Stdin
 from tests.deploy.conftest import with_changes
 
@@ -20,8 +21,8 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def runner(tmp_path: Path, out: list[str], **kwargs: float) -> SubprocessRunner:
-    return SubprocessRunner(out.append, tmp_path, **kwargs)  # type: ignore[arg-type]
+def runner(tmp_path: Path, out: list[str]) -> SubprocessRunner:
+    return SubprocessRunner(out.append, tmp_path)
 
 
 def test_a_query_returns_what_the_command_printed(tmp_path: Path) -> None:
@@ -63,7 +64,22 @@ def test_prompts_are_switched_off(tmp_path: Path) -> None:
 
 def test_a_slow_command_shows_it_is_still_running(tmp_path: Path) -> None:
     out: list[str] = []
-    runner(tmp_path, out, progress_every=0.2).change(python("import time; time.sleep(0.7)"))
+    shown_twice = tmp_path / "shown-twice"
+
+    def show(line: str) -> None:
+        out.append(line)
+        if sum("still running" in shown for shown in out) == 2:
+            shown_twice.touch()
+
+    # The command runs until the runner has said twice that it still runs, however slow the
+    # machine; after a minute without that it gives up, and the count below fails.
+    wait = (
+        "import pathlib, time\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while not pathlib.Path({str(shown_twice)!r}).exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+    )
+    SubprocessRunner(show, tmp_path, progress_every=0.2).change(python(wait))
     assert sum("still running" in line for line in out) >= 2
 
 
@@ -92,13 +108,13 @@ def test_reading_only_refuses_changes(tmp_path: Path) -> None:
         reader.change(python("print(1)"))
 
 
-def names(steps: list[object]) -> list[str]:
-    return [step.name for step in steps]  # type: ignore[attr-defined]
+def names(steps: Sequence[Step]) -> list[str]:
+    return [step.name for step in steps]
 
 
 def test_only_reads_the_steps_that_provide_what_it_needs(config: Config) -> None:
     def chosen(*picked: str) -> list[str]:
-        return names(providers([s for s in STEPS if s.name in picked], config))  # type: ignore[arg-type]
+        return names(providers([s for s in STEPS if s.name in picked], config))
 
     assert chosen("chart") == ["images", "cluster", "filestore"]
     assert chosen("scheduler") == ["cluster", "redis", "function"]

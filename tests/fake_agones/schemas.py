@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 
 SCHEMAS = Path("/work/shared/schemas/agones-v1.60.0")
 ROOT_FIELDS = {"apiVersion", "kind", "metadata"}

@@ -11,16 +11,21 @@ import pytest
 from kubernetes import client
 
 from fake_agones import FakeAgones
-from tests.fake_agones.conftest import GS, GSA, JSON, allocate, allocation
+from tests.fake_agones.conftest import (
+    GSA,
+    JSON,
+    OUTPUTS_ANNOTATION,
+    allocate,
+    allocation,
+    confirmed,
+    content_type,
+    error_body,
+    get_gs,
+)
 
 URL = "/apis/allocation.agones.dev/v1/namespaces/default/gameserverallocations"
 RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 USER = "sd-allocator/user"
-
-
-def error_body(error: client.ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(error.body)
-    return body
 
 
 def test_allocation_turns_a_ready_gameserver_allocated_and_answers_with_its_pod_ip(
@@ -56,10 +61,11 @@ def test_allocation_turns_a_ready_gameserver_allocated_and_answers_with_its_pod_
     assert answer["spec"]["required"] == {}
     assert answer["spec"]["multiClusterSetting"] == {"policySelector": {}}
 
-    stored = api.get_namespaced_custom_object(**GS, namespace="default", name=name)
+    confirmed(fake, name)  # then nothing changes it any more, however slow the machine
+    stored = get_gs(api, name)
     assert stored["status"]["state"] == "Allocated"
     assert stored["metadata"]["labels"][USER] == "alice-1a2b"
-    assert stored["metadata"]["annotations"] == annotations
+    assert stored["metadata"]["annotations"] == {**annotations, OUTPUTS_ANNOTATION: "alice-1a2b"}
     assert int(stored["metadata"]["resourceVersion"]) > int(before[name].resource_version)
 
 
@@ -72,7 +78,7 @@ def test_without_a_content_type_agones_fails_in_plain_text_and_allocates_nothing
     assert (
         raised.value.body == "error parsing mediatype from a request header: mime: no media type\n"
     )
-    assert raised.value.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert content_type(raised.value) == "text/plain; charset=utf-8"
     assert {view.state for view in fake.snapshot()} == {"Ready"}
 
 
@@ -152,19 +158,21 @@ def test_selectors_in_order_prefer_the_persons_allocated_gameserver(
     fake: FakeAgones, api: client.CustomObjectsApi
 ) -> None:
     alice = allocate(api, allocation(labels={USER: "alice"}))["status"]["gameServerName"]
-    mine_or_ready = [
-        {
-            "matchLabels": {"agones.dev/fleet": "sd-webui", USER: "alice"},
-            "gameServerState": "Allocated",
-        },
-        {"matchLabels": {"agones.dev/fleet": "sd-webui"}, "gameServerState": "Ready"},
-    ]
-    again = allocate(api, allocation(*mine_or_ready, labels={USER: "alice"}))
+
+    def mine_or_ready(person: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "matchLabels": {"agones.dev/fleet": "sd-webui", USER: person},
+                "gameServerState": "Allocated",
+            },
+            {"matchLabels": {"agones.dev/fleet": "sd-webui"}, "gameServerState": "Ready"},
+        ]
+
+    again = allocate(api, allocation(*mine_or_ready("alice"), labels={USER: "alice"}))
     assert again["status"]["gameServerName"] == alice
     assert again["status"]["state"] == "Allocated"
 
-    mine_or_ready[0]["matchLabels"][USER] = "bob"
-    bob = allocate(api, allocation(*mine_or_ready, labels={USER: "bob"}))["status"][
+    bob = allocate(api, allocation(*mine_or_ready("bob"), labels={USER: "bob"}))["status"][
         "gameServerName"
     ]
     assert bob != alice

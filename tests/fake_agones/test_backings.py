@@ -9,10 +9,22 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
-from kubernetes import client, watch
+from kubernetes import client
 
 from fake_agones import AppBacking, FakeAgones, Pod, ProcessBacking
-from tests.fake_agones.conftest import FAST, GS, allocate, allocation, client_for
+from tests.fake_agones.conftest import (
+    FAST,
+    WAIT,
+    Lingering,
+    allocate,
+    allocation,
+    client_for,
+    current_rv,
+    delete_gs,
+    get_gs,
+    new_watch,
+    watch_gs,
+)
 
 HTTP_SERVER = (
     "{python}",
@@ -28,7 +40,7 @@ HTTP_SERVER = (
 
 def refused(url: str) -> bool:
     try:
-        httpx.get(url, timeout=2)
+        httpx.get(url, timeout=WAIT)
     except httpx.ConnectError:
         return True
     return False
@@ -38,13 +50,13 @@ def test_each_gameserver_runs_its_own_process_on_its_own_pod_ip(tmp_path: Path) 
     backing = ProcessBacking(HTTP_SERVER, ready_path="/", stop_grace=2)
     fake = FakeAgones(replicas=2, backing=backing, timings=FAST, data_dir=tmp_path).start()
     try:
-        views = fake.wait_ready(2, timeout=20)
+        views = fake.wait_ready(2, timeout=WAIT)
         urls = {view.name: f"http://{view.pod_ip}:{fake.webui_port}/" for view in views}
         for url in urls.values():
-            assert httpx.get(url).status_code == 200
+            assert httpx.get(url, timeout=WAIT).status_code == 200
         gone, kept = sorted(urls)
         fake.delete(gone)
-        fake.wait_until(lambda vs: gone not in {v.name for v in vs}, timeout=10)
+        fake.wait_until(lambda vs: gone not in {v.name for v in vs}, timeout=WAIT)
         assert refused(urls[gone])
         assert (tmp_path / gone / "process.log").exists()
     finally:
@@ -59,13 +71,15 @@ def test_a_process_that_dies_at_start_leaves_an_unhealthy_gameserver_that_is_rep
     fake = FakeAgones(replicas=1, backing=backing, timings=FAST, data_dir=tmp_path).start()
     try:
         first = fake.wait_until(lambda vs: len(vs) == 1)[0].name
-        fake.wait_until(lambda vs: first not in {v.name for v in vs} and len(vs) >= 1, timeout=10)
+        fake.wait_until(lambda vs: first not in {v.name for v in vs} and len(vs) >= 1, timeout=WAIT)
     finally:
         fake.stop()
 
 
 @pytest.fixture
-def apps(tmp_path: Path) -> Iterator[tuple[FakeAgones, client.CustomObjectsApi]]:
+def apps(tmp_path: Path) -> Iterator[tuple[FakeAgones, client.CustomObjectsApi, Lingering]]:
+    """In-process apps; a crashed one's GameServer stays terminating until ``let_go()``."""
+
     async def app_for(pod: Pod) -> web.Application:
         await asyncio.sleep(0.2)  # a slow start: Ready must wait for it
 
@@ -76,8 +90,10 @@ def apps(tmp_path: Path) -> Iterator[tuple[FakeAgones, client.CustomObjectsApi]]
         app.router.add_get("/", whoami)
         return app
 
-    fake = FakeAgones(replicas=2, backing=AppBacking(app_for), timings=FAST).start()
-    yield fake, client_for(fake, tmp_path)
+    backing = Lingering(AppBacking(app_for), crashed_only=True)
+    fake = FakeAgones(replicas=2, backing=backing, timings=FAST).start()
+    yield fake, client_for(fake, tmp_path), backing
+    backing.let_go()
     fake.stop()
 
 
@@ -89,20 +105,14 @@ def test_a_gameserver_is_ready_only_once_its_pod_answers(tmp_path: Path) -> None
     fake = FakeAgones(replicas=0, backing=AppBacking(slow_app), timings=FAST).start()
     try:
         api = client_for(fake, tmp_path)
-        listed = api.list_namespaced_custom_object(**GS, namespace="default")
-        rv = listed["metadata"]["resourceVersion"]
+        rv = current_rv(api)
         fake.scale(1)
-        for event in watch.Watch().stream(
-            api.list_namespaced_custom_object,
-            **GS,
-            namespace="default",
-            resource_version=rv,
-            timeout_seconds=5,
-        ):
+        for event in watch_gs(new_watch(), api, resource_version=rv, timeout_seconds=int(WAIT)):
             status = event["object"]["status"]
             if status["state"] in ("RequestReady", "Ready"):
                 pod_ip = status["addresses"][-1]["address"]
-                assert httpx.get(f"http://{pod_ip}:{fake.webui_port}/").status_code == 404
+                answer = httpx.get(f"http://{pod_ip}:{fake.webui_port}/", timeout=WAIT)
+                assert answer.status_code == 404
                 break
         else:
             raise AssertionError("never Ready")
@@ -111,27 +121,28 @@ def test_a_gameserver_is_ready_only_once_its_pod_answers(tmp_path: Path) -> None
 
 
 def test_the_pod_ip_and_port_named_sd_reach_the_allocated_gameserver(
-    apps: tuple[FakeAgones, client.CustomObjectsApi],
+    apps: tuple[FakeAgones, client.CustomObjectsApi, Lingering],
 ) -> None:
-    fake, api = apps
-    fake.wait_ready(2, timeout=5)
+    fake, api, _ = apps
+    fake.wait_ready(2, timeout=WAIT)
     status = allocate(api, allocation())["status"]
     pod_ip = next(a["address"] for a in status["addresses"] if a["type"] == "PodIP")
     port = next(p["port"] for p in status["ports"] if p["name"] == "sd")
-    assert httpx.get(f"http://{pod_ip}:{port}/").text == status["gameServerName"]
+    assert httpx.get(f"http://{pod_ip}:{port}/", timeout=WAIT).text == status["gameServerName"]
 
 
 def test_a_crashed_app_refuses_at_once_and_its_gameserver_is_replaced(
-    apps: tuple[FakeAgones, client.CustomObjectsApi],
+    apps: tuple[FakeAgones, client.CustomObjectsApi, Lingering],
 ) -> None:
-    fake, api = apps
-    view = fake.wait_ready(2, timeout=5)[0]
+    fake, api, pods = apps
+    view = fake.wait_ready(2, timeout=WAIT)[0]
     url = f"http://{view.pod_ip}:{fake.webui_port}/"
     fake.crash(view.name)
     assert refused(url)
-    assert api.get_namespaced_custom_object(**GS, namespace="default", name=view.name)
-    fake.wait_until(lambda vs: view.name not in {v.name for v in vs}, timeout=5)
-    fake.wait_ready(2, timeout=5)
+    assert get_gs(api, view.name)  # refused while its GameServer is still there
+    pods.let_go()
+    fake.wait_until(lambda vs: view.name not in {v.name for v in vs}, timeout=WAIT)
+    fake.wait_ready(2, timeout=WAIT)
 
 
 def test_the_demo_webui_runs_behind_an_allocated_gameserver(tmp_path: Path) -> None:
@@ -142,9 +153,9 @@ def test_the_demo_webui_runs_behind_an_allocated_gameserver(tmp_path: Path) -> N
         status = allocate(api, allocation(labels={"sd-allocator/user": "alice"}))["status"]
         assert status["gameServerName"] == view.name
         url = f"http://{view.pod_ip}:{fake.webui_port}"
-        assert httpx.get(url + "/internal/ping").status_code == 200
-        api.delete_namespaced_custom_object(**GS, namespace="default", name=view.name)
-        fake.wait_until(lambda vs: view.name not in {v.name for v in vs}, timeout=20)
+        assert httpx.get(url + "/internal/ping", timeout=WAIT).status_code == 200
+        delete_gs(api, view.name)
+        fake.wait_until(lambda vs: view.name not in {v.name for v in vs}, timeout=WAIT)
         assert refused(url + "/internal/ping")
     finally:
         fake.stop()

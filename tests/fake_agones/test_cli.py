@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import httpx
-from kubernetes import client, config
 
 from fake_agones import free_port
-from tests.fake_agones.conftest import GSA, JSON, allocation
+from tests.fake_agones.conftest import WAIT, allocate, allocation, client_for_kubeconfig
 from tests.support.processes import REPO
 
 
@@ -39,16 +38,15 @@ def test_the_module_serves_a_fleet_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert kubeconfig.exists()
 
         headers = {"Authorization": "Bearer bench-token"}
-        ready = httpx.get(f"{url}/_fake/ready", params={"count": 2}, headers=headers, timeout=15)
+        ready = httpx.get(
+            f"{url}/_fake/ready", params={"count": 2}, headers=headers, timeout=2 * WAIT
+        )
         assert {gs["state"] for gs in ready.json()} == {"Ready"}
 
-        api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
-        answer = api.create_namespaced_custom_object(
-            **GSA, namespace="default", body=allocation(), _headers=dict(JSON)
-        )
+        answer = allocate(client_for_kubeconfig(kubeconfig), allocation())
         assert answer["status"]["ports"] == [{"name": "sd", "port": webui_port}]
         process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
+        assert process.wait(WAIT) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -8,28 +8,41 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from kubernetes import client
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from fake_agones import FakeAgones
-from tests.fake_agones.conftest import JSON, allocate, allocation
+from tests.fake_agones.conftest import JSON, WAIT, allocate, allocation, content_type
 
 USER = "sd-allocator/user"
 GSA_URL = "/apis/allocation.agones.dev/v1/namespaces/default/gameserverallocations"
 GS_URL = "/apis/agones.dev/v1/namespaces/default/gameservers"
+POD_IP_DELAY = 3.0
 
 
 def test_latency_delays_every_request_without_queueing_them(
     fake: FakeAgones, http: httpx.Client
 ) -> None:
-    fake.set_latency(300)
+    latency, requests = 1.0, 6
+    fake.set_latency(latency * 1000)
+
+    def timed(_: int) -> tuple[int, float]:
+        started = time.monotonic()
+        status = http.get(GS_URL).status_code
+        return status, time.monotonic() - started
+
     started = time.monotonic()
-    with ThreadPoolExecutor(6) as pool:
-        codes = list(pool.map(lambda _: http.get(GS_URL).status_code, range(6)))
+    with ThreadPoolExecutor(requests) as pool:
+        answers = list(pool.map(timed, range(requests)))
     elapsed = time.monotonic() - started
-    assert codes == [200] * 6
-    assert 0.3 <= elapsed < 0.9
-    started = time.monotonic()
-    assert http.get("/_fake/gameservers").status_code == 200
-    assert time.monotonic() - started < 0.25  # the controls are never slowed
+    assert [status for status, _ in answers] == [200] * requests
+    assert min(took for _, took in answers) >= latency  # every request is delayed
+    # Queued, the last one would answer after all the delays added up, on any machine; here
+    # all of them wait at once. The bound comes from that alternative, not from this machine's
+    # speed: only a machine needing 5 s more for six loopback requests could break it.
+    assert elapsed < requests * latency
+
+    fake.set_latency(3_600_000)  # an hour: a control that waited would never answer
+    assert http.get("/_fake/gameservers", timeout=WAIT).status_code == 200
 
 
 def test_failed_allocations_answer_as_agones_does_and_change_nothing(
@@ -41,7 +54,7 @@ def test_failed_allocations_answer_as_agones_does_and_change_nothing(
             allocate(api, allocation())
         assert raised.value.status == 500
         assert raised.value.body == "could not update the selected GameServer\n"
-        assert raised.value.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert content_type(raised.value) == "text/plain; charset=utf-8"
     assert {view.state for view in fake.snapshot()} == {"Ready"}
     assert allocate(api, allocation())["status"]["state"] == "Allocated"
     assert [record.fault for record in fake.allocation_log()] == ["fail", "fail", ""]
@@ -61,8 +74,7 @@ def test_a_hanging_allocation_never_answers_and_allocates_nothing(
     fake: FakeAgones, api: client.CustomObjectsApi
 ) -> None:
     fake.hang_allocations(1)
-    started = time.monotonic()
-    with pytest.raises(Exception, match="timed out"):
+    with pytest.raises(ReadTimeoutError):  # no answer before the client gave up
         api.create_namespaced_custom_object(
             "allocation.agones.dev",
             "v1",
@@ -72,7 +84,6 @@ def test_a_hanging_allocation_never_answers_and_allocates_nothing(
             _headers=dict(JSON),
             _request_timeout=0.5,
         )
-    assert 0.5 <= time.monotonic() - started < 2
     assert {view.state for view in fake.snapshot()} == {"Ready"}
     assert allocate(api, allocation())["status"]["state"] == "Allocated"
     assert fake.allocation_log()[0].outcome == "hang"
@@ -92,7 +103,7 @@ def test_a_lost_response_still_allocated_the_gameserver(
     fake: FakeAgones, api: client.CustomObjectsApi
 ) -> None:
     fake.lose_allocation_responses(1)
-    with pytest.raises(Exception, match=r"(?i)(aborted|disconnected|reset)"):
+    with pytest.raises(ProtocolError):  # the connection ended without an answer
         allocate(api, allocation(labels={USER: "alice"}))
     orphans = [view for view in fake.snapshot() if view.labels.get(USER) == "alice"]
     assert [view.state for view in orphans] == ["Allocated"]
@@ -103,19 +114,21 @@ def test_a_lost_response_still_allocated_the_gameserver(
 def test_a_delayed_pod_ip_appears_some_time_after_ready(
     fake: FakeAgones, api: client.CustomObjectsApi
 ) -> None:
-    fake.set_pod_ip_delay(0.5)
+    # Long enough for the snapshot and the allocation below to come first on any machine.
+    fake.set_pod_ip_delay(POD_IP_DELAY)
     old = {view.name for view in fake.snapshot()}
     for name in old:
         fake.delete(name)
     fake.wait_until(
         lambda vs: (
             len(vs) == 2 and not old & {v.name for v in vs} and {v.state for v in vs} == {"Ready"}
-        )
+        ),
+        timeout=WAIT,
     )
     assert {view.pod_ip for view in fake.snapshot()} == {None}
     answer = allocate(api, allocation())
     assert [a["type"] for a in answer["status"]["addresses"]] == ["InternalIP", "Hostname"]
-    views = fake.wait_until(lambda vs: all(v.pod_ip for v in vs), timeout=3)
+    views = fake.wait_until(lambda vs: all(v.pod_ip for v in vs), timeout=POD_IP_DELAY + WAIT)
     assert {view.state for view in views} == {"Ready", "Allocated"}
 
 
@@ -124,7 +137,7 @@ def test_a_crashed_webui_turns_its_gameserver_unhealthy_and_it_is_replaced(
 ) -> None:
     crashed = fake.snapshot()[0].name
     assert fake.crash(crashed)
-    fake.wait_until(lambda vs: crashed not in {v.name for v in vs} and len(vs) == 2, timeout=5)
+    fake.wait_until(lambda vs: crashed not in {v.name for v in vs} and len(vs) == 2, timeout=WAIT)
     assert not fake.crash("sd-webui-nobody")
 
 
@@ -146,13 +159,13 @@ def test_the_http_controls_do_what_the_python_ones_do(fake: FakeAgones, http: ht
     assert http.post(f"/_fake/gameservers/{names[0]}/unhealthy").json() == {"ok": True}
     assert http.post(f"/_fake/gameservers/{names[1]}/shutdown").json() == {"ok": True}
     assert http.post("/_fake/gameservers/nobody/crash").status_code == 404
-    fake.wait_until(lambda vs: not set(names) & {v.name for v in vs} and len(vs) == 2, timeout=5)
-    fresh = fake.wait_ready(2, timeout=5)[0].name
+    fake.wait_until(lambda vs: not set(names) & {v.name for v in vs} and len(vs) == 2, timeout=WAIT)
+    fresh = fake.wait_ready(2, timeout=WAIT)[0].name
     assert http.delete(f"/_fake/gameservers/{fresh}").json() == {"ok": True}
     assert http.get("/_fake/deletes").json() == {}  # only API DELETEs are counted
 
     assert http.post("/_fake/fleet", json={"replicas": 3}).json() == {"ok": True}
-    fake.wait_ready(3, timeout=5)
+    fake.wait_ready(3, timeout=WAIT)
     assert http.post("/_fake/latency", json={"ms": 1}).status_code == 200
     assert http.post("/_fake/pod-ip-delay", json={"seconds": 0}).status_code == 200
     assert http.post("/_fake/watch-history", json={"size": 10}).status_code == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,33 +10,43 @@ import pytest
 from kubernetes import client
 
 from fake_agones import FakeAgones
-from tests.fake_agones.conftest import GS, Event, allocate, allocation, wire_until
+from tests.fake_agones.conftest import (
+    GS,
+    WAIT,
+    Event,
+    Lingering,
+    allocate,
+    allocation,
+    as_json,
+    client_for,
+    delete_gs,
+    error_body,
+    get_fleet,
+    get_gs,
+    list_gs,
+    patch_gs,
+    wire_until,
+)
 from tests.fake_agones.schemas import pruned_fields, validation_errors
 
 USER = "sd-allocator/user"
 
 
 def items(api: client.CustomObjectsApi, **options: Any) -> list[str]:
-    listed = api.list_namespaced_custom_object(**GS, namespace="default", **options)
-    return [gs["metadata"]["name"] for gs in listed["items"]]
-
-
-def status_of(error: client.ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(error.body)
-    return body
+    return [gs["metadata"]["name"] for gs in list_gs(api, **options)["items"]]
 
 
 def test_a_gameserver_is_found_by_name_and_a_missing_one_is_notfound(
     fake: FakeAgones, api: client.CustomObjectsApi
 ) -> None:
     name = fake.snapshot()[0].name
-    gs = api.get_namespaced_custom_object(**GS, namespace="default", name=name)
+    gs = get_gs(api, name)
     assert gs["metadata"]["name"] == name
     assert gs["kind"] == "GameServer"
     with pytest.raises(client.ApiException) as raised:
-        api.get_namespaced_custom_object(**GS, namespace="default", name="sd-webui-gone")
+        get_gs(api, "sd-webui-gone")
     assert raised.value.status == 404
-    assert status_of(raised.value) == {
+    assert error_body(raised.value) == {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -89,7 +99,7 @@ def test_every_gameserver_state_is_valid_against_the_crd_schema(
     for gs in seen:
         assert validation_errors("gameservers", gs) == []
         assert pruned_fields("gameservers", gs) == []
-    fleet = api.get_namespaced_custom_object("agones.dev", "v1", "default", "fleets", "sd-webui")
+    fleet = get_fleet(api)
     assert validation_errors("fleets", fleet) == []
     assert pruned_fields("fleets", fleet) == []
 
@@ -129,7 +139,9 @@ def test_lists_filter_by_selectable_fields(fake: FakeAgones, api: client.CustomO
     assert items(
         api, field_selector="metadata.namespace=default,status.nodeName=gke-fake-gpu-node"
     ) == sorted([alice, other])
-    everywhere = api.list_cluster_custom_object(**GS, field_selector="status.state=Allocated")
+    everywhere = as_json(
+        api.list_cluster_custom_object(**GS, field_selector="status.state=Allocated")
+    )
     assert [gs["metadata"]["name"] for gs in everywhere["items"]] == [alice]
 
 
@@ -162,34 +174,36 @@ def test_a_list_has_a_resource_version_and_pages_with_limit_and_continue(
     fake: FakeAgones, api: client.CustomObjectsApi
 ) -> None:
     fake.scale(3)
-    fake.wait_ready(3, timeout=5)
-    first = api.list_namespaced_custom_object(**GS, namespace="default", limit=2)
+    fake.wait_ready(3, timeout=WAIT)
+    first = list_gs(api, limit=2)
     assert int(first["metadata"]["resourceVersion"]) > 0
     assert first["metadata"]["remainingItemCount"] == 1
     assert len(first["items"]) == 2
-    rest = api.list_namespaced_custom_object(
-        **GS, namespace="default", limit=2, _continue=first["metadata"]["continue"]
-    )
+    rest = list_gs(api, limit=2, _continue=first["metadata"]["continue"])
     assert rest["metadata"]["continue"] == ""
     names = [gs["metadata"]["name"] for gs in first["items"] + rest["items"]]
     assert names == sorted(view.name for view in fake.snapshot())
 
 
 def test_delete_keeps_the_gameserver_terminating_until_its_pod_is_gone(
-    fake: FakeAgones, api: client.CustomObjectsApi
+    lingering: tuple[FakeAgones, Lingering], tmp_path: Path
 ) -> None:
+    fake, pods = lingering
+    api = client_for(fake, tmp_path)
     name = fake.snapshot()[0].name
-    before = api.get_namespaced_custom_object(**GS, namespace="default", name=name)
-    answer = api.delete_namespaced_custom_object(**GS, namespace="default", name=name)
+    before = get_gs(api, name)
+    answer = delete_gs(api, name)
     assert answer["metadata"]["deletionTimestamp"]
     assert answer["metadata"]["deletionGracePeriodSeconds"] == 0
     assert answer["metadata"]["finalizers"] == ["agones.dev/controller"]
     assert answer["metadata"]["generation"] == before["metadata"]["generation"] + 1
-    again = api.delete_namespaced_custom_object(**GS, namespace="default", name=name)
+    again = delete_gs(api, name)
     assert again["metadata"]["deletionTimestamp"] == answer["metadata"]["deletionTimestamp"]
-    fake.wait_until(lambda views: name not in {view.name for view in views}, timeout=5)
+    assert get_gs(api, name)["metadata"]["deletionTimestamp"]  # its Pod is still there
+    pods.let_go()
+    fake.wait_until(lambda views: name not in {view.name for view in views}, timeout=WAIT)
     with pytest.raises(client.ApiException) as raised:
-        api.delete_namespaced_custom_object(**GS, namespace="default", name=name)
+        delete_gs(api, name)
     assert raised.value.status == 404
     assert fake.delete_counts() == {name: 2}
 
@@ -200,11 +214,9 @@ def test_delete_preconditions_that_do_not_hold_are_a_conflict(
     view = fake.snapshot()[0]
     stale_uid = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="0000"))
     with pytest.raises(client.ApiException) as raised:
-        api.delete_namespaced_custom_object(
-            **GS, namespace="default", name=view.name, body=stale_uid
-        )
+        delete_gs(api, view.name, body=stale_uid)
     assert raised.value.status == 409
-    status = status_of(raised.value)
+    status = error_body(raised.value)
     assert status["reason"] == "Conflict"
     assert status["details"] == {"name": view.name, "group": "agones.dev", "kind": "gameservers"}
     assert status["message"].startswith(
@@ -218,9 +230,7 @@ def test_delete_preconditions_that_do_not_hold_are_a_conflict(
     )
     stale_rv = {"preconditions": {"resourceVersion": "1"}}
     with pytest.raises(client.ApiException) as raised:
-        api.delete_namespaced_custom_object(
-            **GS, namespace="default", name=view.name, body=stale_rv
-        )
+        delete_gs(api, view.name, body=stale_rv)
     assert raised.value.status == 409
     assert not fake.snapshot()[0].deleting
     gs = fake.game_server(view.name)
@@ -231,7 +241,7 @@ def test_delete_preconditions_that_do_not_hold_are_a_conflict(
             "resourceVersion": gs["metadata"]["resourceVersion"],
         }
     }
-    api.delete_namespaced_custom_object(**GS, namespace="default", name=view.name, body=exact)
+    delete_gs(api, view.name, body=exact)
     assert fake.delete_counts() == {view.name: 1}
 
 
@@ -242,14 +252,12 @@ def test_a_merge_patch_changes_labels_and_annotations(
     before = fake.game_server(name)
     assert before is not None
     patch = {"metadata": {"labels": {USER: "alice"}, "annotations": {"sd-allocator/seen": "now"}}}
-    after = api.patch_namespaced_custom_object(**GS, namespace="default", name=name, body=patch)
+    after = patch_gs(api, name, patch)
     assert after["metadata"]["labels"][USER] == "alice"
     assert after["metadata"]["annotations"]["sd-allocator/seen"] == "now"
     assert int(after["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
-    removed = api.patch_namespaced_custom_object(
-        **GS, namespace="default", name=name, body={"metadata": {"labels": {USER: None}}}
-    )
+    removed = patch_gs(api, name, {"metadata": {"labels": {USER: None}}})
     assert USER not in removed["metadata"]["labels"]
 
 
@@ -318,19 +326,22 @@ def test_every_request_needs_the_bearer_token(fake: FakeAgones) -> None:
         {"Authorization": "Bearer wrong"},
         {"Authorization": f"Basic {fake.token}"},
     ):
-        response = httpx.get(url, headers=headers)
+        response = httpx.get(url, headers=headers, timeout=WAIT)
         assert response.status_code == 401
         assert response.json() == unauthorized
-    assert httpx.post(fake.url + "/_fake/fleet", json={"replicas": 9}).status_code == 401
-    assert httpx.get(url, headers={"Authorization": f"bearer {fake.token}"}).status_code == 200
+    assert (
+        httpx.post(fake.url + "/_fake/fleet", json={"replicas": 9}, timeout=WAIT).status_code == 401
+    )
+    lower_case = {"Authorization": f"bearer {fake.token}"}
+    assert httpx.get(url, headers=lower_case, timeout=WAIT).status_code == 200
 
 
 def test_the_fleet_reports_its_replicas(fake: FakeAgones, api: client.CustomObjectsApi) -> None:
     allocate(api, allocation())
-    fleet = api.get_namespaced_custom_object("agones.dev", "v1", "default", "fleets", "sd-webui")
+    fleet = get_fleet(api)
     assert fleet["spec"]["replicas"] == 2
     status = fleet["status"]
     assert (status["replicas"], status["readyReplicas"], status["allocatedReplicas"]) == (2, 1, 1)
     with pytest.raises(client.ApiException) as raised:
-        api.get_namespaced_custom_object("agones.dev", "v1", "default", "fleets", "other")
-    assert status_of(raised.value)["message"] == 'fleets.agones.dev "other" not found'
+        get_fleet(api, "other")
+    assert error_body(raised.value)["message"] == 'fleets.agones.dev "other" not found'

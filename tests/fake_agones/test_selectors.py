@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fake_agones import fields, labels
@@ -73,6 +73,7 @@ def test_label_selector_objects_convert_like_label_selector_as_selector() -> Non
 VALUE = st.from_regex(r"[a-z0-9]([a-z0-9._-]{0,10}[a-z0-9])?", fullmatch=True)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # verdicts, not speed
 @given(
     st.dictionaries(st.sampled_from(["a", "b", "c"]), VALUE),
     st.sampled_from(["a", "b", "c"]),

@@ -5,32 +5,31 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client, watch
+from kubernetes import client
 
-from fake_agones import FakeAgones, Timings
+from fake_agones import FakeAgones, GameServerView, Timings
 from tests.fake_agones.conftest import (
-    GS,
+    WAIT,
     Event,
     allocate,
     allocation,
     client_for,
+    confirmed,
+    current_rv,
+    delete_gs,
+    new_watch,
+    patch_gs,
+    watch_gs,
     watch_until,
     wire_until,
 )
 
 USER = "sd-allocator/user"
-
-
-def current_rv(api: client.CustomObjectsApi) -> str:
-    listed = api.list_namespaced_custom_object(**GS, namespace="default")
-    rv: str = listed["metadata"]["resourceVersion"]
-    return rv
 
 
 def summary(events: list[Event]) -> list[tuple[str, str, str]]:
@@ -39,7 +38,7 @@ def summary(events: list[Event]) -> list[tuple[str, str, str]]:
     ]
 
 
-def has(kind: str, name: str) -> Any:
+def has(kind: str, name: str) -> Callable[[list[Event]], bool]:
     return lambda events: any(
         e["type"] == kind and e["object"]["metadata"]["name"] == name for e in events
     )
@@ -57,8 +56,11 @@ def test_a_watch_resumes_after_a_resource_version_with_every_change_since(
 ) -> None:
     rv = current_rv(api)
     name = allocate(api, allocation(labels={USER: "alice"}))["status"]["gameServerName"]
-    api.delete_namespaced_custom_object(**GS, namespace="default", name=name)
-    fake.wait_until(lambda vs: name not in {v.name for v in vs} and len(_ready(vs)) == 2)
+    confirmed(fake, name)  # the sidecar's change, before the delete on any machine
+    delete_gs(api, name)
+    fake.wait_until(
+        lambda vs: name not in {v.name for v in vs} and len(_ready(vs)) == 2, timeout=WAIT
+    )
 
     def enough(events: list[Event]) -> bool:
         return has("DELETED", name)(events) and len(_ready_events(events)) == 1
@@ -66,8 +68,9 @@ def test_a_watch_resumes_after_a_resource_version_with_every_change_since(
     seen = summary(watch_until(api, enough, resource_version=rv))
     mine = [event for event in seen if event[1] == name]
     assert mine == [
-        ("MODIFIED", name, "Allocated"),
-        ("MODIFIED", name, "Allocated"),
+        ("MODIFIED", name, "Allocated"),  # allocated
+        ("MODIFIED", name, "Allocated"),  # its outputs confirmed
+        ("MODIFIED", name, "Allocated"),  # terminating
         ("DELETED", name, "Allocated"),
     ]
     (replacement,) = {event[1] for event in seen} - {name}
@@ -80,7 +83,7 @@ def test_a_watch_resumes_after_a_resource_version_with_every_change_since(
     ]
 
 
-def _ready(views: list[Any]) -> list[Any]:
+def _ready(views: list[GameServerView]) -> list[GameServerView]:
     return [view for view in views if view.state == "Ready" and not view.deleting]
 
 
@@ -90,7 +93,7 @@ def _ready_events(events: list[Event]) -> list[Event]:
 
 def test_resource_versions_only_grow(fake: FakeAgones, http: httpx.Client) -> None:
     fake.delete(fake.snapshot()[0].name)
-    fake.wait_until(lambda views: len(views) == 2 and len(_ready(views)) == 2)
+    fake.wait_until(lambda views: len(views) == 2 and len(_ready(views)) == 2, timeout=WAIT)
     seen = wire_until(http, lambda events: len(_ready_events(events)) >= 3, resourceVersion="1")
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in seen]
     assert versions == sorted(set(versions))
@@ -115,9 +118,7 @@ def test_a_resource_version_older_than_the_history_is_410_expired(
     with pytest.raises(client.ApiException) as raised:
         watch_until(api, lambda events: True, resource_version=rv)
     assert raised.value.status == 410
-    stream = watch.Watch().stream(  # without a timeout the client retries once, then raises
-        api.list_namespaced_custom_object, **GS, namespace="default", resource_version=rv
-    )
+    stream = watch_gs(new_watch(), api, resource_version=rv)  # no timeout: one retry, then raises
     with pytest.raises(client.ApiException) as raised:
         next(iter(stream))
     assert raised.value.status == 410
@@ -137,12 +138,13 @@ def test_selectors_turn_changes_into_added_and_deleted(
 ) -> None:
     rv = current_rv(api)
     name = allocate(api, allocation(labels={USER: "alice"}))["status"]["gameServerName"]
-    unlabel = {"metadata": {"labels": {USER: None}}}
-    api.patch_namespaced_custom_object(**GS, namespace="default", name=name, body=unlabel)
+    confirmed(fake, name)  # the sidecar's change, before the label goes on any machine
+    patch_gs(api, name, {"metadata": {"labels": {USER: None}}})
 
     by_label = watch_until(api, has("DELETED", name), resource_version=rv, label_selector=USER)
     assert [(kind, who) for kind, who, _ in summary(by_label)] == [
         ("ADDED", name),
+        ("MODIFIED", name),
         ("DELETED", name),
     ]
     ready = watch_until(
@@ -164,7 +166,7 @@ def test_a_deleted_event_carries_the_last_state_at_a_new_resource_version(
 ) -> None:
     rv = current_rv(api)
     name = fake.snapshot()[0].name
-    deleting = api.delete_namespaced_custom_object(**GS, namespace="default", name=name)
+    deleting = delete_gs(api, name)
     seen = wire_until(http, has("DELETED", name), resourceVersion=rv)
     last = seen[-1]["object"]["metadata"]
     assert last["deletionTimestamp"] == deleting["metadata"]["deletionTimestamp"]
@@ -174,7 +176,7 @@ def test_a_deleted_event_carries_the_last_state_at_a_new_resource_version(
 @pytest.fixture
 def bookmarking(tmp_path: Path) -> Iterator[tuple[FakeAgones, client.CustomObjectsApi]]:
     server = FakeAgones(replicas=1, timings=Timings(step=0.01, bookmark_interval=0.2)).start()
-    server.wait_ready(1, timeout=5)
+    server.wait_ready(1, timeout=WAIT)
     yield server, client_for(server, tmp_path)
     server.stop()
 
@@ -184,15 +186,10 @@ def test_bookmarks_carry_the_current_resource_version(
 ) -> None:
     _, api = bookmarking
     rv = current_rv(api)
-    stream = watch.Watch()
+    stream = new_watch()
     seen = []
-    for event in stream.stream(
-        api.list_namespaced_custom_object,
-        **GS,
-        namespace="default",
-        allow_watch_bookmarks=True,
-        resource_version=rv,
-        timeout_seconds=5,
+    for event in watch_gs(
+        stream, api, allow_watch_bookmarks=True, resource_version=rv, timeout_seconds=int(WAIT)
     ):
         seen.append(event)
         if len(seen) == 2:
@@ -213,14 +210,7 @@ def test_a_live_watch_sees_changes_as_they_happen_and_ends_at_its_timeout(
     rv = current_rv(api)
 
     def follow() -> None:
-        stream = watch.Watch().stream(
-            api.list_namespaced_custom_object,
-            **GS,
-            namespace="default",
-            resource_version=rv,
-            timeout_seconds=1,
-        )
-        for event in stream:
+        for event in watch_gs(new_watch(), api, resource_version=rv, timeout_seconds=1):
             received.put((event["type"], event["object"]["status"]["state"]))
         received.put(("END", ""))
 
@@ -228,10 +218,10 @@ def test_a_live_watch_sees_changes_as_they_happen_and_ends_at_its_timeout(
     thread = threading.Thread(target=follow)
     thread.start()
     allocate(api, allocation())
-    assert received.get(timeout=2) == ("MODIFIED", "Allocated")
-    assert received.get(timeout=3) == ("END", "")
+    assert received.get(timeout=WAIT) == ("MODIFIED", "Allocated")
+    assert received.get(timeout=WAIT) == ("END", "")
     thread.join()
-    assert 0.9 < time.monotonic() - started < 2.5
+    assert time.monotonic() - started > 0.9  # the stream lasted its timeout, then ended
 
 
 def test_closing_watches_ends_open_streams(fake: FakeAgones, api: client.CustomObjectsApi) -> None:
@@ -239,22 +229,15 @@ def test_closing_watches_ends_open_streams(fake: FakeAgones, api: client.CustomO
     rv = current_rv(api)
 
     def follow() -> None:
-        stream = watch.Watch().stream(
-            api.list_namespaced_custom_object,
-            **GS,
-            namespace="default",
-            resource_version=rv,
-            timeout_seconds=30,
-        )
-        for _ in stream:
+        for _ in watch_gs(new_watch(), api, resource_version=rv, timeout_seconds=600):
             pass
         done.set()
 
     threading.Thread(target=follow, daemon=True).start()
     closed = 0
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT
     while not closed and time.monotonic() < deadline:
         closed = fake.close_watches()
         time.sleep(0.02)
     assert closed == 1
-    assert done.wait(5)
+    assert done.wait(WAIT)

@@ -95,6 +95,14 @@ class FakeAgonesSDK:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(check), within)
 
+    async def updates_read(self) -> None:
+        """Returns once the watching sidecar has read every update sent so far: its stream is
+        ended after them, and it connects again only once it has read that stream to its end."""
+        await self.wait_until(lambda: bool(self._streams))
+        connections = self.watch_connections
+        await self.end_streams()
+        await self.wait_until(lambda: self.watch_connections > connections)
+
     # --- what the tests change ----------------------------------------------------------------
 
     async def set_label(self, key: str, value: str) -> None:

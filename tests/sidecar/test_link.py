@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -108,10 +109,15 @@ def test_a_reader_never_finds_the_link_missing_while_it_is_switched(
 
     reader = threading.Thread(target=read)
     reader.start()
+    switches, deadline = 0, time.monotonic() + 60
     try:
-        for _ in range(500):
+        # On until the reader has seen Alice's folder too, so that it surely read while the
+        # link was switched, however the two threads were scheduled.
+        while switches < 500 or str(alice) not in seen:
+            assert time.monotonic() < deadline, "the reader never ran while the link switched"
             link.point_at(alice)
             link.point_at(link.unassigned)
+            switches += 1
     finally:
         stop.set()
         reader.join()

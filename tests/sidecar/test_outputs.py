@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.outputs import SLUG, SUBFOLDERS, UnsafeFolder, is_valid_slug, prepare_folders
@@ -14,6 +14,7 @@ from sidecar.outputs import SLUG, SUBFOLDERS, UnsafeFolder, is_valid_slug, prepa
 valid_slugs = st.from_regex(SLUG, fullmatch=True)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # verdicts, not speed
 @given(valid_slugs)
 def test_a_valid_slug_names_one_folder_right_under_users(slug: str) -> None:
     assert is_valid_slug(slug)
@@ -23,6 +24,7 @@ def test_a_valid_slug_names_one_folder_right_under_users(slug: str) -> None:
     assert Path(slug).name == slug
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # verdicts, not speed
 @given(st.text(max_size=80))
 def test_whatever_the_text_a_slug_that_passes_stays_a_plain_name(text: str) -> None:
     if is_valid_slug(text):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.ownership import Claim, Verdict
@@ -23,6 +23,7 @@ def test_another_label_is_a_conflict_and_never_changes_the_owner() -> None:
     assert claim.owner == "../x"
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # verdicts, not speed
 @given(st.lists(st.text(max_size=5), min_size=1))
 def test_the_owner_is_always_the_first_value(labels: list[str]) -> None:
     claim = Claim()

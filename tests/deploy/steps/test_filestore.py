@@ -10,7 +10,15 @@ from deploy.config import Config
 from deploy.steps import filestore
 from deploy.types import StepFailed
 from tests.deploy.conftest import api_context, with_changes
-from tests.deploy.fakes import FILESTORE_IP, Clock, FakeClients, FakeFilestore, instance
+from tests.deploy.fakes import (
+    FILESTORE_IP,
+    READY,
+    Clock,
+    FakeClients,
+    FakeFilestore,
+    instance,
+    instance_state,
+)
 
 State = filestore_v1.Instance.State
 LOCATION = "projects/sd-test-project/locations/europe-west4-b"
@@ -101,8 +109,9 @@ def test_a_different_capacity_is_reported_never_changed(config: Config, clock: C
 
 
 def test_an_instance_still_being_created_is_waited_for(config: Config, clock: Clock) -> None:
-    fake = FakeFilestore({NAME: instance(NAME, capacity_gb=2048, state=State.CREATING)})
-    fake.upcoming_states = [State.CREATING] * 4 + [State.READY]
+    creating = instance_state(State.CREATING)
+    fake = FakeFilestore({NAME: instance(NAME, capacity_gb=2048, state=creating)})
+    fake.upcoming_states = [creating] * 4 + [READY]
     out = ensure(config, fake, clock)
     assert fake.requests == [GET] * 5
     assert clock.sleeps == [15] * 3
@@ -111,7 +120,8 @@ def test_an_instance_still_being_created_is_waited_for(config: Config, clock: Cl
 
 
 def test_an_instance_in_error_stops_the_deploy(config: Config, clock: Clock) -> None:
-    fake = FakeFilestore({NAME: instance(NAME, capacity_gb=2048, state=State.ERROR)})
+    failed = instance_state(State.ERROR)
+    fake = FakeFilestore({NAME: instance(NAME, capacity_gb=2048, state=failed)})
     with pytest.raises(StepFailed, match="is ERROR, not READY"):
         filestore.ensure(api_context(config, FakeClients(filestore=fake), clock, []))
 

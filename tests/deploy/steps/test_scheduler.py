@@ -8,7 +8,7 @@ from google.cloud import scheduler_v1
 from deploy.config import Config
 from deploy.steps import scheduler
 from tests.deploy.conftest import api_context, with_changes
-from tests.deploy.fakes import Clock, FakeClients, FakeScheduler, as_stored
+from tests.deploy.fakes import Clock, FakeClients, FakeScheduler, as_stored, job_state
 
 NAME = "projects/sd-test-project/locations/europe-west4/jobs/sd-cruiser"
 URL = "https://sd-cruiser-xyz-ew.a.run.app"
@@ -72,7 +72,7 @@ def test_a_new_function_url_updates_the_target(config: Config, clock: Clock) -> 
 
 def test_a_failed_update_is_retried_in_full(config: Config, clock: Clock) -> None:
     stored = as_stored(job(config))
-    stored.state = scheduler_v1.Job.State.UPDATE_FAILED
+    stored.state = job_state(scheduler_v1.Job.State.UPDATE_FAILED)
     fake = FakeScheduler({NAME: stored})
     ensure(config, fake, clock)
     update = fake.requests[1]
@@ -81,7 +81,7 @@ def test_a_failed_update_is_retried_in_full(config: Config, clock: Clock) -> Non
 
 def test_a_paused_job_is_reported_and_stays_paused(config: Config, clock: Clock) -> None:
     stored = as_stored(job(config))
-    stored.state = scheduler_v1.Job.State.PAUSED
+    stored.state = job_state(scheduler_v1.Job.State.PAUSED)
     fake = FakeScheduler({NAME: stored})
     out = ensure(config, fake, clock)
     assert fake.requests == [GET]
