@@ -10,9 +10,16 @@ from allocator.backends.gameservers import (
     port_named,
 )
 from allocator.identity.emails import person_from_email
+from allocator.types import Person
 
-ALICE = person_from_email("alice@example.com")
-assert ALICE is not None
+
+def person(email: str) -> Person:
+    found = person_from_email(email)
+    assert found is not None
+    return found
+
+
+ALICE = person("alice@example.com")
 
 
 def test_allocation_prefers_the_persons_own_gameserver_then_a_ready_one() -> None:

@@ -91,13 +91,16 @@ def test_a_ca_certificate_in_base64_is_written_for_the_client(
     monkeypatch.setattr(google.auth, "default", lambda scopes: (credentials, "project"))
     configuration = load_configuration("https://10.0.0.1", base64.b64encode(pem.encode()).decode())
     assert configuration.host == "https://10.0.0.1"
+    assert configuration.ssl_ca_cert is not None
     with open(configuration.ssl_ca_cert) as written:
         assert written.read() == pem
 
 
 def test_no_google_credentials_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     def none_found(scopes: list[str]) -> None:
-        raise google.auth.exceptions.DefaultCredentialsError("Could not find default credentials")
+        raise google.auth.exceptions.DefaultCredentialsError(  # type: ignore[no-untyped-call]
+            "Could not find default credentials"
+        )
 
     monkeypatch.setattr(google.auth, "default", none_found)
     with pytest.raises(

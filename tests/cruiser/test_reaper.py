@@ -12,12 +12,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from kubernetes import client, config
 
 from allocator.backends.agones import AgonesBackend
 from allocator.backends.local import LocalBackend
 from allocator.identity.emails import person_from_email
-from allocator.kube import KubeApi
+from allocator.kube import KubeApi, load_configuration
 from allocator.store import SessionStore
 from allocator.types import Person, Session, State
 from cruiser.reaper import CruiseOptions, Reaper
@@ -54,10 +53,11 @@ async def store(redis_server: RedisServer) -> AsyncIterator[SessionStore]:
 
 
 @pytest.fixture
-async def backend(agones: FakeAgones, tmp_path: Path) -> AsyncIterator[AgonesBackend]:
-    configuration = client.Configuration()
-    kubeconfig = agones.write_kubeconfig(tmp_path / "kubeconfig")
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+async def backend(
+    agones: FakeAgones, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AgonesBackend]:
+    monkeypatch.setenv("KUBECONFIG", str(agones.write_kubeconfig(tmp_path / "kubeconfig")))
+    configuration = load_configuration()
     agones_backend = AgonesBackend(KubeApi(agones.namespace, 5.0, configuration), agones.fleet)
     yield agones_backend
     # Give every GameServer back so the next test starts with a full Ready fleet.
