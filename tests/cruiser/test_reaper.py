@@ -79,6 +79,15 @@ async def allocated(
     return session
 
 
+async def past_grace(backend: AgonesBackend, server: str) -> CruiseOptions:
+    """Options whose orphan grace `server` has already outlived (its allocated-at annotation
+    has one-second resolution: half its age as read now, rather than waiting a second)."""
+    (running,) = [s for s in await backend.inventory() if s.server == server]
+    age = time.time() - running.allocated_at
+    assert age > 0
+    return replace(OPTIONS, orphan_grace=age / 2)
+
+
 async def test_an_idle_session_is_reclaimed_once_and_its_mapping_goes(
     agones: FakeAgones, store: SessionStore, backend: AgonesBackend
 ) -> None:
@@ -184,8 +193,7 @@ async def test_an_orphan_is_deleted_after_the_grace_period_not_before(
     young = await Reaper(store, backend, OPTIONS).run_pass()
     assert young.orphans_deleted == 0
     assert orphan.server not in agones.delete_counts()
-    await asyncio.sleep(1.1)  # the allocated-at annotation has one-second resolution
-    grown = await Reaper(store, backend, replace(OPTIONS, orphan_grace=1.0)).run_pass()
+    grown = await Reaper(store, backend, await past_grace(backend, orphan.server)).run_pass()
     assert grown.orphans_deleted == 1
     assert agones.delete_counts().get(orphan.server) == 1
 
@@ -195,8 +203,7 @@ async def test_an_allocation_in_flight_is_not_an_orphan(
 ) -> None:
     pending = await allocated(backend, None, "slow@example.com", time.time())
     await store.acquire_lock(pending.email, "allocating-replica", 30)
-    await asyncio.sleep(1.1)
-    summary = await Reaper(store, backend, replace(OPTIONS, orphan_grace=1.0)).run_pass()
+    summary = await Reaper(store, backend, await past_grace(backend, pending.server)).run_pass()
     assert summary.orphans_deleted == 0
     assert pending.server not in agones.delete_counts()
 
@@ -256,7 +263,6 @@ async def test_an_unmapped_gameserver_with_work_running_is_not_an_orphan(
 ) -> None:
     working = await allocated(backend, None, "failover@example.com", time.time())
     await store.hold_busy([working.email], "replica-1", time.time() + 30)
-    await asyncio.sleep(1.1)
-    summary = await Reaper(store, backend, replace(OPTIONS, orphan_grace=1.0)).run_pass()
+    summary = await Reaper(store, backend, await past_grace(backend, working.server)).run_pass()
     assert summary.orphans_deleted == 0
     assert working.server not in agones.delete_counts()
