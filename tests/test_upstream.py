@@ -45,6 +45,18 @@ class Scripted:
         self.server.close()
 
 
+async def hold_open() -> None:
+    """Keep the connection as it is until the test ends."""
+    await asyncio.Event().wait()
+
+
+async def eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.01)
+
+
 async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
@@ -75,21 +87,29 @@ async def test_keep_alive_connection_is_reused(pool: UpstreamPool) -> None:
 
 
 async def test_chunked_response_streams_piece_by_piece(pool: UpstreamPool) -> None:
+    """Each piece is sent only after the reader has had the one before: a pool that waited
+    for more (or for the end) would never get past the first."""
+    read: list[asyncio.Event] = [asyncio.Event() for _ in range(3)]
+
     async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_head(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for piece in (b"one", b"two", b"three"):
+        for index, piece in enumerate((b"one", b"two", b"three")):
             writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
             await writer.drain()
-            await asyncio.sleep(0.1)
+            await read[index].wait()
         writer.write(b"0\r\n\r\n")
         await writer.drain()
-        await asyncio.sleep(1)
+        await hold_open()
 
     async with Scripted(chunked) as server:
         response = await pool.request("127.0.0.1", server.port, GET, None)
         assert response.content_length is None
-        assert [chunk async for chunk in response.chunks()] == [b"one", b"two", b"three"]
+        pieces = []
+        async for chunk in response.chunks():
+            pieces.append(chunk)
+            read[len(pieces) - 1].set()
+        assert pieces == [b"one", b"two", b"three"]
         assert response.keep_alive
 
 
@@ -118,14 +138,14 @@ async def test_answers_without_a_body_do_not_hang(
         length = b"content-length: 1234\r\n" if method == b"HEAD" else b""
         writer.write(b"HTTP/1.1 %b\r\n%b\r\n" % (status_line, length))
         await writer.drain()
-        await asyncio.sleep(5)
+        await hold_open()  # a pool waiting for a body would wait forever
 
     async with Scripted(no_body) as server:
         head = method + b" / HTTP/1.1\r\nhost: x\r\n\r\n"
         response = await asyncio.wait_for(
-            pool.request("127.0.0.1", server.port, head, None, head_only=method == b"HEAD"), 2
+            pool.request("127.0.0.1", server.port, head, None, head_only=method == b"HEAD"), 30
         )
-        assert await asyncio.wait_for(response.read(), 2) == b""
+        assert await asyncio.wait_for(response.read(), 30) == b""
 
 
 async def test_early_hints_are_skipped(pool: UpstreamPool) -> None:
@@ -133,7 +153,7 @@ async def test_early_hints_are_skipped(pool: UpstreamPool) -> None:
         await read_head(reader)
         writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n" + answer(b"ok"))
         await writer.drain()
-        await asyncio.sleep(1)
+        await hold_open()
 
     async with Scripted(hints) as server:
         response = await pool.request("127.0.0.1", server.port, GET, None)
@@ -149,13 +169,17 @@ async def test_a_pooled_connection_the_webui_closed_is_retried_for_get_only(
         await read_head(reader)
         writer.write(answer(b"hi"))
         await writer.drain()
-        await asyncio.sleep(0.1)  # then closes, as an idle keep-alive timeout would
+        await released.wait()  # then closes, as an idle keep-alive timeout would
 
+    released = asyncio.Event()
     async with Scripted(one_answer) as server:
         first = await pool.request("127.0.0.1", server.port, GET, None)
         assert await first.read() == b"hi"
         pool.release(first, "127.0.0.1", server.port)
-        await asyncio.sleep(0.3)
+        assert pool._idle.get(("127.0.0.1", server.port))
+        released.set()
+        idle = pool._idle[("127.0.0.1", server.port)]
+        await eventually(lambda: all(c.closed for c in idle), "the pool to see the close")
         # The pool noticed the close: a fresh connection, no retry needed.
         second = await pool.request("127.0.0.1", server.port, GET, None, replayable=True)
         assert await second.read() == b"hi"
@@ -192,7 +216,7 @@ async def test_refused_and_garbage(pool: UpstreamPool) -> None:
         await read_head(reader)
         writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
         await writer.drain()
-        await asyncio.sleep(1)
+        await hold_open()
 
     async with Scripted(garbage) as server:
         with pytest.raises(UpstreamBroken, match="invalid HTTP response"):
@@ -265,7 +289,7 @@ async def test_a_slow_browser_bounds_what_is_buffered(pool: UpstreamPool) -> Non
 async def test_no_answer_within_the_read_timeout() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_head(reader)
-        await asyncio.sleep(5)
+        await hold_open()
 
     pool = UpstreamPool(connect_timeout=2.0, read_timeout=0.3)
     async with Scripted(silent) as server:
@@ -297,7 +321,7 @@ async def test_a_second_answer_to_one_request_is_refused(pool: UpstreamPool) -> 
         await asyncio.sleep(0.05)
         writer.write(b"2\r\nok\r\n0\r\n\r\n" + answer(b"smuggled"))
         await writer.drain()
-        await asyncio.sleep(1)
+        await hold_open()
 
     async with Scripted(twice) as server:
         response = await pool.request("127.0.0.1", server.port, GET, None)
