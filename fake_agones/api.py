@@ -154,6 +154,8 @@ class KubeApi:
         namespace = request.match_info.get("namespace")
         asked = query.parse(namespace, request.query)
         if asked.watch:
+            self.cluster.faults.watch_requests += 1
+            await self.cluster.faults.watches_open.wait()
             stream = WatchStream(self.cluster.store, asked, self.cluster.timings.bookmark_interval)
             return await stream.serve(request)
         return unstructured(self._list(asked))

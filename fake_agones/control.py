@@ -88,6 +88,15 @@ class Controls:
     async def close_watches(self) -> int:
         return self.cluster.store.close_watchers()
 
+    async def hold_watches(self, held: bool) -> None:
+        if held:
+            self.cluster.faults.watches_open.clear()
+        else:
+            self.cluster.faults.watches_open.set()
+
+    async def watch_requests(self) -> int:
+        return self.cluster.faults.watch_requests
+
     async def delete_counts(self) -> dict[str, int]:
         return dict(self.cluster.gameservers.deletes)
 

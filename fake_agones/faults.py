@@ -6,6 +6,7 @@ request (one that decoded and validated; a malformed request still gets its real
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +32,11 @@ class Faults:
         self.pod_ip_delay = 0.0
         self._allocation: deque[AllocationFault] = deque()
         self.failing_deletes = 0  # the next N GameServer DELETEs answer 500 (etcd trouble)
+        # Watch requests are counted, and while this is clear they wait before they are
+        # looked at: a client away for exactly as long as a test needs, whatever its speed.
+        self.watches_open = asyncio.Event()
+        self.watches_open.set()
+        self.watch_requests = 0
 
     def queue(self, fault: AllocationFault, count: int) -> None:
         self._allocation.extend([fault] * count)

@@ -209,6 +209,17 @@ class FakeAgones:
     def close_watches(self) -> int:
         return self._call(self._ctl.close_watches())
 
+    def hold_watches(self) -> None:
+        """New watch requests wait (unanswered, not yet checked) until `release_watches`."""
+        self._call(self._ctl.hold_watches(True))
+
+    def release_watches(self) -> None:
+        self._call(self._ctl.hold_watches(False))
+
+    def watch_requests(self) -> int:
+        """How many watch requests have arrived so far (held ones included)."""
+        return self._call(self._ctl.watch_requests())
+
     def set_watch_history(self, size: int) -> None:
         self._call(self._ctl.set_watch_history(size))
 

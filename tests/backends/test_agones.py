@@ -325,6 +325,14 @@ def test_the_whole_path_with_real_demo_webuis(redis_server: RedisServer, tmp_pat
             allocator.stop()
 
 
+def keep_the_watch_away(agones: FakeAgones) -> None:
+    """End the allocator's watch stream and hold its next request unanswered."""
+    agones.hold_watches()
+    asked = agones.watch_requests()
+    agones.close_watches()
+    wait_until(lambda: agones.watch_requests() > asked, 30, "the allocator to watch again")
+
+
 def test_the_watch_survives_closed_streams_and_expired_versions(
     agones: FakeAgones,
     allocator: InProcessAllocator,
@@ -334,12 +342,11 @@ def test_the_watch_survives_closed_streams_and_expired_versions(
     caplog.set_level(logging.INFO, logger="allocator.backends.gswatch")
     pod = whoami(allocator, ALICE).json()["pod"]
     agones.set_watch_history(2)
-    assert agones.close_watches() >= 1
+    keep_the_watch_away(agones)
     agones.scale(4)  # more changes than the history keeps: resuming gets 410, then a new list
     agones.wait_ready(3)  # and alice's Allocated one
-    agones.close_watches()
-    time.sleep(1.5)  # the allocator reconnects (and lists again) on its own
-    assert agones.delete(pod)
+    agones.release_watches()
+    assert agones.delete(pod)  # seen live by the new watch
     wait_until(lambda: not stored_sessions(redis_server), 30, "the mapping to go")
     assert "GameServer watch expired; listing again" in caplog.text
 
@@ -353,12 +360,11 @@ def test_a_gameserver_deleted_while_the_watch_was_away_is_still_noticed(
     caplog.set_level(logging.INFO, logger="allocator.backends.gswatch")
     pod = whoami(allocator, ALICE).json()["pod"]
     agones.set_watch_history(1)
-    agones.set_latency(1500)  # the watch's reconnection arrives after everything below
-    agones.close_watches()
+    keep_the_watch_away(agones)
     assert agones.delete(pod)
-    agones.wait_until(lambda views: all(v.name != pod for v in views), 10)
-    agones.scale(3)
-    agones.set_latency(0)
+    agones.wait_until(lambda views: all(v.name != pod for v in views), 30)
+    agones.scale(3)  # and more: the history cannot tell the returning watch about the delete
+    agones.release_watches()
     wait_until(lambda: not stored_sessions(redis_server), 30, "the mapping to go")
     assert "GameServer watch expired; listing again" in caplog.text
 
