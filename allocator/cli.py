@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -28,7 +28,7 @@ T = TypeVar("T")
 USAGE_ERROR = 2
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     click.echo(f"sd-allocator: error: {message}", err=True)
     sys.exit(USAGE_ERROR)
 
@@ -38,7 +38,6 @@ def _settings() -> Settings:
         return load_settings()
     except SettingsError as exc:
         fail(str(exc))
-        raise AssertionError from exc  # fail() exits
 
 
 def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -138,10 +137,8 @@ def _core_call(action: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(run())
     except StoreUnavailable as exc:
         fail(f"cannot reach the session store: {exc}")
-        raise AssertionError from exc
     except (BackendUnavailable, BackendError) as exc:
         fail(str(exc))
-        raise AssertionError from exc
 
 
 def _rows(views: list[Any], now: float) -> list[dict[str, Any]]:
@@ -190,7 +187,6 @@ def cruise(once: bool, dry_run: bool, as_json: bool) -> None:
         ok = True
     except Exception as exc:  # BackendUnavailable, an unreachable store at start
         fail(str(exc))
-        raise AssertionError from exc
     sys.exit(0 if ok else 1)
 
 
