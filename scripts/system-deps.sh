@@ -8,6 +8,9 @@ command -v redis-server >/dev/null || needed+=(redis-server)
 command -v chromium >/dev/null || needed+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || needed+=(nginx-light)
 command -v wrk >/dev/null || needed+=(wrk)
+for extra in ${SDA_EXTRA_PACKAGES:-}; do  # e.g. stress-ng for make test-soak
+  command -v "$extra" >/dev/null || needed+=("$extra")
+done
 [ ${#needed[@]} -eq 0 ] && exit 0
 
 echo "installing system packages: ${needed[*]}" >&2

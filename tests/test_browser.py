@@ -52,8 +52,12 @@ def test_sign_in_open_the_webui_generate_and_see_the_picture(
         page.click("#generate")
         picture = page.locator("#output img")
         expect(picture).to_be_visible(timeout=30_000)
-        loaded = picture.evaluate("img => img.complete && img.naturalWidth > 0")
-        assert loaded, "the picture did not load through the proxy"
+        # Loaded through the proxy, not merely an <img> element: its pixels arrived.
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0",
+            arg=picture.element_handle(),
+            timeout=30_000,
+        )
         page.screenshot(path=str(tmp_path / "generated.png"))
         outputs = list((tmp_path / "users").glob("painter-example-com-*/outputs/*.png"))
         assert len(outputs) == 1
