@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from websockets.exceptions import InvalidStatus
 
 from fake_agones import AppBacking, FakeAgones, ProcessBacking, Timings
-from tests.support.inprocess import InProcessAllocator
+from tests.support.inprocess import InProcessAllocator, on_fake_agones
 from tests.support.pods import pod_app
 from tests.support.processes import REPO, RedisServer, header_for, wait_until
 
@@ -38,18 +38,7 @@ def agones() -> Iterator[FakeAgones]:
 def start_allocator(
     fake: FakeAgones, redis_server: RedisServer, data_dir: Path, **settings: str
 ) -> InProcessAllocator:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    kubeconfig = fake.write_kubeconfig(data_dir / "kubeconfig")
-    allocator = InProcessAllocator.with_settings(
-        data_dir,
-        backend="agones",
-        identity="header",
-        redis_url=redis_server.url,
-        namespace=fake.namespace,
-        fleet=fake.fleet,
-        **settings,
-    )
-    return allocator.start(KUBECONFIG=str(kubeconfig))
+    return on_fake_agones(fake, redis_server.url, data_dir, **settings)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from functions_framework import create_app
 from prometheus_client import REGISTRY
 
 from fake_agones import AppBacking, FakeAgones
-from tests.support.inprocess import InProcessAllocator
+from tests.support.inprocess import InProcessAllocator, on_fake_agones
 from tests.support.pods import gates, pod_app
 from tests.support.processes import (
     BIN,
@@ -55,17 +55,7 @@ def cluster_env(fake: FakeAgones, redis_server: RedisServer, data_dir: Path) -> 
 def start_allocator(
     fake: FakeAgones, redis_server: RedisServer, data_dir: Path, **settings: str
 ) -> InProcessAllocator:
-    env = cluster_env(fake, redis_server, data_dir)
-    allocator = InProcessAllocator.with_settings(
-        data_dir,
-        identity="header",
-        backend="agones",
-        redis_url=redis_server.url,
-        namespace=fake.namespace,
-        fleet=fake.fleet,
-        **settings,
-    )
-    return allocator.start(KUBECONFIG=env["KUBECONFIG"])
+    return on_fake_agones(fake, redis_server.url, data_dir, **settings)
 
 
 def get(

@@ -23,6 +23,7 @@ from allocator.app import AllocatorApp
 from allocator.runtime import Runtime
 from allocator.server import Server, uvicorn_config
 from allocator.settings import Settings, load_settings
+from fake_agones import FakeAgones
 from tests.support.processes import wait_until
 
 T = TypeVar("T")
@@ -128,3 +129,21 @@ class InProcessAllocator:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def on_fake_agones(
+    fake: FakeAgones, redis_url: str, data_dir: Path, **settings: Any
+) -> InProcessAllocator:
+    """A started allocator with SDA_BACKEND=agones against `fake`, header identity."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    kubeconfig = fake.write_kubeconfig(data_dir / "kubeconfig")
+    allocator = InProcessAllocator.with_settings(
+        data_dir,
+        backend="agones",
+        identity="header",
+        redis_url=redis_url,
+        namespace=fake.namespace,
+        fleet=fake.fleet,
+        **settings,
+    )
+    return allocator.start(KUBECONFIG=str(kubeconfig))
