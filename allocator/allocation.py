@@ -92,28 +92,31 @@ class Allocations:
 
     async def reattach(self, person: Person) -> Session | None:
         """The person's own WebUI, still running though the store lost its mapping (Redis
-        flushed or failed over), recorded again; None when they have none. Never starts one."""
-        placement = await self._backend.find_running(person)
-        if placement is None:
-            return None
-        token = uuid.uuid4().hex
-        first = Progress(State.ALLOCATING, FINDING, time.time())
-        began = await self._store.begin_allocation(
-            person.email, token, self._settings.allocation_lock_ttl, first, self._progress_ttl
-        )
-        if began == "held":
+        flushed or failed over), recorded again; None when they have none. Never starts one.
+        Under the allocation lock, as the cruiser's orphan check is: it cannot delete the
+        WebUI between our look and our save, and an allocation in flight is left alone."""
+        email, token = person.email, uuid.uuid4().hex
+        if not await self._store.acquire_lock(email, token, self._settings.allocation_lock_ttl):
             return None  # an allocation is in flight: its result is theirs when it lands
-        if began == "ok":
-            session = Session(person.email, person.slug, self._backend.name, placement, time.time())
-            if await self._store.save(session, time.time(), lock_token=token):
-                self._cache.put(session)
-                log.info("re-attached %s to %s", person.email, session.server)
-                return session
-            await self._store.release_lock(person.email, token)
-        found = await self._store.get(person.email)
-        if found is not None:
-            self._cache.put(found)
-        return found
+        saved = False
+        try:
+            mapped = await self._store.get(email)
+            if mapped is not None:
+                self._cache.put(mapped)
+                return mapped
+            running = await self._backend.find_running(person)
+            if running is None:
+                return None
+            saved = await self._store.save(running, time.time(), lock_token=token)
+            if not saved:
+                return None
+            self._cache.put(running)
+            metrics.ALLOCATIONS.labels(result="reattached").inc()
+            log.info("re-attached %s to %s", email, running.server)
+            return running
+        finally:
+            if not saved:  # a save releases the lock itself
+                await self._store.release_lock(email, token)
 
     def _settled(self, progress: Progress | None) -> bool:
         """A recent failure or 'no capacity' that should be shown, not retried yet."""
@@ -224,6 +227,7 @@ class Allocations:
             return False
         await self._backend.release(session)
         await self._store.drop(email, session.server)
+        await self._store.clear_progress(email)  # given back on purpose: no stale notice
         self._cache.forget(email)
         log.info("released %s of %s", session.server, email)
         return True

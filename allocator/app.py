@@ -152,8 +152,8 @@ class AllocatorApp:
         except UpstreamRefused:
             metrics.UPSTREAM_ERRORS.labels(cause="refused").inc()
             await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
-            with contextlib.suppress(StoreUnavailable):
-                await self.runtime.sessions.after_failure(person, session, allocate=not exempt)
+            with contextlib.suppress(StoreUnavailable):  # drop it if gone; a WebSocket never
+                await self.runtime.sessions.after_failure(person, session, allocate=False)
         except UpstreamBroken as exc:
             metrics.UPSTREAM_ERRORS.labels(cause="broken").inc()
             log.info("WebSocket to %s failed: %s", session.server, exc)

@@ -8,8 +8,6 @@ control app, in the shape of Starlette's `TrustedHostMiddleware`.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from allocator import replies
 from allocator.headers import valid_host
 from allocator.settings import Settings
@@ -19,6 +17,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 HEALTH_PATHS = frozenset({"/_allocator/healthz", "/_allocator/readyz"})
 WS_POLICY_VIOLATION = 1008
 CROSS_SITE = "Requests from another site are refused."
+NO_PROOF = "This must come from a page of this site (the request named none)."
 _MEMO_LIMIT = 256
 
 
@@ -27,19 +26,32 @@ def same_site(scope: Scope) -> bool | None:
     Origin, else its Referer, against its Host. None when it carries neither: not a
     browser's cross-site request (browsers send Origin with every cross-site POST and
     WebSocket), but no proof of a same-site page either."""
-    host = source = referer = None
+    host = origin = referer = None
     for name, value in scope["headers"]:
         if name == b"host":
             host = value
         elif name == b"origin":
-            source = value
+            origin = value
         elif name == b"referer":
             referer = value
-    source = source if source is not None else referer
+    return _judge(host, origin, referer)
+
+
+def _judge(host: bytes | None, origin: bytes | None, referer: bytes | None) -> bool | None:
+    source = origin if origin is not None else referer
     if source is None:
         return None
-    netloc = urlsplit(source.decode("latin-1")).netloc
-    return host is not None and netloc == host.decode("latin-1")
+    return host is not None and _authority(source) == host
+
+
+def _authority(url: bytes) -> bytes | None:
+    """`host[:port]` of an absolute URL (an Origin is one); None for anything else ("null")."""
+    scheme, separator, rest = url.partition(b"://")
+    if not separator or not scheme:
+        return None
+    for end in (b"/", b"?", b"#"):
+        rest = rest.split(end, 1)[0]
+    return rest
 
 
 class RequestChecks:
@@ -66,17 +78,21 @@ class RequestChecks:
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
         """(status, reason) when the request must be refused, else None."""
         size = 0
-        host = None
+        host = origin = referer = None
         for name, value in scope["headers"]:
             size += len(name) + len(value)
             if name == b"host":
                 host = value
+            elif name == b"origin":
+                origin = value
+            elif name == b"referer":
+                referer = value
         if size > self._max_header_bytes:
             return 431, "The request headers are too large."
         if host is None or not self._host_ok(host):
             return 400, "The Host header is missing or not accepted here."
         changes_state = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
-        if changes_state and same_site(scope) is False:
+        if changes_state and _judge(host, origin, referer) is False:
             return 403, CROSS_SITE
         return None
 

@@ -43,7 +43,8 @@ def _settings() -> Settings:
 def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """One `--kebab-case` flag per setting, e.g. SDA_IDLE_TIMEOUT ↔ --idle-timeout."""
     for name, info in reversed(Settings.model_fields.items()):
-        shown = "" if info.default_factory else f", default {info.default!r}"
+        default = info.description or repr(info.default)  # a description says how it scales
+        shown = "" if info.default_factory else f", default {default}"
         command = click.option(
             "--" + name.replace("_", "-"),
             name,

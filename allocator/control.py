@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
 from allocator import pages, replies
-from allocator.checks import CROSS_SITE, same_site
+from allocator.checks import CROSS_SITE, NO_PROOF, same_site
 from allocator.identity.dev import MAX_AGE_SECONDS, DevIdentity
 from allocator.runtime import Runtime
 from allocator.status import SessionStatus, describe, status_of
@@ -63,8 +63,9 @@ def _check_origin(request: Request) -> None:
     """The allocator's own forms change state only when a page of this site sent them: the
     one Origin policy (`checks.same_site`), which here also wants the proof, not only the
     absence of another site."""
-    if not same_site(request.scope):
-        raise HTTPException(403, CROSS_SITE)
+    verdict = same_site(request.scope)
+    if not verdict:
+        raise HTTPException(403, CROSS_SITE if verdict is False else NO_PROOF)
 
 
 def _install_error_pages(app: FastAPI, runtime: Runtime) -> None:

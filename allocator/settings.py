@@ -81,8 +81,12 @@ class Settings(BaseSettings):
     cache_ttl: float = Field(2.0, ge=0)
     store_outage_grace: float = Field(60.0, ge=0)
     # Unset: scaled with the idle timeout (`activity_period`, `busy_delay`).
-    activity_interval: float | None = Field(None, gt=0)
-    busy_after: float | None = Field(None, ge=0)
+    activity_interval: float | None = Field(
+        None, gt=0, description="5 s, at most a quarter of SDA_IDLE_TIMEOUT"
+    )
+    busy_after: float | None = Field(
+        None, ge=0, description="3 s, at most a quarter of SDA_IDLE_TIMEOUT"
+    )
     busy_lease_ttl: float = Field(30.0, gt=0)
     allocation_wait: float = Field(3.0, ge=0)
     allocation_lock_ttl: float = Field(30.0, gt=0)

@@ -110,9 +110,9 @@ class Backend(Protocol):
         """Give `person` a ready WebUI or raise NoCapacity / AllocationFailed."""
         ...
 
-    async def find_running(self, person: Person) -> Placement | None:
-        """The person's own WebUI if one still runs (its mapping was lost), without starting
-        one; None when there is none."""
+    async def find_running(self, person: Person) -> Session | None:
+        """The person's own WebUI if one still runs and may be used (its mapping was lost),
+        as `inventory` sees it; never starts one."""
         ...
 
     async def release(self, session: Session) -> None:

@@ -102,6 +102,7 @@ async def test_a_lost_mapping_is_reattached_and_nothing_is_ever_allocated(
     await store.drop(ANN.email)  # the store lost it; the WebUI runs on
     found = await allocations.reattach(ANN)
     assert found is not None and found.placement == session.placement
+    assert found.allocated_at == backend.running[ANN.email].allocated_at  # not reset to now
     assert await store.get(ANN.email) == found
     assert await allocations.reattach(BEN) is None  # nothing running: nothing started
     assert backend.allocated == ["gs-1"]
@@ -110,7 +111,8 @@ async def test_a_lost_mapping_is_reattached_and_nothing_is_ever_allocated(
 async def test_reattaching_never_takes_over_an_allocation_in_flight(store: SessionStore) -> None:
     backend = RecordingBackend()
     allocations = allocations_for(store, backend)
-    backend.running[ANN.email] = Placement("gs-old", "127.0.0.1", 7860)
+    old = Placement("gs-old", "127.0.0.1", 7860)
+    backend.running[ANN.email] = Session(ANN.email, ANN.slug, backend.name, old, 1.0)
     allocating = asyncio.create_task(allocations.allocate_or_wait(ANN, wait=60))
     await backend.started.wait()
     assert await allocations.reattach(ANN) is None  # the allocation's result is theirs

@@ -210,7 +210,8 @@ def test_one_origin_policy_for_the_webui_and_the_allocator(dev_proxy: InProcessA
     page of this site sent them, the WebUI's API accepts scripts that send no Origin."""
     client = sign_in(dev_proxy, "ivy@example.com")
     evil = "https://evil.example/page"
-    for headers in ({"Origin": "https://evil.example"}, {"Referer": evil}, {"Origin": "null"}):
+    odd = ({"Origin": "null"}, {"Origin": "http://[x"}, {"Referer": "not a url"})
+    for headers in ({"Origin": "https://evil.example"}, {"Referer": evil}, *odd):
         assert client.post("/echo", headers=headers, content=b"x").status_code == 403
         assert client.post("/_allocator/release", headers=headers).status_code == 403
     assert client.post("/echo", content=b"x").status_code == 200  # a script: no Origin

@@ -125,8 +125,9 @@ class AgonesBackend:
         log.info("GameServer %s allocated to %s at %s:%s", name, person.email, host, port)
         return Placement(name, host, port, {"namespace": self._kube.namespace})
 
-    async def find_running(self, person: Person) -> Placement | None:
-        """The person's own GameServer that is still Allocated (the mapping was lost)."""
+    async def find_running(self, person: Person) -> Session | None:
+        """The person's own GameServer that is still Allocated (the mapping was lost), and
+        whose sidecar confirmed their outputs folder when that is required."""
         try:
             listing = await self._kube.list_gameservers(
                 f"{USER_LABEL}={person.slug}", "status.state=Allocated"
@@ -135,8 +136,13 @@ class AgonesBackend:
             raise BackendError(f"Could not list GameServers: {exc}") from exc
         for gameserver in listing.get("items", []):
             session = self._session_of(gameserver)
-            if session is not None and session.email == person.email and not is_gone(gameserver):
-                return session.placement
+            if session is None or session.email != person.email or is_gone(gameserver):
+                continue
+            if self._outputs_wait > 0 and not outputs_ready(
+                gameserver.get("metadata"), person.slug
+            ):
+                continue  # a page load's allocation waits for the sidecar; this cannot
+            return session
         return None
 
     async def release(self, session: Session) -> None:

@@ -129,11 +129,13 @@ class LocalBackend:
             await asyncio.to_thread(self._forget, person.slug)
             raise
 
-    async def find_running(self, person: Person) -> Placement | None:
+    async def find_running(self, person: Person) -> Session | None:
         entry = await asyncio.to_thread(self._entry_of, person.slug)
         if entry is None or entry.pid is None or entry.port is None:
             return None
-        return _placement(entry) if await self._answers(entry.port) else None
+        if entry.email != person.email or not await self._answers(entry.port):
+            return None
+        return self._session_of(entry)
 
     async def release(self, session: Session) -> None:
         pid = session.placement.handle.get("pid")
@@ -152,10 +154,13 @@ class LocalBackend:
     async def inventory(self) -> list[Session]:
         entries = await asyncio.to_thread(self._running_entries)
         return [
-            Session(entry.email, entry.slug, self.name, _placement(entry), entry.claimed_at)
+            self._session_of(entry)
             for entry in entries
             if entry.pid is not None and entry.port is not None
         ]
+
+    def _session_of(self, entry: Entry) -> Session:
+        return Session(entry.email, entry.slug, self.name, _placement(entry), entry.claimed_at)
 
     # -- starting a WebUI -----------------------------------------------------------------
 
@@ -193,12 +198,11 @@ class LocalBackend:
         except BaseException:
             await self._stop(process.pid)
             raise
-        handle = {"pid": process.pid, "create_time": created}
         server = _server_name(person.slug, process.pid)
         watcher = asyncio.create_task(self._watch(process, person, server), name="watch-webui")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
-        return Placement(server, HOST, port, handle)
+        return Placement(server, HOST, port, {"pid": process.pid, "create_time": created})
 
     async def _watch(
         self, process: asyncio.subprocess.Process, person: Person, server: str

@@ -21,8 +21,8 @@ class StaticBackend:
     async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
         return self._placement
 
-    async def find_running(self, person: Person) -> Placement | None:
-        return self._placement  # the shared WebUI runs for everyone
+    async def find_running(self, person: Person) -> Session | None:
+        return None  # nothing runs per person: only a page load makes a session
 
     @property
     def _placement(self) -> Placement:

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 3600.0
 RETRY_SECONDS = 10.0  # while no key set could be fetched
+PROBE_REFETCH_SECONDS = 2.0  # a readiness probe may try again this often while there is none
+PROBE_WAIT_SECONDS = 2.0  # ... and waits for the answer at most this long (probes time out)
 FETCH_TIMEOUT = 5.0
 MAX_BYTES = 1 << 20
 
@@ -40,14 +42,18 @@ class KeySetSource:
         return None if self._keys is not None else self._problem
 
     async def check(self) -> str | None:
-        """Like `problem`, but without a key set first tries again (at most once per
-        `refetch` seconds): a readiness probe sees the key server's return at once, not at
-        the next background retry."""
-        if self._keys is None:
-            async with self._lock:
-                if self._keys is None and time.monotonic() - self._fetched_at >= self._refetch:
-                    await self._fetch()
+        """Like `problem`, but without a key set first tries again (at most every 2 s, and
+        waiting at most 2 s): a readiness probe sees the key server's return at once, not
+        at the next background retry."""
+        if self._keys is None and time.monotonic() - self._fetched_at >= PROBE_REFETCH_SECONDS:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fetch_unless_fetched(), PROBE_WAIT_SECONDS)
         return self.problem
+
+    async def _fetch_unless_fetched(self) -> None:
+        async with self._lock:
+            if self._keys is None:
+                await self._fetch()
 
     async def start(self) -> None:
         self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT))

@@ -234,9 +234,7 @@ def test_no_key_set_at_start_means_not_ready_but_alive(origin: Origin, tmp_path:
     broken.failing = True
     allocator = InProcessAllocator.with_settings(
         tmp_path,
-        **origin.settings(
-            identity="iap", iap_audience=AUDIENCE, iap_jwks_url=broken.url, iap_key_refetch="0.2"
-        ),
+        **origin.settings(identity="iap", iap_audience=AUDIENCE, iap_jwks_url=broken.url),
     ).start()
     try:
         ready = httpx.get(f"{allocator.url}/_allocator/readyz", timeout=10)

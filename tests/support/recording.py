@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from allocator.types import GoneCallback, Person, Placement, ProgressCallback, Session, State
 
@@ -14,7 +15,7 @@ class RecordingBackend:
         self.host, self.port = host, port
         self.allocated: list[str] = []
         self.released: list[str] = []
-        self.running: dict[str, Placement] = {}  # email → its WebUI, until released
+        self.running: dict[str, Session] = {}  # email → its WebUI, until released
         self.started = asyncio.Event()  # an allocation has reported "starting"
         self.proceed = asyncio.Event()  # allocations may finish
         if not hold:
@@ -32,15 +33,18 @@ class RecordingBackend:
         self.started.set()
         await self.proceed.wait()
         placement = Placement(server, self.host, self.port)
-        self.running[person.email] = placement
+        self.running[person.email] = Session(
+            person.email, person.slug, self.name, placement, time.time()
+        )
         return placement
 
-    async def find_running(self, person: Person) -> Placement | None:
+    async def find_running(self, person: Person) -> Session | None:
         return self.running.get(person.email)
 
     async def release(self, session: Session) -> None:
         self.released.append(session.server)
-        if self.running.get(session.email) == session.placement:
+        running = self.running.get(session.email)
+        if running is not None and running.server == session.server:
             del self.running[session.email]
 
     async def is_alive(self, session: Session) -> bool:
