@@ -77,7 +77,7 @@ class Controls:
         self.cluster.faults.queue(fault, count)
 
     async def set_pod_ip_delay(self, seconds: float) -> None:
-        self.cluster.faults.pod_ip_delay = seconds
+        self.cluster.faults.set_pod_ip_delay(seconds)
 
     async def fail_deletes(self, count: int) -> None:
         self.cluster.faults.failing_deletes = count

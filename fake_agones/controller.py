@@ -128,7 +128,7 @@ class GameServerController:
         if not self._advance(key, "RequestReady", "Ready", _ready):
             return
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self.faults.pod_ip_wait(delay)
             self._update(key, _scheduled(self.port, pod.host))
         await pod.exited.wait()
         await asyncio.sleep(self.timings.unhealthy_delay)

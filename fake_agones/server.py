@@ -185,6 +185,7 @@ class FakeAgones:
         self._call(self._ctl.queue_fault(AllocationFault(kind, status, message), count))
 
     def set_pod_ip_delay(self, seconds: float) -> None:
+        """New pods get their IP this long after Ready; 0 ends the delays under way too."""
         self._call(self._ctl.set_pod_ip_delay(seconds))
 
     def fail_deletes(self, count: int = 1) -> None:

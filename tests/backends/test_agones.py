@@ -57,6 +57,11 @@ def whoami(
     return httpx.get(f"{allocator.url}/whoami", headers=headers, timeout=timeout)
 
 
+def state(allocator: InProcessAllocator, email: str) -> str:
+    answer = httpx.get(f"{allocator.url}/_allocator/status", headers=header_for(email), timeout=30)
+    return str(answer.json()["state"])
+
+
 def owned_by(fake: FakeAgones, email: str) -> list[str]:
     return [
         view.name
@@ -249,14 +254,18 @@ def test_a_lost_allocation_response_is_reattached_not_doubled(
 def test_a_late_pod_ip_is_waited_for(agones: FakeAgones, allocator: InProcessAllocator) -> None:
     agones.scale(3)
     agones.wait_ready(3)
-    agones.set_pod_ip_delay(1.5)
-    agones.scale(4)
-    # Take the three Ready ones that have addresses, so the next is the late one.
+    # Take the three Ready ones, which have addresses, so the next is the late one.
     for email in ("a@example.com", "b@example.com", "c@example.com"):
         assert whoami(allocator, email).status_code == 200
+    agones.set_pod_ip_delay(3600)  # the next pod's address comes when the test says so
+    agones.scale(4)
     agones.wait_ready(1)
-    wait_until(lambda: whoami(allocator, ALICE).status_code == 200, 30, "the late pod")
-    assert whoami(allocator, ALICE).json()["host"].startswith("127.0.0.")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(whoami, allocator, ALICE, 120)
+        wait_until(lambda: state(allocator, ALICE) == "starting", 30, "the wait for an address")
+        agones.set_pod_ip_delay(0)  # now it has one
+        assert answer.result().status_code == 200
+    assert answer.result().json()["host"].startswith("127.0.0.")
 
 
 def test_websocket_and_sse_reach_the_gameserver(

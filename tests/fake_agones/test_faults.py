@@ -114,8 +114,7 @@ def test_a_lost_response_still_allocated_the_gameserver(
 def test_a_delayed_pod_ip_appears_some_time_after_ready(
     fake: FakeAgones, api: client.CustomObjectsApi
 ) -> None:
-    # Long enough for the snapshot and the allocation below to come first on any machine.
-    fake.set_pod_ip_delay(POD_IP_DELAY)
+    fake.set_pod_ip_delay(3600)  # held back until the test lets them come
     old = {view.name for view in fake.snapshot()}
     for name in old:
         fake.delete(name)
@@ -128,7 +127,9 @@ def test_a_delayed_pod_ip_appears_some_time_after_ready(
     assert {view.pod_ip for view in fake.snapshot()} == {None}
     answer = allocate(api, allocation())
     assert [a["type"] for a in answer["status"]["addresses"]] == ["InternalIP", "Hostname"]
-    views = fake.wait_until(lambda vs: all(v.pod_ip for v in vs), timeout=POD_IP_DELAY + WAIT)
+    assert {view.pod_ip for view in fake.snapshot()} == {None}
+    fake.set_pod_ip_delay(0)
+    views = fake.wait_until(lambda vs: all(v.pod_ip for v in vs), timeout=WAIT)
     assert {view.state for view in views} == {"Ready", "Allocated"}
 
 

@@ -134,7 +134,10 @@ class InProcessAllocator:
 def on_fake_agones(
     fake: FakeAgones, redis_url: str, data_dir: Path, **settings: Any
 ) -> InProcessAllocator:
-    """A started allocator with SDA_BACKEND=agones against `fake`, header identity."""
+    """A started allocator with SDA_BACKEND=agones against `fake`, header identity. A first
+    request waits up to a minute for its WebUI (not SDA_ALLOCATION_WAIT's 3 s, after which
+    it would get the progress page): a loaded machine is slow, not wrong."""
+    settings.setdefault("allocation_wait", "60")
     data_dir.mkdir(parents=True, exist_ok=True)
     kubeconfig = fake.write_kubeconfig(data_dir / "kubeconfig")
     allocator = InProcessAllocator.with_settings(
