@@ -88,6 +88,7 @@ def test_sse_events_arrive_as_sent_not_batched(proxy: InProcessAllocator, origin
 def test_websocket_round_trips_text_binary_and_close_codes(
     proxy: InProcessAllocator, origin: Origin
 ) -> None:
+    assert httpx.get(f"{proxy.url}/echo", headers=ALICE, timeout=30).status_code == 200
     url = f"ws://127.0.0.1:{proxy.port}/ws"
     with connect(url, additional_headers=ALICE, subprotocols=["chat"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "chat"
@@ -210,6 +211,8 @@ def test_dev_cookie_never_reaches_the_webui(proxy: InProcessAllocator, tmp_path:
 
 async def test_many_websockets_stay_open_at_once(proxy: InProcessAllocator) -> None:
     """More than any default client pool size (aiohttp's is 100) at the same time."""
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{proxy.url}/echo", headers=ALICE)).status_code == 200
     url = f"ws://127.0.0.1:{proxy.port}/ws"
     sockets = []
     try:

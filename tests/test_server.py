@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from uvicorn.supervisors import multiprocess
@@ -34,8 +35,10 @@ def allocator(origin: Origin, tmp_path: Path) -> Iterator[InProcessAllocator]:
 
 
 def test_our_shutdown_runs_before_connections_drain(allocator: InProcessAllocator) -> None:
+    ann = header_for("ann@example.com")
+    assert httpx.get(f"{allocator.url}/echo", headers=ann, timeout=30).status_code == 200
     url = f"ws://127.0.0.1:{allocator.port}/ws"
-    with connect(url, additional_headers=header_for("ann@example.com")) as ws:
+    with connect(url, additional_headers=ann) as ws:
         ws.send("hi")
         assert ws.recv(30) == "hi"
         allocator.stop()
