@@ -152,7 +152,8 @@ class AllocatorApp:
         except UpstreamRefused:
             metrics.UPSTREAM_ERRORS.labels(cause="refused").inc()
             await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
-            with contextlib.suppress(StoreUnavailable):  # drop it if gone; a WebSocket never
+            # Drop the mapping if the WebUI is gone; a WebSocket never starts a new one.
+            with contextlib.suppress(StoreUnavailable):
                 await self.runtime.sessions.after_failure(person, session, allocate=False)
         except UpstreamBroken as exc:
             metrics.UPSTREAM_ERRORS.labels(cause="broken").inc()
