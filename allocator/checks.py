@@ -26,15 +26,23 @@ def same_site(scope: Scope) -> bool | None:
     Origin, else its Referer, against its Host. None when it carries neither: not a
     browser's cross-site request (browsers send Origin with every cross-site POST and
     WebSocket), but no proof of a same-site page either."""
+    _, host, origin, referer = _scan(scope)
+    return _judge(host, origin, referer)
+
+
+def _scan(scope: Scope) -> tuple[int, bytes | None, bytes | None, bytes | None]:
+    """One pass over the headers: their size, Host, Origin and Referer."""
+    size = 0
     host = origin = referer = None
     for name, value in scope["headers"]:
+        size += len(name) + len(value)
         if name == b"host":
             host = value
         elif name == b"origin":
             origin = value
         elif name == b"referer":
             referer = value
-    return _judge(host, origin, referer)
+    return size, host, origin, referer
 
 
 def _judge(host: bytes | None, origin: bytes | None, referer: bytes | None) -> bool | None:
@@ -77,16 +85,7 @@ class RequestChecks:
 
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
         """(status, reason) when the request must be refused, else None."""
-        size = 0
-        host = origin = referer = None
-        for name, value in scope["headers"]:
-            size += len(name) + len(value)
-            if name == b"host":
-                host = value
-            elif name == b"origin":
-                origin = value
-            elif name == b"referer":
-                referer = value
+        size, host, origin, referer = _scan(scope)
         if size > self._max_header_bytes:
             return 431, "The request headers are too large."
         if host is None or not self._host_ok(host):

@@ -39,7 +39,7 @@ async def test_active_and_busy_are_never_reclaimed_at_a_short_idle_timeout(
             async def keep_going() -> None:
                 while not stop.is_set():
                     await http.get("/echo", headers=header_for(STEADY))
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(0.5)  # the person's pace (the workload), not a wait
 
             steady = asyncio.create_task(keep_going())
             cruiser = Core.build(settings)
@@ -67,4 +67,4 @@ async def cruise_until_idle_is_gone(cruiser: Core, not_before: float) -> int:
         assert kept[BUSY] is not None, f"the busy person was reclaimed (pass {passes})"
         if kept[IDLE] is None and time.time() >= not_before:
             return passes
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.25)  # the cruiser's pace; a tight loop would starve the proxy
