@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SDA_DATA_DIR ?= $(CURDIR)/.data
+SDA_DATA_DIR ?= $(CURDIR)/data
 SDA_ADMINS ?= admin@example.com
 export SDA_DATA_DIR SDA_ADMINS
 
@@ -73,4 +73,4 @@ deploy: install tools
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m deploy --config $(CONFIG) $(if $(PLAN),--plan)
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .soak .coverage*
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .soak .coverage*

@@ -33,8 +33,9 @@ DEFAULT_IDLE_EXEMPT = (
 
 
 def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "sd-allocator"
+    # Not under ~/.local: AUTOMATIC1111's Gradio 3 refuses to serve any file whose path has a
+    # folder starting with "." (its /file= route answers 403), so pictures would not display.
+    return Path.home() / "sd-allocator"
 
 
 DEFAULT_ACTIVITY_INTERVAL = 5.0

@@ -102,6 +102,15 @@ class LocalBackend:
     async def start(self) -> None:
         self._run.mkdir(parents=True, exist_ok=True)
         self._users.mkdir(parents=True, exist_ok=True)
+        hidden = [part for part in self._users.resolve().parts if part.startswith(".")]
+        if hidden:
+            log.warning(
+                "SDA_DATA_DIR %s is inside a folder starting with '.' (%s): AUTOMATIC1111's "
+                "Gradio 3 refuses to serve pictures from such a path (/file= answers 403), so "
+                "its gallery would stay empty; choose a folder without one",
+                self._users.parent,
+                hidden[0],
+            )
 
     async def close(self) -> None:
         """Stop every WebUI this process started."""
@@ -394,7 +403,8 @@ def _free_port() -> int:
 def _child_environment(user_dir: Path) -> dict[str, str]:
     """The server's environment without its own settings (they may hold secrets)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
-    env["GRADIO_TEMP_DIR"] = str(user_dir / ".gradio")  # Gradio's file cache, per person
+    # Gradio's file cache, per person; not a dot-folder, which Gradio 3 refuses to serve from.
+    env["GRADIO_TEMP_DIR"] = str(user_dir / "gradio-cache")
     return env
 
 
