@@ -9,10 +9,12 @@ SDA_DATA_DIR ?= $(CURDIR)/data
 SDA_ADMINS ?= admin@example.com
 export SDA_DATA_DIR SDA_ADMINS
 
+A1111_VENV := .venv-a1111
+A1111_STAMP := $(A1111_VENV)/.installed
 TOOLS := .tools/bin
 CONFIG ?= deploy.yaml
 
-.PHONY: install system-deps tools run test test-fast test-soak coverage lint format bench manifests images deploy clean
+.PHONY: install a1111-venv system-deps tools run test test-fast test-soak coverage lint format bench manifests images deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# AUTOMATIC1111's own web stack (Gradio 3.41, pydantic 1) for the tests' compatibility tier; it
+# cannot share .venv (pydantic 2), so it gets its own.
+$(A1111_STAMP): a1111_webui/requirements.txt
+	$(PYTHON) -m venv $(A1111_VENV)
+	$(A1111_VENV)/bin/pip install --quiet --upgrade pip
+	$(A1111_VENV)/bin/pip install --quiet -r a1111_webui/requirements.txt
+	touch $(A1111_STAMP)
+
+a1111-venv: $(A1111_STAMP)
 
 system-deps:
 	@scripts/system-deps.sh
@@ -32,26 +44,27 @@ tools: install
 run: install
 	$(BIN)/sd-allocator serve
 
-test: system-deps install tools
+test: system-deps install tools a1111-venv
 	$(BIN)/pytest
 
-test-fast: install tools
+test-fast: install tools a1111-venv
 	$(BIN)/pytest -m "not slow"
 
 # The suite 5 times on an idle machine, then 3 times with every core busy (stress-ng):
 # green every time, or it does not tell the truth. Summary in .soak/results.txt.
-test-soak: system-deps install tools
+test-soak: system-deps install tools a1111-venv
 	@command -v stress-ng >/dev/null || SDA_EXTRA_PACKAGES=stress-ng scripts/system-deps.sh
 	scripts/soak.sh 5 3
 
 # Line coverage of the whole suite (in-process and the processes it starts).
-coverage: system-deps install tools
+coverage: system-deps install tools a1111-venv
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
-lint: install
+lint: install a1111-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --python-executable $(A1111_VENV)/bin/python a1111_webui
 
 format: install
 	$(BIN)/ruff format .
@@ -73,4 +86,4 @@ deploy: install tools
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m deploy --config $(CONFIG) $(if $(PLAN),--plan)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .soak .coverage*
+	rm -rf $(VENV) $(A1111_VENV) data .pytest_cache .mypy_cache .ruff_cache .soak .coverage*

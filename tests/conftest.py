@@ -5,9 +5,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.support.origin import Origin
-from tests.support.processes import RedisServer
+from tests.support.processes import RedisServer, require
+
+# Debian's Chromium, headless, with nothing that reaches out to the network on its own.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -43,3 +54,14 @@ def origin() -> Iterator[Origin]:
     server = Origin().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    executable = require("chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()
