@@ -143,18 +143,23 @@ def _core_call(action: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _rows(views: list[Any], now: float) -> list[dict[str, Any]]:
-    return [
-        {
-            "email": view.session.email,
-            "server": view.session.server,
-            "address": view.session.authority,
-            "backend": view.session.backend,
-            "idle_seconds": int(now - view.last_activity),
-            "busy": view.busy,
-            "allocated_at": view.session.allocated_at,
-        }
-        for view in views
-    ]
+    return [_row(view, now) for view in views]
+
+
+def _row(view: Any, now: float) -> dict[str, Any]:
+    row = {
+        "email": view.session.email,
+        "server": view.session.server,
+        "address": view.session.authority,
+        "backend": view.session.backend,
+        "idle_seconds": int(now - view.last_activity),
+        "busy": view.busy,
+        "allocated_at": view.session.allocated_at,
+    }
+    gpu = view.session.placement.handle.get("gpu")  # local backend with SDA_LOCAL_GPUS
+    if gpu is not None:
+        row["gpu"] = gpu
+    return row
 
 
 @main.command()

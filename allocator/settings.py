@@ -20,7 +20,9 @@ ENV_PREFIX = "SDA_"
 MEMORY_STORE = "memory"
 PEM_BEGIN = "-----BEGIN"
 SECRET_FIELDS = frozenset({"redis_url", "secret_key"})  # never echoed in errors or logs
-LOCAL_PLACEHOLDERS = frozenset({"port", "user_dir", "outputs_dir", "python"})
+LOCAL_PLACEHOLDERS = frozenset({"port", "user_dir", "outputs_dir", "python", "gpu"})
+# What NVIDIA ids use: an index (0), a UUID (GPU-8f3c...), a MIG device (MIG-...).
+_GPU_ID = re.compile(r"^[A-Za-z0-9:-]+$")
 EXTRA_VARIABLES = frozenset({"SDA_REQUIRE_ALL"})  # read by the test suite, not the server
 DEFAULT_LOCAL_COMMAND = (
     "{python} -m demo_webui --port {port} --user-dir {user_dir} --outputs-dir {outputs_dir}"
@@ -32,10 +34,16 @@ DEFAULT_IDLE_EXEMPT = (
 )
 
 
-def _default_data_dir() -> Path:
+def default_data_dir() -> Path:
     # Not under ~/.local: AUTOMATIC1111's Gradio 3 refuses to serve any file whose path has a
     # folder starting with "." (its /file= route answers 403), so pictures would not display.
     return Path.home() / "sd-allocator"
+
+
+def former_default_data_dir() -> Path:
+    """Where people's folders were by default until 2026-12 (told at start, never moved)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sd-allocator"
 
 
 DEFAULT_ACTIVITY_INTERVAL = 5.0
@@ -59,7 +67,8 @@ class Settings(BaseSettings):
     redis_url: str = MEMORY_STORE
     redis_ca_cert: str | None = None  # rediss:// CA: PEM text or a file's path (Memorystore's)
     idle_timeout: float = Field(900, gt=0)
-    max_sessions: int = Field(4, ge=1)
+    max_sessions: int = Field(4, ge=1, description="4; with SDA_LOCAL_GPUS, their number")
+    local_gpus: CommaList = ()  # one per WebUI (CUDA_VISIBLE_DEVICES)
     local_command: str = DEFAULT_LOCAL_COMMAND
     admins: CommaList = ()
     metrics_host: str | None = None
@@ -72,7 +81,7 @@ class Settings(BaseSettings):
     kube_api_url: str | None = None  # outside the cluster: its endpoint, with Google credentials
     kube_ca_cert: str | None = None  # ... and its CA (base64 of the PEM, as GKE reports it)
 
-    data_dir: Path = Field(default_factory=_default_data_dir)
+    data_dir: Path = Field(default_factory=default_data_dir)
     secret_key: SecretStr | None = None
     force_dev_identity: bool = False
     idle_exempt_paths: CommaList = tuple(DEFAULT_IDLE_EXEMPT.split(","))
@@ -118,6 +127,29 @@ class Settings(BaseSettings):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
+    @field_validator("local_gpus", mode="before")
+    @classmethod
+    def _split_gpus(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",")) if value.strip() else ()
+        return value
+
+    @field_validator("local_gpus")
+    @classmethod
+    def _check_gpus(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for gpu in value:
+            if not gpu:
+                raise ValueError("an empty GPU id (two commas in a row, or one at the end?)")
+            if not _GPU_ID.match(gpu):
+                raise ValueError(
+                    f"GPU id {gpu!r}: use only letters, digits, '-' and ':' "
+                    "(an index like 0, or a UUID like GPU-8f3c… as nvidia-smi -L shows)"
+                )
+        duplicates = sorted({gpu for gpu in value if value.count(gpu) > 1})
+        if duplicates:
+            raise ValueError(f"GPU {duplicates[0]} is listed twice; each WebUI gets its own GPU")
+        return value
+
     @field_validator("admins")
     @classmethod
     def _lower_admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -133,8 +165,7 @@ class Settings(BaseSettings):
     @field_validator("local_command")
     @classmethod
     def _check_command(cls, value: str) -> str:
-        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        unknown = names - LOCAL_PLACEHOLDERS
+        unknown = placeholders(value) - LOCAL_PLACEHOLDERS
         if unknown:
             known = ", ".join(sorted("{" + n + "}" for n in LOCAL_PLACEHOLDERS))
             raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; known: {known}")
@@ -162,6 +193,11 @@ class Settings(BaseSettings):
             raise ValueError("SDA_STATIC_TARGET is required when SDA_BACKEND=static")
         if self.identity == "iap" and not self.iap_audience:
             raise ValueError("SDA_IAP_AUDIENCE is required when SDA_IDENTITY=iap")
+        if "gpu" in placeholders(self.local_command) and not self.local_gpus:
+            raise ValueError(
+                "SDA_LOCAL_COMMAND uses {gpu} but SDA_LOCAL_GPUS is empty: list the GPUs "
+                "(e.g. SDA_LOCAL_GPUS=0,1) or remove {gpu} from the command"
+            )
         if self.redis_ca_cert and not self.redis_url.startswith("rediss://"):
             raise ValueError("SDA_REDIS_CA_CERT is for TLS: SDA_REDIS_URL must be rediss://")
         if self.redis_url == MEMORY_STORE and self.workers > 1:
@@ -207,6 +243,16 @@ class Settings(BaseSettings):
         return ("*",)
 
     @property
+    def local_capacity(self) -> int:
+        """WebUIs the local backend runs at once. With SDA_LOCAL_GPUS each takes a GPU of its
+        own: their number, or SDA_MAX_SESSIONS if it is set lower (a higher one is capped)."""
+        if not self.local_gpus:
+            return self.max_sessions
+        if "max_sessions" in self.model_fields_set:
+            return min(self.max_sessions, len(self.local_gpus))
+        return len(self.local_gpus)
+
+    @property
     def activity_period(self) -> float:
         """Seconds between activity writes: SDA_ACTIVITY_INTERVAL, by default 5 s but at most
         a quarter of the idle timeout (so activity always lands well before a reclaim)."""
@@ -243,6 +289,11 @@ def parse_authority(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected host:port, got {value!r}")
     return host.strip("[]"), int(port)
+
+
+def placeholders(command: str) -> set[str]:
+    """The `{name}`s a command uses."""
+    return {name for _, name, _, _ in string.Formatter().parse(command) if name is not None}
 
 
 def is_loopback(host: str) -> bool:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 from click.testing import CliRunner, Result
 
 from allocator.cli import main
+from allocator.store import SessionStore
+from allocator.types import Placement, Session
 from tests.support.inprocess import InProcessAllocator
 from tests.support.origin import Origin
 from tests.support.processes import RedisServer, header_for
@@ -61,6 +65,25 @@ def test_sessions_list_show_release(
         )
         assert status.json()["state"] == "none"
         assert cli("sessions", "show", "ann@example.com", **env).exit_code == 2
+
+
+def test_show_names_the_gpu_of_a_local_webui(redis_server: RedisServer) -> None:
+    """With SDA_LOCAL_GPUS the local backend records each WebUI's GPU in its handle."""
+    placement = Placement("local-cy-1", "127.0.0.1", 7000, {"pid": 1, "gpu": "2"})
+    session = Session("cy@example.com", "cy-example-com-1", "local", placement, time.time())
+
+    async def save() -> None:
+        store = SessionStore.from_url(redis_server.url)
+        await store.save(session, time.time())
+        await store.close()
+
+    asyncio.run(save())
+    env = {"SDA_REDIS_URL": redis_server.url}
+    shown = cli("sessions", "show", "cy@example.com", **env)
+    assert "gpu           2" in shown.stdout.splitlines()
+    assert (
+        json.loads(cli("sessions", "show", "cy@example.com", "--json", **env).stdout)["gpu"] == "2"
+    )
 
 
 def test_memory_store_points_to_the_admin_page() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def run_serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
             "SDA_BACKEND=agones: no Kubernetes credentials",
         ),
         ({"SDA_STATIC_TARGET": "nohost", "SDA_BACKEND": "static"}, (), "expected host:port"),
+        ({}, ("--local-gpus", "0,1,0"), "SDA_LOCAL_GPUS: GPU 0 is listed twice"),
     ],
 )
 def test_bad_settings_stop_start_up_with_one_line(
@@ -104,3 +106,58 @@ def test_timing_that_cannot_keep_a_session_in_use_is_refused(
 ) -> None:
     with pytest.raises(SettingsError, match=expected):
         load_settings(**given)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expected"),
+    [
+        ("0,1,0", "SDA_LOCAL_GPUS: GPU 0 is listed twice"),
+        ("0,,1", "SDA_LOCAL_GPUS: an empty GPU id"),
+        ("0,1,", "SDA_LOCAL_GPUS: an empty GPU id"),
+        ("0;1", "SDA_LOCAL_GPUS: GPU id '0;1': use only letters, digits, '-' and ':'"),
+        ("MIG-GPU-1/0/0", "use only letters, digits, '-' and ':'"),
+        ("$(reboot)", "use only letters, digits, '-' and ':'"),
+    ],
+)
+def test_a_gpu_list_with_a_duplicate_an_empty_or_an_odd_id_is_refused(
+    gpus: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(expected)):
+        load_settings(local_gpus=gpus)
+
+
+def test_gpu_ids_are_indexes_uuids_or_mig_devices() -> None:
+    gpus = "0, GPU-8f3c2d1e-aaaa-bbbb-cccc-0123456789ab,MIG-5c89852c-d268-c3f3-1b07-005d5ae1dc3f"
+    assert load_settings(local_gpus=gpus).local_gpus == (
+        "0",
+        "GPU-8f3c2d1e-aaaa-bbbb-cccc-0123456789ab",
+        "MIG-5c89852c-d268-c3f3-1b07-005d5ae1dc3f",
+    )
+    assert load_settings(local_gpus=" ").local_gpus == ()
+
+
+def test_the_gpu_placeholder_needs_gpus() -> None:
+    command = "webui --port {port} --device-id {gpu}"
+    with pytest.raises(SettingsError) as refused:
+        load_settings(local_command=command)
+    assert "SDA_LOCAL_COMMAND" in str(refused.value) and "SDA_LOCAL_GPUS" in str(refused.value)
+    assert load_settings(local_command=command, local_gpus="0").local_command == command
+
+
+@pytest.mark.parametrize(
+    ("environ", "capacity"),
+    [
+        ({}, 4),
+        ({"SDA_MAX_SESSIONS": "8"}, 8),
+        ({"SDA_LOCAL_GPUS": "0,1"}, 2),  # not the default 4: one WebUI per GPU
+        ({"SDA_LOCAL_GPUS": "0,1,2,3", "SDA_MAX_SESSIONS": "2"}, 2),  # the lower one wins
+        ({"SDA_LOCAL_GPUS": "0,1", "SDA_MAX_SESSIONS": "8"}, 2),  # never two on one GPU
+        ({"SDA_LOCAL_GPUS": "0,1", "SDA_MAX_SESSIONS": "4"}, 2),
+    ],
+)
+def test_local_capacity_is_one_webui_per_gpu(
+    environ: dict[str, str], capacity: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)  # as `serve` passes its flags on
+    assert load_settings().local_capacity == capacity

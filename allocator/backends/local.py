@@ -1,7 +1,8 @@
 """LocalBackend: one WebUI process per person on this machine.
 
 Each person's process runs in its own process group with its own folder
-(`<data_dir>/users/<slug>/`, outputs in `outputs/`). A small registry of JSON files in
+(`<data_dir>/users/<slug>/`, outputs in `outputs/`) and, given a list of GPUs, a GPU of its
+own (`CUDA_VISIBLE_DEVICES`, and `{gpu}` in the command). A small registry of JSON files in
 `<data_dir>/run/` (guarded by a file lock) is the truth about which processes exist, so every
 `serve` process on this machine and the CLI see the same capacity, and any of them can stop any
 WebUI. Children get SIGTERM when the process that started them dies, so none is orphaned.
@@ -20,7 +21,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from allocator.settings import Settings
+from allocator.settings import Settings, default_data_dir, former_default_data_dir
 from allocator.types import (
     AllocationFailed,
     GoneCallback,
@@ -71,18 +72,34 @@ class Entry:
     pid: int | None = None
     create_time: float | None = None
     port: int | None = None
+    gpu: str | None = None  # absent from files written before GPUs were handed out
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What the registry answered a person: their WebUI it still lists, or a new slot (with
+    the GPU taken for it, if GPUs are handed out)."""
+
+    existing: Entry | None = None
+    gpu: str | None = None
 
 
 class LocalBackend:
     name = "local"
 
     def __init__(
-        self, command: str, data_dir: Path, max_sessions: int, start_timeout: float
+        self,
+        command: str,
+        data_dir: Path,
+        max_sessions: int,
+        start_timeout: float,
+        gpus: tuple[str, ...] = (),
     ) -> None:
         self._command = command
         self._users = data_dir / "users"
         self._run = data_dir / "run"
         self._max = max_sessions
+        self._gpus = gpus  # empty: children inherit CUDA_VISIBLE_DEVICES as it is
         self._start_timeout = start_timeout
         self._children: dict[int, tuple[asyncio.subprocess.Process, str]] = {}
         self._stopping: set[asyncio.subprocess.Process] = set()  # exits we caused
@@ -95,8 +112,9 @@ class LocalBackend:
         return cls(
             settings.local_command,
             settings.data_dir,
-            settings.max_sessions,
+            settings.local_capacity,
             settings.start_timeout,
+            settings.local_gpus,
         )
 
     async def start(self) -> None:
@@ -110,6 +128,26 @@ class LocalBackend:
                 "its gallery would stay empty; choose a folder without one",
                 self._users.parent,
                 hidden[0],
+            )
+        self._point_at_former_folders()
+        if self._gpus:
+            log.info(
+                "one GPU per WebUI from SDA_LOCAL_GPUS=%s: at most %d WebUIs at once",
+                ",".join(self._gpus),
+                min(self._max, len(self._gpus)),
+            )
+
+    def _point_at_former_folders(self) -> None:
+        former = former_default_data_dir() / "users"
+        if self._users.parent == default_data_dir() and former.is_dir():
+            log.warning(
+                "people's folders (their pictures) from before are still in %s; this version "
+                "keeps them in %s by default: move them there (mv %s/* %s/) or set "
+                "SDA_DATA_DIR",
+                former,
+                self._users,
+                former,
+                self._users,
             )
 
     async def close(self) -> None:
@@ -125,15 +163,15 @@ class LocalBackend:
     # -- the Backend protocol -------------------------------------------------------------
 
     async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
-        existing = await asyncio.to_thread(self._claim, person)
-        if existing is not None:
-            placement = await self._reattach(existing)
+        claim = await asyncio.to_thread(self._claim, person)
+        if claim.existing is not None:
+            placement = await self._reattach(claim.existing)
             if placement is not None:
                 return placement
-            await asyncio.to_thread(self._claim, person, replace=True)
+            claim = await asyncio.to_thread(self._claim, person, replace=True)
         await progress(State.STARTING, "Your WebUI is loading; this usually takes a few seconds.")
         try:
-            return await self._spawn(person)
+            return await self._spawn(person, claim.gpu)
         except BaseException:
             await asyncio.to_thread(self._forget, person.slug)
             raise
@@ -173,12 +211,12 @@ class LocalBackend:
 
     # -- starting a WebUI -----------------------------------------------------------------
 
-    async def _spawn(self, person: Person) -> Placement:
+    async def _spawn(self, person: Person, gpu: str | None) -> Placement:
         port = _free_port()
         user_dir = self._users / person.slug
         outputs = user_dir / "outputs"
         outputs.mkdir(parents=True, exist_ok=True)
-        argv = self._argv(port, user_dir, outputs)
+        argv = self._argv(port, user_dir, outputs, gpu)
         log_path = user_dir / "webui.log"
         with log_path.open("ab") as log_file:
             try:
@@ -193,15 +231,21 @@ class LocalBackend:
                     stdout=log_file,
                     stderr=asyncio.subprocess.STDOUT,
                     cwd=user_dir,
-                    env=_child_environment(user_dir),
+                    env=_child_environment(user_dir, gpu),
                     start_new_session=True,
                 )
             except OSError as exc:
                 raise AllocationFailed(f"Could not start the WebUI ({argv[0]}): {exc}") from exc
         self._children[process.pid] = (process, person.slug)
         created = psutil.Process(process.pid).create_time()
-        await asyncio.to_thread(self._record, person, process.pid, created, port)
-        log.info("started WebUI for %s: pid %s on port %s", person.email, process.pid, port)
+        await asyncio.to_thread(self._record, person, process.pid, created, port, gpu)
+        log.info(
+            "started WebUI for %s: pid %s on port %s%s",
+            person.email,
+            process.pid,
+            port,
+            f", GPU {gpu}" if gpu is not None else "",
+        )
         try:
             await self._wait_ready(process, port, log_path)
         except BaseException:
@@ -211,13 +255,14 @@ class LocalBackend:
         watcher = asyncio.create_task(self._watch(process, person, server), name="watch-webui")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
-        return Placement(server, HOST, port, {"pid": process.pid, "create_time": created})
+        return Placement(server, HOST, port, _handle(process.pid, created, gpu))
 
     async def _watch(
         self, process: asyncio.subprocess.Process, person: Person, server: str
     ) -> None:
         """A WebUI that exits without being stopped is reported at once (its port is free
-        for anyone's next WebUI: the mapping must go before that happens)."""
+        for anyone's next WebUI: the mapping must go before that happens). Forgetting its
+        entry frees its GPU."""
         code = await process.wait()
         if process in self._stopping:
             self._stopping.discard(process)
@@ -228,12 +273,13 @@ class LocalBackend:
         if self._gone is not None:
             await self._gone(person.email, server)
 
-    def _argv(self, port: int, user_dir: Path, outputs: Path) -> list[str]:
+    def _argv(self, port: int, user_dir: Path, outputs: Path, gpu: str | None) -> list[str]:
         values = {
             "port": str(port),
             "user_dir": str(user_dir),
             "outputs_dir": str(outputs),
             "python": sys.executable,
+            "gpu": gpu or "",  # Settings refuse {gpu} without SDA_LOCAL_GPUS
         }
         return [part.format(**values) for part in shlex.split(self._command)]
 
@@ -296,21 +342,33 @@ class LocalBackend:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def _claim(self, person: Person, replace: bool = False) -> Entry | None:
-        """Take a slot for `person`, or return their still-running WebUI's entry."""
+    def _claim(self, person: Person, replace: bool = False) -> Claim:
+        """Take a slot (and a free GPU) for `person`, or find their still-running WebUI.
+        Inside the lock, so no two `serve` processes on this machine hand out one GPU."""
         with self._locked():
             entries = self._live_entries()
             mine = entries.pop(person.slug, None)
             if mine is not None and not replace:
-                return mine
+                return Claim(existing=mine)
             if len(entries) >= self._max:
                 raise NoCapacity()
-            entry = Entry(person.email, person.slug, owner=os.getpid(), claimed_at=time.time())
-            self._write(entry)
-            return None
+            gpu = self._free_gpu(entries.values())
+            claimed = Entry(person.email, person.slug, os.getpid(), time.time(), gpu=gpu)
+            self._write(claimed)
+            return Claim(gpu=gpu)
 
-    def _record(self, person: Person, pid: int, created: float, port: int) -> None:
-        entry = Entry(person.email, person.slug, os.getpid(), time.time(), pid, created, port)
+    def _free_gpu(self, others: Iterable[Entry]) -> str | None:
+        """The first GPU no other entry holds; None when this backend hands out no GPUs."""
+        if not self._gpus:
+            return None
+        taken = {entry.gpu for entry in others}
+        for gpu in self._gpus:
+            if gpu not in taken:
+                return gpu
+        raise NoCapacity()
+
+    def _record(self, person: Person, pid: int, created: float, port: int, gpu: str | None) -> None:
+        entry = Entry(person.email, person.slug, os.getpid(), time.time(), pid, created, port, gpu)
         with self._locked():
             self._write(entry)
 
@@ -360,14 +418,24 @@ def _server_name(slug: str, pid: int) -> str:
 def _placement(entry: Entry) -> Placement:
     """Where a running WebUI of the registry is (its entry has a pid and a port)."""
     assert entry.pid is not None and entry.port is not None
-    handle = {"pid": entry.pid, "create_time": entry.create_time}
+    handle = _handle(entry.pid, entry.create_time, entry.gpu)
     return Placement(_server_name(entry.slug, entry.pid), HOST, entry.port, handle)
+
+
+def _handle(pid: int, create_time: float | None, gpu: str | None) -> dict[str, Any]:
+    """What finds the process again, and which GPU it has (for operators)."""
+    handle: dict[str, Any] = {"pid": pid, "create_time": create_time}
+    if gpu is not None:
+        handle["gpu"] = gpu
+    return handle
 
 
 def _read(path: Path) -> Entry | None:
     try:
-        return Entry(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        fields = json.loads(path.read_text())
+        known = {name: fields[name] for name in Entry.__dataclass_fields__ if name in fields}
+        return Entry(**known)  # a field a newer version added is not a reason to drop it
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
@@ -400,11 +468,14 @@ def _free_port() -> int:
         return port
 
 
-def _child_environment(user_dir: Path) -> dict[str, str]:
-    """The server's environment without its own settings (they may hold secrets)."""
+def _child_environment(user_dir: Path, gpu: str | None) -> dict[str, str]:
+    """The server's environment without its own settings (they may hold secrets), limited
+    to the person's GPU if one was handed out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDA_")}
     # Gradio's file cache, per person; not a dot-folder, which Gradio 3 refuses to serve from.
     env["GRADIO_TEMP_DIR"] = str(user_dir / "gradio-cache")
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     return env
 
 

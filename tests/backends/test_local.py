@@ -17,6 +17,8 @@ import pytest
 from gradio_client import Client
 from prometheus_client import REGISTRY
 
+from allocator.backends.local import LocalBackend
+from allocator.settings import default_data_dir
 from tests.support.inprocess import InProcessAllocator
 from tests.support.processes import (
     AllocatorProcess,
@@ -309,3 +311,27 @@ def test_a_webui_command_that_does_not_exist_is_a_clear_failure(tmp_path: Path) 
 
 def _allocations(result: str) -> float:
     return REGISTRY.get_sample_value("sda_allocations_total", {"result": result}) or 0.0
+
+
+async def test_a_data_dir_inside_a_dot_folder_is_reported_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AUTOMATIC1111's Gradio 3 answers 403 for every picture under such a folder."""
+    await LocalBackend(tiny_command(tmp_path), tmp_path / ".data", 1, 10).start()
+    assert "inside a folder starting with '.' (.data)" in caplog.text
+    caplog.clear()
+    await LocalBackend(tiny_command(tmp_path), tmp_path / "data", 1, 10).start()
+    assert "starting with '.'" not in caplog.text
+
+
+async def test_folders_left_at_the_former_default_place_are_pointed_at(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is moved (people's pictures are not ours to move); the operator is told."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    former = tmp_path / ".local" / "share" / "sd-allocator" / "users" / "ann-example-com-1"
+    former.mkdir(parents=True)
+    await LocalBackend(tiny_command(tmp_path), default_data_dir(), 1, 10).start()
+    assert f"from before are still in {former.parent}" in caplog.text
+    assert former.is_dir()

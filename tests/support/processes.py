@@ -211,9 +211,22 @@ h.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
 """
 
 
-def tiny_webui(folder: Path) -> Path:
+LAUNCH_RECORD = "launch.json"
+# Written before the server listens, so it is complete once the WebUI answers.
+RECORDING = f"""\
+import json, os, sys
+seen = {{"argv": sys.argv[1:], "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}}
+with open("{LAUNCH_RECORD}", "w") as record:
+    json.dump(seen, record)
+"""
+
+
+def tiny_webui(folder: Path, record: bool = False) -> Path:
     """A script that answers 200 to every GET on the port it is given: a WebUI stand-in for
-    the local backend that starts in milliseconds (`SDA_LOCAL_COMMAND="{python} <it> {port}"`)."""
-    script = folder / "webui.py"
-    script.write_text(TINY_WEBUI)
+    the local backend that starts in milliseconds (`SDA_LOCAL_COMMAND="{python} <it> {port}"`).
+
+    With `record`, it first writes its arguments and `CUDA_VISIBLE_DEVICES` (null if unset)
+    to `LAUNCH_RECORD` in its working folder, which the local backend makes the person's."""
+    script = folder / ("recording_webui.py" if record else "webui.py")
+    script.write_text(RECORDING + TINY_WEBUI if record else TINY_WEBUI)
     return script
