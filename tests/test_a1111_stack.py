@@ -13,7 +13,6 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from allocator.backends.local import LocalBackend
 from fake_agones import FakeAgones
 from tests.support import a1111
 from tests.support.inprocess import InProcessAllocator, on_fake_agones
@@ -208,15 +207,3 @@ def test_on_the_agones_path_gradio_client_and_chromium_get_their_pictures(
             assert len(made_in) == 2, made_in  # each person's picture in their own Pod
         finally:
             allocator.stop()
-
-
-async def test_a_data_dir_inside_a_dot_folder_is_reported_at_start(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Gradio 3 would answer 403 for every picture under it: the operator is told why."""
-    hidden = LocalBackend("{python} -m demo_webui --port {port}", tmp_path / ".data", 1, 10)
-    await hidden.start()
-    assert "inside a folder starting with '.' (.data)" in caplog.text
-    caplog.clear()
-    await LocalBackend("{python} -m x --port {port}", tmp_path / "data", 1, 10).start()
-    assert "starting with '.'" not in caplog.text
