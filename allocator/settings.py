@@ -22,7 +22,7 @@ PEM_BEGIN = "-----BEGIN"
 SECRET_FIELDS = frozenset({"redis_url", "secret_key"})  # never echoed in errors or logs
 LOCAL_PLACEHOLDERS = frozenset({"port", "user_dir", "outputs_dir", "python", "gpu"})
 # What NVIDIA ids use: an index (0), a UUID (GPU-8f3c...), a MIG device (MIG-...).
-_GPU_ID = re.compile(r"^[A-Za-z0-9:-]+$")
+_GPU_ID = re.compile(r"[A-Za-z0-9:-]+")
 EXTRA_VARIABLES = frozenset({"SDA_REQUIRE_ALL"})  # read by the test suite, not the server
 DEFAULT_LOCAL_COMMAND = (
     "{python} -m demo_webui --port {port} --user-dir {user_dir} --outputs-dir {outputs_dir}"
@@ -140,7 +140,7 @@ class Settings(BaseSettings):
         for gpu in value:
             if not gpu:
                 raise ValueError("an empty GPU id (two commas in a row, or one at the end?)")
-            if not _GPU_ID.match(gpu):
+            if not _GPU_ID.fullmatch(gpu):
                 raise ValueError(
                     f"GPU id {gpu!r}: use only letters, digits, '-' and ':' "
                     "(an index like 0, or a UUID like GPU-8f3c… as nvidia-smi -L shows)"

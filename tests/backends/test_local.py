@@ -321,7 +321,8 @@ async def test_a_data_dir_inside_a_dot_folder_is_reported_at_start(
     assert "inside a folder starting with '.' (.data)" in caplog.text
     caplog.clear()
     await LocalBackend(tiny_command(tmp_path), tmp_path / "data", 1, 10).start()
-    assert "starting with '.'" not in caplog.text
+    assert f"SDA_DATA_DIR {tmp_path / 'data'} is inside" not in caplog.text
+    assert not [p for p in default_data_dir().relative_to(Path.home()).parts if p[0] == "."]
 
 
 async def test_folders_left_at_the_former_default_place_are_pointed_at(
@@ -335,3 +336,8 @@ async def test_folders_left_at_the_former_default_place_are_pointed_at(
     await LocalBackend(tiny_command(tmp_path), default_data_dir(), 1, 10).start()
     assert f"from before are still in {former.parent}" in caplog.text
     assert former.is_dir()
+
+    caplog.clear()  # once they are moved, nothing more is said
+    former.rename(default_data_dir() / "users" / former.name)
+    await LocalBackend(tiny_command(tmp_path), default_data_dir(), 1, 10).start()
+    assert "from before" not in caplog.text

@@ -166,8 +166,8 @@ async def test_two_serve_processes_on_one_machine_never_share_a_gpu(tmp_path: Pa
 
 
 async def test_an_older_registry_entry_without_a_gpu_still_counts(tmp_path: Path) -> None:
-    """A WebUI started before SDA_LOCAL_GPUS was set (its registry file has no `gpu`) still
-    takes a slot, and holds no GPU."""
+    """A WebUI started before SDA_LOCAL_GPUS was set (its registry file has no `gpu`) sees
+    every GPU and computes on the first: it holds that one, and nobody is given it."""
     before = LocalBackend(recording_command(tmp_path), tmp_path, 4, START_SECONDS)
     after = gpu_backend(tmp_path, "0,1")
     async with running(before, after):
@@ -178,7 +178,7 @@ async def test_an_older_registry_entry_without_a_gpu_still_counts(tmp_path: Path
         record.write_text(json.dumps(written))
         assert [session.email for session in await after.inventory()] == ["old@example.com"]
         new = await allocate(after, "new@example.com")
-        assert new.handle["gpu"] == "0"
+        assert new.handle["gpu"] == "1"
         with pytest.raises(NoCapacity):
             await allocate(after, "late@example.com")
 
@@ -230,6 +230,7 @@ def test_people_see_all_gpus_busy_when_every_gpu_is_taken(tmp_path: Path) -> Non
         identity="header",
         local_gpus="0,1",
         local_command=recording_command(tmp_path),
+        allocation_wait="60",  # a first page load waits for its WebUI, however slow the start
     ) as allocator:
         wait_ready(allocator, "ann@example.com")
         wait_ready(allocator, "ben@example.com")
@@ -237,6 +238,27 @@ def test_people_see_all_gpus_busy_when_every_gpu_is_taken(tmp_path: Path) -> Non
             "0",
             "1",
         }
+        # The first answer may be "allocating" on a slow machine: ask as the page does.
+        wait_until(
+            lambda: 'data-state="no_capacity"' in page_for(allocator, "cat@example.com").text,
+            START_SECONDS,
+            "the all-GPUs-busy page",
+            interval=0.2,
+        )
         page = page_for(allocator, "cat@example.com")
-        assert page.status_code == 503
-        assert 'data-state="no_capacity"' in page.text and "All GPUs are busy" in page.text
+        assert page.status_code == 503 and "All GPUs are busy" in page.text
+
+
+async def test_a_registry_file_that_is_not_an_entry_is_removed_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = gpu_backend(tmp_path, "0,1")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "garbage.json").write_text("{not json")
+    (run / "typed.json").write_text(json.dumps({"email": "x", "slug": "x", "owner": "me"}))
+    async with running(backend):
+        placement = await allocate(backend, "ann@example.com")
+    assert placement.handle["gpu"] == "0"
+    assert not (run / "garbage.json").exists() and not (run / "typed.json").exists()
+    assert caplog.text.count("which is not an entry") == 2

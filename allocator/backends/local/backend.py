@@ -2,18 +2,15 @@
 
 Each person's process runs in its own process group with its own folder
 (`<data_dir>/users/<slug>/`, outputs in `outputs/`) and, given a list of GPUs, a GPU of its
-own (`CUDA_VISIBLE_DEVICES`, and `{gpu}` in the command). A small registry of JSON files in
-`<data_dir>/run/` (guarded by a file lock) is the truth about which processes exist, so every
-`serve` process on this machine and the CLI see the same capacity, and any of them can stop any
-WebUI. Children get SIGTERM when the process that started them dies, so none is orphaned.
+own (`CUDA_VISIBLE_DEVICES`, and `{gpu}` in the command). The registry (`registry.py`) is the
+truth about which processes exist, so any `serve` process on this machine can stop any WebUI.
+Children get SIGTERM when the process that started them dies, so none is orphaned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
 import os
 import shlex
@@ -21,19 +18,17 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 
+from allocator.backends.local.registry import Entry, Registry, same_process
 from allocator.settings import Settings, default_data_dir, former_default_data_dir
 from allocator.types import (
     AllocationFailed,
     GoneCallback,
-    NoCapacity,
     Person,
     Placement,
     ProgressCallback,
@@ -61,29 +56,6 @@ except OSError as exc:
 """
 
 
-@dataclass(slots=True)
-class Entry:
-    """One registry file: a WebUI process, or a claim on a slot while it starts."""
-
-    email: str
-    slug: str
-    owner: int  # pid of the serve process that started it
-    claimed_at: float
-    pid: int | None = None
-    create_time: float | None = None
-    port: int | None = None
-    gpu: str | None = None  # absent from files written before GPUs were handed out
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """What the registry answered a person: their WebUI it still lists, or a new slot (with
-    the GPU taken for it, if GPUs are handed out)."""
-
-    existing: Entry | None = None
-    gpu: str | None = None
-
-
 class LocalBackend:
     name = "local"
 
@@ -101,6 +73,7 @@ class LocalBackend:
         self._max = max_sessions
         self._gpus = gpus  # empty: children inherit CUDA_VISIBLE_DEVICES as it is
         self._start_timeout = start_timeout
+        self._registry = Registry(self._run, max_sessions, gpus, claim_ttl=start_timeout + 10)
         self._children: dict[int, tuple[asyncio.subprocess.Process, str]] = {}
         self._stopping: set[asyncio.subprocess.Process] = set()  # exits we caused
         self._watchers: set[asyncio.Task[None]] = set()
@@ -120,7 +93,18 @@ class LocalBackend:
     async def start(self) -> None:
         self._run.mkdir(parents=True, exist_ok=True)
         self._users.mkdir(parents=True, exist_ok=True)
-        hidden = [part for part in self._users.resolve().parts if part.startswith(".")]
+        self._warn_of_dot_folders()
+        self._point_at_former_folders()
+        if self._gpus:
+            log.info(
+                "one GPU per WebUI from SDA_LOCAL_GPUS=%s: at most %d WebUIs at once",
+                ",".join(self._gpus),
+                self._max,
+            )
+
+    def _warn_of_dot_folders(self) -> None:
+        # The path as given, links not followed: that is how Gradio 3 judges it.
+        hidden = [part for part in Path(os.path.abspath(self._users)).parts if part[0] == "."]
         if hidden:
             log.warning(
                 "SDA_DATA_DIR %s is inside a folder starting with '.' (%s): AUTOMATIC1111's "
@@ -129,17 +113,12 @@ class LocalBackend:
                 self._users.parent,
                 hidden[0],
             )
-        self._point_at_former_folders()
-        if self._gpus:
-            log.info(
-                "one GPU per WebUI from SDA_LOCAL_GPUS=%s: at most %d WebUIs at once",
-                ",".join(self._gpus),
-                min(self._max, len(self._gpus)),
-            )
 
     def _point_at_former_folders(self) -> None:
         former = former_default_data_dir() / "users"
-        if self._users.parent == default_data_dir() and former.is_dir():
+        if self._users.parent != default_data_dir() or not former.is_dir():
+            return
+        if former.resolve() != self._users.resolve() and any(former.iterdir()):
             log.warning(
                 "people's folders (their pictures) from before are still in %s; this version "
                 "keeps them in %s by default: move them there (mv %s/* %s/) or set "
@@ -151,33 +130,37 @@ class LocalBackend:
             )
 
     async def close(self) -> None:
-        """Stop every WebUI this process started."""
-        for pid, (_, slug) in list(self._children.items()):
-            await self._stop(pid)
-            await asyncio.to_thread(self._forget, slug, pid)
+        """Stop every WebUI this process started (all at once: each may take the whole
+        grace period, and the service manager's stop timeout is for all of them)."""
+        await asyncio.gather(*(self._stop_and_forget(pid) for pid in list(self._children)))
         for watcher in list(self._watchers):
             watcher.cancel()
         if self._client:
             await self._client.close()
 
+    async def _stop_and_forget(self, pid: int) -> None:
+        slug = self._children[pid][1]
+        await self._stop(pid)
+        await asyncio.to_thread(self._registry.forget, slug, pid)
+
     # -- the Backend protocol -------------------------------------------------------------
 
     async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
-        claim = await asyncio.to_thread(self._claim, person)
+        claim = await asyncio.to_thread(self._registry.claim, person)
         if claim.existing is not None:
             placement = await self._reattach(claim.existing)
             if placement is not None:
                 return placement
-            claim = await asyncio.to_thread(self._claim, person, replace=True)
+            claim = await asyncio.to_thread(self._registry.claim, person, replace=True)
         await progress(State.STARTING, "Your WebUI is loading; this usually takes a few seconds.")
         try:
             return await self._spawn(person, claim.gpu)
         except BaseException:
-            await asyncio.to_thread(self._forget, person.slug)
+            await asyncio.to_thread(self._registry.forget, person.slug)
             raise
 
     async def find_running(self, person: Person) -> Session | None:
-        entry = await asyncio.to_thread(self._entry_of, person.slug)
+        entry = await asyncio.to_thread(self._registry.entry_of, person.slug)
         if entry is None or entry.pid is None or entry.port is None:
             return None
         if entry.email != person.email or not await self._answers(entry.port):
@@ -187,19 +170,19 @@ class LocalBackend:
     async def release(self, session: Session) -> None:
         pid = session.placement.handle.get("pid")
         created = session.placement.handle.get("create_time")
-        if isinstance(pid, int) and _same_process(pid, created):
+        if isinstance(pid, int) and same_process(pid, created):
             await self._stop(pid)
-        await asyncio.to_thread(self._forget, session.slug, pid)
+        await asyncio.to_thread(self._registry.forget, session.slug, pid)
 
     async def is_alive(self, session: Session) -> bool:
         handle = session.placement.handle
-        return _same_process(handle.get("pid"), handle.get("create_time"))
+        return same_process(handle.get("pid"), handle.get("create_time"))
 
     def on_gone(self, callback: GoneCallback) -> None:
         self._gone = callback
 
     async def inventory(self) -> list[Session]:
-        entries = await asyncio.to_thread(self._running_entries)
+        entries = await asyncio.to_thread(self._registry.running)
         return [
             self._session_of(entry)
             for entry in entries
@@ -238,7 +221,7 @@ class LocalBackend:
                 raise AllocationFailed(f"Could not start the WebUI ({argv[0]}): {exc}") from exc
         self._children[process.pid] = (process, person.slug)
         created = psutil.Process(process.pid).create_time()
-        await asyncio.to_thread(self._record, person, process.pid, created, port, gpu)
+        await asyncio.to_thread(self._registry.record, person, process.pid, created, port, gpu)
         log.info(
             "started WebUI for %s: pid %s on port %s%s",
             person.email,
@@ -269,7 +252,10 @@ class LocalBackend:
             return
         log.warning("WebUI %s of %s exited by itself with code %s", server, person.email, code)
         self._children.pop(process.pid, None)
-        await asyncio.to_thread(self._forget, person.slug, process.pid)
+        # Whatever it left running in its group would keep its GPU once it is handed out.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(self._registry.forget, person.slug, process.pid)
         if self._gone is not None:
             await self._gone(person.email, server)
 
@@ -311,7 +297,7 @@ class LocalBackend:
     async def _reattach(self, entry: Entry) -> Placement | None:
         """A WebUI of this person's is still running (the mapping was lost): use it."""
         if entry.pid is None or entry.port is None or not await self._answers(entry.port):
-            if entry.pid is not None and _same_process(entry.pid, entry.create_time):
+            if entry.pid is not None and same_process(entry.pid, entry.create_time):
                 await self._stop(entry.pid)
             return None
         log.info("re-attached %s to running WebUI pid %s", entry.email, entry.pid)
@@ -332,82 +318,6 @@ class LocalBackend:
             self._children.pop(pid, None)
             with contextlib.suppress(ProcessLookupError):
                 await child[0].wait()
-
-    # -- the registry ---------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self._run.mkdir(parents=True, exist_ok=True)
-        with (self._run / ".lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
-
-    def _claim(self, person: Person, replace: bool = False) -> Claim:
-        """Take a slot (and a free GPU) for `person`, or find their still-running WebUI.
-        Inside the lock, so no two `serve` processes on this machine hand out one GPU."""
-        with self._locked():
-            entries = self._live_entries()
-            mine = entries.pop(person.slug, None)
-            if mine is not None and not replace:
-                return Claim(existing=mine)
-            if len(entries) >= self._max:
-                raise NoCapacity()
-            gpu = self._free_gpu(entries.values())
-            claimed = Entry(person.email, person.slug, os.getpid(), time.time(), gpu=gpu)
-            self._write(claimed)
-            return Claim(gpu=gpu)
-
-    def _free_gpu(self, others: Iterable[Entry]) -> str | None:
-        """The first GPU no other entry holds; None when this backend hands out no GPUs."""
-        if not self._gpus:
-            return None
-        taken = {entry.gpu for entry in others}
-        for gpu in self._gpus:
-            if gpu not in taken:
-                return gpu
-        raise NoCapacity()
-
-    def _record(self, person: Person, pid: int, created: float, port: int, gpu: str | None) -> None:
-        entry = Entry(person.email, person.slug, os.getpid(), time.time(), pid, created, port, gpu)
-        with self._locked():
-            self._write(entry)
-
-    def _forget(self, slug: str, pid: Any = None) -> None:
-        with self._locked():
-            path = self._run / f"{slug}.json"
-            entry = _read(path)
-            if entry is not None and (pid is None or entry.pid == pid):
-                path.unlink(missing_ok=True)
-
-    def _entry_of(self, slug: str) -> Entry | None:
-        with self._locked():
-            return self._live_entries().get(slug)
-
-    def _running_entries(self) -> list[Entry]:
-        with self._locked():
-            return list(self._live_entries().values())
-
-    def _live_entries(self) -> dict[str, Entry]:
-        live = {}
-        for path in self._run.glob("*.json"):
-            entry = _read(path)
-            if entry is not None and self._is_live(entry):
-                live[entry.slug] = entry
-            else:
-                path.unlink(missing_ok=True)
-        return live
-
-    def _is_live(self, entry: Entry) -> bool:
-        if entry.pid is not None:
-            return _same_process(entry.pid, entry.create_time)
-        fresh = time.time() - entry.claimed_at < self._start_timeout + 10
-        return fresh and psutil.pid_exists(entry.owner)
-
-    def _write(self, entry: Entry) -> None:
-        path = self._run / f"{entry.slug}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(entry)))
-        temporary.replace(path)
 
 
 def _server_name(slug: str, pid: int) -> str:
@@ -430,32 +340,10 @@ def _handle(pid: int, create_time: float | None, gpu: str | None) -> dict[str, A
     return handle
 
 
-def _read(path: Path) -> Entry | None:
-    try:
-        fields = json.loads(path.read_text())
-        known = {name: fields[name] for name in Entry.__dataclass_fields__ if name in fields}
-        return Entry(**known)  # a field a newer version added is not a reason to drop it
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None
-
-
-def _same_process(pid: Any, create_time: Any) -> bool:
-    """Whether `pid` is still the process we started (not a zombie, not a reused pid)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(process.create_time() - float(create_time)) < 0.01
-    except (psutil.Error, ValueError):
-        return False
-
-
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _same_process(pid, None):
+        if not same_process(pid, None):
             return True
         time.sleep(0.05)
     return False
