@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from multidict import CIMultiDict
 
@@ -56,12 +57,23 @@ _HOST = re.compile(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """Credentials meant for us, never for the WebUI (which runs whatever a person or an
+    extension put there): our session cookie, and behind IAP a script's `Authorization:
+    Bearer` Google ID token, which IAP accepted and which would open any app behind the same
+    OAuth client for an hour. Basic credentials (A1111's --api-auth) still pass."""
+
+    cookie: bytes | None
+    bearer: bool = False
+
+
 def valid_host(host: bytes) -> bool:
     return _HOST.match(host.lower()) is not None
 
 
 def upstream_headers(
-    scope: Scope, person: Person, drop_cookie: bytes | None, websocket: bool = False
+    scope: Scope, person: Person, withheld: Withheld, websocket: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """The request headers the WebUI sees: the client's, cleaned, plus who and where from."""
     out: list[tuple[bytes, bytes]] = []
@@ -82,8 +94,10 @@ def upstream_headers(
             connection_named.add(b"content-length")
         if name in drop or name.startswith(b"x-goog-"):
             continue
-        if name == b"cookie" and drop_cookie is not None and drop_cookie in value:
-            value = _without_cookie(value, drop_cookie)
+        if name == b"authorization" and withheld.bearer and value[:7].lower() == b"bearer ":
+            continue
+        if name == b"cookie" and withheld.cookie is not None and withheld.cookie in value:
+            value = _without_cookie(value, withheld.cookie)
             if not value:
                 continue
         out.append((name, value))

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from allocator.headers import downstream_headers, upstream_headers
+from allocator.headers import Withheld, downstream_headers, upstream_headers
 from allocator.types import Person, Receive, Scope, Send, Session
 from allocator.upstream import (
     Body,
@@ -43,9 +43,9 @@ def request_target(scope: Scope) -> bytes:
 
 
 class HttpForwarder:
-    def __init__(self, pool: UpstreamPool, cookie_name: bytes | None) -> None:
+    def __init__(self, pool: UpstreamPool, withheld: Withheld) -> None:
         self.pool = pool
-        self._cookie = cookie_name
+        self._withheld = withheld
         self.closing = asyncio.Event()  # set at shutdown: idle-exempt streams end at once
 
     async def forward(
@@ -60,7 +60,7 @@ class HttpForwarder:
         """Forward and answer; returns the status. Raises UpstreamRefused / UpstreamBroken
         before anything was sent to the browser, ResponseCut after."""
         method: str = scope["method"]
-        headers = upstream_headers(scope, person, self._cookie)
+        headers = upstream_headers(scope, person, self._withheld)
         body = await _request_body(receive)
         chunked = _frame(headers, body)
         head = _serialise(method, request_target(scope), headers)

@@ -12,6 +12,7 @@ from allocator.activity import ActivityTracker
 from allocator.allocation import Allocations
 from allocator.backends import create_backend
 from allocator.cache import SessionCache
+from allocator.headers import Withheld
 from allocator.identity import create_identity
 from allocator.identity.dev import COOKIE_NAME
 from allocator.proxy import HttpForwarder
@@ -73,7 +74,8 @@ class Runtime:
     def from_parts(cls, core: Core, identity: Identity) -> Runtime:
         """A runtime around parts made elsewhere (tests: a recording backend, memory store)."""
         settings = core.settings
-        cookie_name = COOKIE_NAME.encode()  # ours in every mode: never the WebUI's to see
+        # Our cookie in every mode; IAP's bearer token when behind IAP.
+        withheld = Withheld(COOKIE_NAME.encode(), bearer=settings.identity == "iap")
         pool = UpstreamPool(
             settings.upstream_connect_timeout, settings.upstream_read_timeout or None
         )
@@ -89,10 +91,8 @@ class Runtime:
             identity=identity,
             sessions=Sessions(core.cache, core.allocations, settings.allocation_wait),
             tracker=tracker,
-            http=HttpForwarder(pool, cookie_name),
-            websockets=WebSocketForwarder(
-                create_client(settings), cookie_name, settings.ws_max_size
-            ),
+            http=HttpForwarder(pool, withheld),
+            websockets=WebSocketForwarder(create_client(settings), withheld, settings.ws_max_size),
         )
 
     @property

@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from allocator import metrics
-from allocator.headers import as_multidict, upstream_headers
+from allocator.headers import Withheld, as_multidict, upstream_headers
 from allocator.proxy import request_target
 from allocator.settings import Settings
 from allocator.types import Person, Receive, Scope, Send, Session
@@ -42,11 +42,9 @@ def create_client(settings: Settings) -> aiohttp.ClientSession:
 
 
 class WebSocketForwarder:
-    def __init__(
-        self, client: aiohttp.ClientSession, cookie_name: bytes | None, max_size: int
-    ) -> None:
+    def __init__(self, client: aiohttp.ClientSession, withheld: Withheld, max_size: int) -> None:
         self.client = client
-        self._cookie = cookie_name
+        self._withheld = withheld
         self._max_size = max_size
         self._open: dict[asyncio.Future[int], asyncio.Event] = {}  # stop → relay finished
 
@@ -74,7 +72,7 @@ class WebSocketForwarder:
     async def _connect(
         self, scope: Scope, session: Session, person: Person
     ) -> aiohttp.ClientWebSocketResponse:
-        headers = as_multidict(upstream_headers(scope, person, self._cookie, websocket=True))
+        headers = as_multidict(upstream_headers(scope, person, self._withheld, websocket=True))
         target = request_target(scope).decode("latin-1")
         try:
             return await self.client.ws_connect(

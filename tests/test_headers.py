@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from allocator.headers import downstream_headers, upstream_headers, valid_host
+from allocator.headers import Withheld, downstream_headers, upstream_headers, valid_host
 from allocator.types import Person
 
 ANN = Person("ann@example.com", "ann-example-com-0123456789abcdef")
+OUR_COOKIE = Withheld(b"sda_session")
 
 
-def forwarded(*headers: tuple[bytes, bytes], websocket: bool = False) -> dict[bytes, bytes]:
+def forwarded(
+    *headers: tuple[bytes, bytes],
+    websocket: bool = False,
+    withheld: Withheld = OUR_COOKIE,
+) -> dict[bytes, bytes]:
     scope = {
         "headers": [(b"host", b"sd.example.com"), *headers],
         "client": ("10.0.0.9", 5555),
         "scheme": "https",
     }
-    out = upstream_headers(scope, ANN, b"sda_session", websocket=websocket)
+    out = upstream_headers(scope, ANN, withheld, websocket=websocket)
     names = [name for name, _ in out]
     assert len(names) == len(set(names)), f"duplicated header in {names}"
     return dict(out)
@@ -105,3 +110,15 @@ def test_host_syntax() -> None:
         assert valid_host(good), good
     for bad in (b"", b"bad host", b"a/b", b"x:y:z", b"-lead.example.com", b"evil.com\r\nx: 1"):
         assert not valid_host(bad), bad
+
+
+def test_behind_iap_a_scripts_bearer_token_stays_with_us() -> None:
+    """IAP accepted the Google ID token; the WebUI (hostile by assumption) never sees it.
+    Basic credentials, which A1111's --api-auth checks, still pass."""
+    behind_iap = Withheld(OUR_COOKIE.cookie, bearer=True)
+    token = (b"authorization", b"Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+    assert b"authorization" not in forwarded(token, withheld=behind_iap)
+    assert b"authorization" not in forwarded(token, withheld=behind_iap, websocket=True)
+    basic = (b"authorization", b"Basic YW5uOnNlY3JldA==")
+    assert forwarded(basic, withheld=behind_iap)[b"authorization"] == basic[1]
+    assert forwarded(token)[b"authorization"] == token[1]  # header identity: not IAP's
