@@ -95,6 +95,14 @@ class Tasks:
             if self.current == task:
                 self.current = None
 
+    def waiting(self) -> list[str]:
+        with self._lock:
+            return list(self.pending)
+
+    def running(self) -> str | None:
+        with self._lock:
+            return self.current
+
     def answer(self, task: str) -> dict[str, Any]:
         with self._lock:
             active = task == self.current
@@ -252,7 +260,8 @@ def add_api(app: FastAPI, painter: Painter, tasks: Tasks) -> None:
 
     @app.get("/internal/pending-tasks")
     def pending() -> dict[str, Any]:
-        return {"size": len(tasks.pending), "tasks": list(tasks.pending)}
+        waiting = tasks.waiting()
+        return {"size": len(waiting), "tasks": waiting}
 
     @app.post("/sdapi/v1/txt2img")
     def txt2img(request: Txt2ImgRequest) -> dict[str, Any]:
@@ -270,11 +279,12 @@ def add_api(app: FastAPI, painter: Painter, tasks: Tasks) -> None:
 
     @app.get("/sdapi/v1/progress")
     def progress() -> dict[str, Any]:
-        answer = tasks.answer(tasks.current or "")
+        running = tasks.running()
+        answer = tasks.answer(running or "")
         return {
             "progress": answer["progress"] or 0.0,
             "eta_relative": 0.0,
-            "state": {"job_count": 1 if tasks.current else 0},
+            "state": {"job_count": 1 if running else 0},
             "current_image": None,
             "textinfo": None,
         }

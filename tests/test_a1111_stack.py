@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Response, expect
 
 from fake_agones import FakeAgones
 from tests.support import a1111
@@ -66,33 +66,40 @@ def saved_pictures(data_dir: Path, email: str) -> list[Path]:
     return sorted((data_dir / "users").glob(f"{slug}-*/outputs/txt2img-images/*/*.png"))
 
 
-def test_gradio_client_0_5_runs_a_job_over_the_websocket_queue_and_gets_the_picture(
-    held: InProcessAllocator, tmp_path: Path
-) -> None:
-    wait_ready(held.url, ANN)
-    job = a1111.start_job(held.url, header_for(ANN), "a lighthouse at dusk", tmp_path)
+def run_held_job(allocator: InProcessAllocator, email: str, downloads: Path) -> a1111.JobResult:
+    """A job over the WebSocket queue, seen running through the proxy, then let go."""
+    job = a1111.start_job(allocator.url, header_for(email), "a lighthouse at dusk", downloads)
     wait_until(
-        lambda: progress_of(held.url, ANN, PROGRESS_TASK)["active"] is True,
+        lambda: progress_of(allocator.url, email, PROGRESS_TASK)["active"] is True,
         START_SECONDS,
-        "the job to run in ann's WebUI",
+        f"the job to run in {email}'s WebUI",
         interval=0.2,
     )
-    release_job(held.url, ANN)
-    result = a1111.job_result(job)
-    assert result.status == "Status.FINISHED"
+    release_job(allocator.url, email)
+    return a1111.job_result(job)
+
+
+@pytest.fixture(scope="module")
+def anns_job(held: InProcessAllocator, tmp_path_factory: pytest.TempPathFactory) -> a1111.JobResult:
+    wait_ready(held.url, ANN)
+    return run_held_job(held, ANN, tmp_path_factory.mktemp("downloads"))
+
+
+def test_gradio_client_0_5_runs_a_job_over_the_websocket_queue_and_gets_the_picture(
+    held: InProcessAllocator, anns_job: a1111.JobResult
+) -> None:
+    assert anns_job.status == "Status.FINISHED"
     assert progress_of(held.url, ANN, PROGRESS_TASK)["completed"] is True
     (saved,) = saved_pictures(held.settings.data_dir, ANN)
-    (downloaded,) = result.pictures
+    (downloaded,) = anns_job.pictures
     # Downloaded through the proxy from Gradio 3's /file= route: the very file A1111 saved.
     assert downloaded.read_bytes() == saved.read_bytes()
     assert saved.read_bytes().startswith(b"\x89PNG")
 
 
 def test_another_person_cannot_fetch_a_picture_through_their_own_webui(
-    held: InProcessAllocator,
+    held: InProcessAllocator, anns_job: a1111.JobResult
 ) -> None:
-    if not saved_pictures(held.settings.data_dir, ANN):
-        pytest.skip("needs ann's picture from the test before")
     (anns,) = saved_pictures(held.settings.data_dir, ANN)
     own = httpx.get(f"{held.url}/file={anns}", headers=header_for(ANN), timeout=30)
     assert own.status_code == 200 and own.content == anns.read_bytes()
@@ -140,6 +147,18 @@ def test_a_job_over_the_websocket_keeps_the_session_busy_and_progress_polls_do_n
     wait_until(lambda: not leased(), 60, "the lease to end with the job")
 
 
+def page_loads(page: Page, url: str) -> list[int]:
+    """The statuses of the page's loads of `url`, as they come."""
+    statuses: list[int] = []
+
+    def seen(response: Response) -> None:
+        if response.request.is_navigation_request() and response.url == url:
+            statuses.append(response.status)
+
+    page.on("response", seen)
+    return statuses
+
+
 def generate_and_see_the_picture(page: Page, prompt: str) -> None:
     """On the A1111 page: type, Generate, and wait until the gallery's picture has pixels."""
     box = page.locator("#txt2img_prompt textarea")
@@ -167,14 +186,17 @@ def test_in_chromium_sign_in_wait_generate_and_the_picture_loads(
         tmp_path,
         local_command=a1111.local_command("--no-save-samples"),
         start_timeout=str(START_SECONDS),
+        allocation_wait="0",  # the progress page at once, however quick the start
     ).start()
     page = browser.new_page()
+    loads = page_loads(page, f"{allocator.url}/")
     try:
         page.goto(f"{allocator.url}/")
         expect(page).to_have_url(f"{allocator.url}/_allocator/login?next=%2F")
         page.fill("#email", "painter@example.com")
         page.click("#sign-in")
         generate_and_see_the_picture(page, "a lighthouse on a cliff")
+        assert 503 in loads and loads[-1] == 200, loads  # waited on the progress page
         page.screenshot(path=str(tmp_path / "a1111.png"))
         assert not saved_pictures(tmp_path, "painter@example.com")
         assert len(list((tmp_path / "users").glob("painter-example-com-*/*/*/image.png"))) == 1
@@ -188,8 +210,11 @@ def test_on_the_agones_path_gradio_client_and_chromium_get_their_pictures(
 ) -> None:
     with FakeAgones(replicas=2, backing=a1111.backing(), data_dir=tmp_path / "pods") as fake:
         fake.wait_ready(2, timeout=START_SECONDS)
-        allocator = on_fake_agones(fake, redis_server.url, tmp_path / "allocator")
+        allocator = on_fake_agones(
+            fake, redis_server.url, tmp_path / "allocator", allocation_wait="0"
+        )
         try:
+            wait_ready(allocator.url, ANN)
             result = a1111.run_job(
                 allocator.url, header_for(ANN), "a harbour at night", tmp_path / "downloads"
             )
@@ -199,9 +224,11 @@ def test_on_the_agones_path_gradio_client_and_chromium_get_their_pictures(
             # What IAP adds to each request of a signed-in person's browser.
             context = browser.new_context(extra_http_headers=header_for(BEN))
             page = context.new_page()
+            loads = page_loads(page, f"{allocator.url}/")
             page.goto(f"{allocator.url}/")
             generate_and_see_the_picture(page, "a harbour at dawn")
             context.close()
+            assert 503 in loads and loads[-1] == 200, loads
             pods = tmp_path / "pods"
             made_in = {p.relative_to(pods).parts[0] for p in pods.glob("*/outputs/**/*.png")}
             assert len(made_in) == 2, made_in  # each person's picture in their own Pod
