@@ -9,15 +9,7 @@ from allocator.backends.gameservers import (
     pod_ip,
     port_named,
 )
-from allocator.identity.emails import person_from_email
-from allocator.types import Person
-
-
-def person(email: str) -> Person:
-    found = person_from_email(email)
-    assert found is not None
-    return found
-
+from tests.support.people import person
 
 ALICE = person("alice@example.com")
 

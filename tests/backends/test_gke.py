@@ -16,8 +16,8 @@ import pytest
 from allocator.backends.agones import AgonesBackend
 from allocator.identity.emails import person_from_email
 from allocator.kube import KubeApi, KubeConfigError, load_configuration
-from allocator.types import State
 from fake_agones import FakeAgones
+from tests.support.people import no_progress
 
 
 class ExpiringCredentials:
@@ -45,10 +45,6 @@ def agones() -> Iterator[FakeAgones]:
     with FakeAgones(replicas=1) as fake:
         fake.wait_ready(1)
         yield fake
-
-
-async def no_progress(state: State, message: str) -> None:
-    return None
 
 
 def test_google_credentials_reach_the_cluster_and_refresh(

@@ -19,22 +19,12 @@ import httpx
 import pytest
 
 from allocator.backends.local import LocalBackend
-from allocator.identity.emails import person_from_email
-from allocator.types import NoCapacity, Person, Placement, State
+from allocator.types import NoCapacity, Placement
 from tests.support.inprocess import InProcessAllocator, settings_for
+from tests.support.people import no_progress, person
 from tests.support.processes import LAUNCH_RECORD, header_for, tiny_webui, wait_until
 
 START_SECONDS = 30.0
-
-
-def person(email: str) -> Person:
-    found = person_from_email(email)
-    assert found is not None
-    return found
-
-
-async def no_progress(state: State, message: str) -> None:
-    return None
 
 
 def recording_command(folder: Path, extra: str = "") -> str:

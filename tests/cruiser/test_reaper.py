@@ -15,27 +15,17 @@ import pytest
 
 from allocator.backends.agones import AgonesBackend
 from allocator.backends.local import LocalBackend
-from allocator.identity.emails import person_from_email
 from allocator.kube import KubeApi, load_configuration
 from allocator.store import SessionStore
-from allocator.types import Person, Session, State
+from allocator.types import Session
 from cruiser.reaper import CruiseOptions, Reaper
 from fake_agones import FakeAgones
+from tests.support.people import no_progress, person
 from tests.support.processes import RedisServer, tiny_webui
 
 TIMEOUT = 900.0
 OPTIONS = CruiseOptions(idle_timeout=TIMEOUT, orphan_grace=600.0)
 LONG_AGO = time.time() - 2 * TIMEOUT
-
-
-def person(email: str) -> Person:
-    found = person_from_email(email)
-    assert found is not None
-    return found
-
-
-async def no_progress(state: State, message: str) -> None:
-    return None
 
 
 @pytest.fixture(scope="module")
