@@ -132,14 +132,14 @@ class LocalBackend:
     async def close(self) -> None:
         """Stop every WebUI this process started (all at once: each may take the whole
         grace period, and the service manager's stop timeout is for all of them)."""
-        await asyncio.gather(*(self._stop_and_forget(pid) for pid in list(self._children)))
+        children = [(pid, slug) for pid, (_, slug) in self._children.items()]
+        await asyncio.gather(*(self._stop_and_forget(pid, slug) for pid, slug in children))
         for watcher in list(self._watchers):
             watcher.cancel()
         if self._client:
             await self._client.close()
 
-    async def _stop_and_forget(self, pid: int) -> None:
-        slug = self._children[pid][1]
+    async def _stop_and_forget(self, pid: int, slug: str) -> None:
         await self._stop(pid)
         await asyncio.to_thread(self._registry.forget, slug, pid)
 
