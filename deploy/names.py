@@ -16,6 +16,8 @@ AGONES_RELEASE = "agones"
 AGONES_NAMESPACE = "agones-system"
 GPU_POOL = "gpu"
 CRUISER_ACCOUNT = "sd-cruiser"
+BUILD_ACCOUNT = "sd-build"  # Cloud Build and the function's build run as this account
+NODE_ACCOUNT = "sd-nodes"  # the GKE nodes (image pulls, logging, monitoring)
 IMAGES = ("allocator", "sd-webui", "sidecar")
 
 
@@ -32,3 +34,11 @@ def cruiser_email(config: Config) -> str:
 def kube_context(config: Config) -> str:
     """The kubeconfig context `gcloud container clusters get-credentials` writes."""
     return f"gke_{config.project}_{config.zone}_{config.cluster.name}"
+
+
+def build_email(config: Config) -> str:
+    return f"{BUILD_ACCOUNT}@{config.project}.iam.gserviceaccount.com"
+
+
+def node_email(config: Config) -> str:
+    return f"{NODE_ACCOUNT}@{config.project}.iam.gserviceaccount.com"
