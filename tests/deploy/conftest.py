@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from tests.deploy.fakes import Clock, FakeClients
 
 HERE = Path(__file__).parent
 SAMPLE = HERE / "sample.yaml"
+FAKE_CLI = HERE / "fake_cli.py"
 
 
 class NoCommands:
@@ -67,3 +71,21 @@ def with_changes(config: Config, **changes: Any) -> Config:
         else:
             data[key] = value
     return Config.model_validate(data)
+
+
+def install_stand_ins(
+    root: Path, monkeypatch: pytest.MonkeyPatch, tools: tuple[str, ...]
+) -> tuple[Path, Path]:
+    """`tools` on PATH as fake_cli.py, sharing one simulated project: (state file, log)."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    for tool in tools:
+        script = bin_dir / tool
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{FAKE_CLI}" {tool} "$@"\n')
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    state, log = root / "state.json", root / "calls.jsonl"
+    state.write_text("{}")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLI_STATE", str(state))
+    monkeypatch.setenv("FAKE_CLI_LOG", str(log))
+    return state, log

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -26,6 +27,10 @@ class Missing(Exception):
 
 class Unknown(Exception):
     pass
+
+
+class Refused(Exception):
+    """Google refuses the call; the message starts with the error's code."""
 
 
 def main() -> int:
@@ -48,6 +53,9 @@ def main() -> int:
     except Unknown:
         sys.stderr.write(f"fake {tool} does not know: {args}\n")
         return 3
+    except Refused as exc:
+        sys.stderr.write(f"ERROR: ({tool}) {exc}\n")
+        return 1
     _save(state)
     if answer is not None:
         sys.stdout.write(answer if isinstance(answer, str) else json.dumps(answer))
@@ -108,7 +116,34 @@ def _images_list(state: dict[str, Any], rest: list[str], flags: dict[str, Any], 
     ]
 
 
+BUILDER = "roles/cloudbuild.builds.builder"
+
+
+def _builds_as(state: dict[str, Any], account: Any) -> None:
+    """A build runs as the account named (projects/P/serviceAccounts/EMAIL), or else as the
+    Compute Engine default service account, which here (as in organisations created since
+    May 2024) holds no role at all."""
+    if not account:
+        raise Refused(f"PERMISSION_DENIED: the default build service account lacks {BUILDER}")
+    email = str(account).rsplit("/", 1)[-1]
+    _found(_table(state, "accounts"), email.split("@")[0])
+    member = f"serviceAccount:{email}"
+    bindings = state.get("project_policy", {}).get("bindings", [])
+    if not any(b["role"] == BUILDER and member in b["members"] for b in bindings):
+        raise Refused(f"PERMISSION_DENIED: {email} lacks {BUILDER}")
+
+
+def _logs_kept(config: str) -> bool:
+    """Whether a build config names where the logs go (what a chosen account requires)."""
+    with open(config) as handle:
+        text = handle.read()
+    return bool(re.search(r"^\s*logging:\s*(CLOUD_LOGGING_ONLY|NONE)\s*$|^logsBucket:", text, re.M))
+
+
 def _build(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    _builds_as(state, flags.get("service-account"))
+    if flags.get("service-account") and not _logs_kept(flags["config"]):
+        raise Refused("INVALID_ARGUMENT: a build with a service account needs a logging option")
     values = dict(item.split("=", 1) for item in flags["substitutions"].split(","))
     for name in ("allocator", "sd-webui", "sidecar"):
         _table(state, "images").setdefault(f"{values['_REGISTRY']}/{name}", []).append(
@@ -128,15 +163,71 @@ def _cluster_create(state: dict[str, Any], rest: list[str], flags: dict[str, Any
                 "ADVANCED_DATAPATH" if flags.get("enable-dataplane-v2") else "LEGACY_DATAPATH"
             )
         },
+        "currentMasterVersion": _master_version(state, flags.get("cluster-version")),
+        "nodePools": [{"name": "default-pool", "config": {"serviceAccount": _node_account(flags)}}],
     }
+
+
+# `gcloud container get-server-config`: the regular channel offers one minor above
+# Agones 1.60's range (1.34-1.36); tests replace it through state["server_config"].
+SERVER_CONFIG = {
+    "channels": [
+        {
+            "channel": "REGULAR",
+            "defaultVersion": "1.36.2-gke.1100",
+            "validVersions": ["1.37.1-gke.1000", "1.36.2-gke.1100", "1.35.5-gke.1300"],
+        },
+        {"channel": "RAPID", "validVersions": ["1.38.0-gke.100", "1.37.1-gke.1000"]},
+    ]
+}
+
+
+def _server_config(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    return state.get("server_config", SERVER_CONFIG)
+
+
+def _master_version(state: dict[str, Any], wanted: Any) -> str:
+    """The newest regular-channel version of the minor asked for, else the channel default."""
+    regular = state.get("server_config", SERVER_CONFIG)["channels"][0]
+    offered = [v for v in regular["validVersions"] if v.startswith(f"{wanted}.")]
+    default = regular.get("defaultVersion", regular["validVersions"][0])
+    return str(offered[0] if wanted and offered else default)
+
+
+def _node_account(flags: dict[str, Any]) -> str:
+    return str(flags.get("service-account", "default"))  # GKE shows the default one so
+
+
+def _cluster_update(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    """Only the maintenance exclusion the deploy adds is known."""
+    cluster = _found(_table(state, "clusters"), rest[0])
+    name = flags.get("add-maintenance-exclusion-name")
+    if not name or not flags.get("add-maintenance-exclusion-until-end-of-support"):
+        raise Unknown
+    options = {
+        "scope": str(flags.get("add-maintenance-exclusion-scope", "no_upgrades")).upper(),
+        "endTimeBehavior": "UNTIL_END_OF_SUPPORT",
+    }
+    window = cluster.setdefault("maintenancePolicy", {}).setdefault("window", {})
+    window.setdefault("maintenanceExclusions", {})[name] = {"maintenanceExclusionOptions": options}
 
 
 def _pool_create(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
     accelerator = dict(item.split("=") for item in flags["accelerator"].split(","))
+    driver = accelerator.get("gpu-driver-version", "INSTALLATION_DISABLED").upper()
     _table(state, "pools")[rest[0]] = {
+        "name": rest[0],
         "config": {
             "machineType": flags["machine-type"],
-            "accelerators": [{"acceleratorType": accelerator["type"], "acceleratorCount": "1"}],
+            "accelerators": [
+                {
+                    "acceleratorType": accelerator["type"],
+                    "acceleratorCount": accelerator["count"],  # int64: a string in JSON
+                    "gpuDriverInstallationConfig": {"gpuDriverVersion": driver},
+                }
+            ],
+            "serviceAccount": _node_account(flags),
+            **({"spot": True} if flags.get("spot") else {}),
         },
         "autoscaling": {
             "enabled": True,
@@ -166,8 +257,9 @@ def _auth_string(state: dict[str, Any], rest: list[str], flags: dict[str, Any], 
 def _projects(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
     verb, project = rest[0], rest[1]
     policy = state.setdefault("project_policy", {"bindings": []})
-    if verb == "describe":
-        return {"projectId": project, "projectNumber": "123456789012"}
+    if verb == "describe":  # state["project"]: other fields, e.g. {"parent": None}
+        found = {"projectId": project, "projectNumber": "123456789012", "parent": ORGANIZATION}
+        return {**found, **state.get("project", {})}
     if verb == "get-iam-policy":
         return policy
     if verb == "add-iam-policy-binding":
@@ -208,6 +300,7 @@ def _functions(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _:
     if verb == "describe":
         return _found(functions, name)
     if verb == "deploy":
+        _builds_as(state, flags.get("build-service-account"))
         label, value = flags["update-labels"].split("=")
         functions[name] = {
             "state": "ACTIVE",
@@ -238,6 +331,60 @@ def _ok(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -
     return None
 
 
+# What the preflight reads. Tests change the answers through state: "gcloud_accounts",
+# "project" (above), "billing" (false: off), "services" (the enabled APIs), "quotas"
+# (metric: limit, the region's and the project's alike), "networks" (by name), "subnets".
+ORGANIZATION = {"type": "organization", "id": "100200300400"}
+QUOTAS = {"NVIDIA_L4_GPUS": 8.0, "PREEMPTIBLE_NVIDIA_L4_GPUS": 8.0, "GPUS_ALL_REGIONS": 8.0}
+NETWORKS = {"default": {"name": "default", "autoCreateSubnetworks": True}}
+SUBNETS = [
+    {"name": "default", "network": "default", "region": "europe-west4",
+     "ipCidrRange": "10.164.0.0/20"},
+]  # fmt: skip
+
+
+def _accounts(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    return state.get("gcloud_accounts", [{"account": "ada@test.example", "status": "ACTIVE"}])
+
+
+def _billing(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    return {
+        "name": f"projects/{rest[0]}/billingInfo",
+        "billingAccountName": "billingAccounts/012345-6789AB-CDEF01",
+        "billingEnabled": state.get("billing", True),
+    }
+
+
+def _enable(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    enabled = state.setdefault("services", [])
+    enabled.extend(api for api in rest if api not in enabled)
+
+
+def _services(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    return [{"config": {"name": api}, "state": "ENABLED"} for api in state.get("services", [])]
+
+
+def _quotas(state: dict[str, Any]) -> list[dict[str, Any]]:
+    limits = {**QUOTAS, **state.get("quotas", {})}
+    return [{"metric": name, "limit": limit, "usage": 0.0} for name, limit in limits.items()]
+
+
+def _region(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    return {"name": rest[0], "quotas": _quotas(state)}
+
+
+def _project_info(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    return {"name": flags["project"], "quotas": _quotas(state)}
+
+
+def _network(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    return _found(state.get("networks", NETWORKS), rest[0])
+
+
+def _subnets(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    return [s for s in state.get("subnets", SUBNETS) if s["network"] == flags["network"]]
+
+
 ADDRESS = _simple("addresses", {"address": "34.120.0.7", "addressType": "EXTERNAL"})
 REPOSITORY = _simple("repositories", {"format": "DOCKER"})
 CLUSTER = _simple("clusters", {})
@@ -246,7 +393,7 @@ REDIS = _simple("redis", {})
 ACCOUNT = _simple("accounts", {})
 CONNECTOR = _simple("connectors", {"network": "default", "ipCidrRange": "10.8.0.0/28"})
 GCLOUD = [
-    (["services", "enable"], _ok),
+    (["services", "enable"], _enable),
     (["artifacts", "repositories", "describe"], REPOSITORY[0]),
     (["artifacts", "repositories", "create"], REPOSITORY[1]),
     (["artifacts", "docker", "images", "list"], _images_list),
@@ -256,6 +403,8 @@ GCLOUD = [
     (["container", "clusters", "describe"], CLUSTER[0]),
     (["container", "clusters", "create"], _cluster_create),
     (["container", "clusters", "get-credentials"], _ok),
+    (["container", "clusters", "update"], _cluster_update),
+    (["container", "get-server-config"], _server_config),
     (["container", "node-pools", "describe"], POOL[0]),
     (["container", "node-pools", "create"], _pool_create),
     (["redis", "instances", "describe"], REDIS[0]),
@@ -273,6 +422,14 @@ GCLOUD = [
     (["compute", "networks", "vpc-access", "connectors", "create"], CONNECTOR[1]),
     (["functions"], _functions),
     (["run", "services", "get-iam-policy"], _run_policy),
+    # the preflight
+    (["auth", "list"], _accounts),
+    (["billing", "projects", "describe"], _billing),
+    (["services", "list"], _services),
+    (["compute", "regions", "describe"], _region),
+    (["compute", "project-info", "describe"], _project_info),
+    (["compute", "networks", "describe"], _network),
+    (["compute", "networks", "subnets", "list"], _subnets),
 ]
 
 
