@@ -11,17 +11,16 @@ ROLE = "roles/iap.httpsResourceAccessor"
 
 def show(ctx: Context) -> None:
     config = ctx.config
-    project = config.project
     context = f"--context={ctx.facts['kube_context']}"
     lines = [
         "Next steps, by hand (once; a rerun of the deploy does not undo them):",
-        "1. OAuth consent screen: if the project has none, create one of type Internal:",
-        f"     https://console.cloud.google.com/apis/credentials/consent?project={project}",
+        *_consent_screen(ctx),
         "2. DNS: at your DNS provider, an A record",
         f"     {config.domain}  ->  {ctx.facts.get('static_ip') or '<static-ip>'}",
         "3. The TLS certificate turns Active up to about 60 minutes after DNS points there:",
         f"     kubectl {context} get managedcertificate -n {NAMESPACE}",
-        f"4. Let people in: grant {ROLE} (IAP-secured Web App User), to a group or to users:",
+        f"4. Let people in: grant {ROLE} (IAP-secured Web App User) on the project,",
+        "   to a group, a domain or people:",
         *_grant(ctx),
         *_audience(ctx),
         "Check it: "
@@ -33,20 +32,29 @@ def show(ctx: Context) -> None:
         ctx.out(line)
 
 
+def _consent_screen(ctx: Context) -> list[str]:
+    """Internal admits only the organization's accounts, which is all Google's managed OAuth
+    client admits anyway; people from outside need your own client and an External screen."""
+    iap = ctx.config.iap
+    kind = "External" if iap.external_users or iap.oauth_secret else "Internal"
+    url = f"https://console.cloud.google.com/apis/credentials/consent?project={ctx.config.project}"
+    return [
+        f"1. OAuth consent screen: if the project has none, create one of type {kind}:",
+        f"     {url}",
+    ]
+
+
 def _grant(ctx: Context) -> list[str]:
+    """On the project, never on the backend service: GKE's Ingress controller names that
+    (k8s1-...) and makes a new one, without grants, whenever the Ingress, the Service or the
+    cluster is recreated; then everyone gets 403."""
     project = ctx.config.project
-    service = ctx.facts.get("backend_service")
-    if service:
-        return [
-            f"     gcloud iap web add-iam-policy-binding --resource-type=backend-services "
-            f"--service={service} --member=group:TEAM@EXAMPLE.COM --role={ROLE} "
-            f"--project={project}",
-            f"   or in the console: https://console.cloud.google.com/security/iap?project={project}",
-        ]
     return [
         f"     gcloud projects add-iam-policy-binding {project} "
         f"--member=group:TEAM@EXAMPLE.COM --role={ROLE}",
-        "   (for every IAP-protected app in the project; per app: the IAP page of the console)",
+        "   (or --member=domain:EXAMPLE.COM, or --member=user:EMAIL; this admits them to every",
+        "   IAP-protected app of the project. Not on the k8s1-... backend service: GKE makes a",
+        "   new one, without the grant, whenever the Ingress or the cluster is recreated.)",
     ]
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from deploy.config import Config
 from deploy.context import Context
 from deploy.steps import (
+    accounts,
     address,
     agones,
     apis,
@@ -46,6 +47,11 @@ class Step:
 
 STEPS = (
     Step("apis", "turn on the Google APIs the other steps use", apis.enable),
+    Step(
+        "accounts",
+        "the service accounts the image builds and the GKE nodes run as, with their roles",
+        accounts.ensure,
+    ),
     Step(
         "images",
         "a Docker repository, and the allocator, sd-webui and sidecar images in it",

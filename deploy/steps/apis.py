@@ -11,6 +11,7 @@ APIS = (
     "redis.googleapis.com",
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
+    "iam.googleapis.com",  # the service accounts (step accounts)
 )
 FUNCTION_APIS = (  # the cruiser as a Cloud Function, called by Cloud Scheduler
     "cloudfunctions.googleapis.com",

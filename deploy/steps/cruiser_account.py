@@ -9,9 +9,9 @@ Manager; its value reaches gcloud on standard input, never on the command line.
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 from deploy.context import Context
+from deploy.iam import ensure_account, ensure_project_roles, has_binding, member
 from deploy.names import CRUISER_ACCOUNT, REDIS_URL_SECRET, cruiser_email
 from deploy.types import NOT_SHOWN, Stdin
 
@@ -20,58 +20,11 @@ SECRET_ROLE = "roles/secretmanager.secretAccessor"
 
 
 def ensure(ctx: Context) -> None:
-    _account(ctx)
-    member = f"serviceAccount:{cruiser_email(ctx.config)}"
-    _project_role(ctx, member)
-    _secret(ctx)
-    _secret_access(ctx, member)
-
-
-def has_binding(policy: Any, role: str, member: str) -> bool:
-    """Whether an IAM policy grants `role` to `member` without a condition."""
-    for binding in (policy or {}).get("bindings", []):
-        granted = binding.get("role") == role and not binding.get("condition")
-        if granted and member in binding.get("members", []):
-            return True
-    return False
-
-
-def _account(ctx: Context) -> None:
     email = cruiser_email(ctx.config)
-    describe = ctx.gcloud("iam", "service-accounts", "describe", email, "--format=json")
-    if ctx.query_json(describe) is not None:
-        ctx.say(f"service account {CRUISER_ACCOUNT}: exists, unchanged")
-        return
-    ctx.runner.change(
-        ctx.gcloud(
-            "iam",
-            "service-accounts",
-            "create",
-            CRUISER_ACCOUNT,
-            "--display-name=sd-allocator cruiser (Cloud Function)",
-        )
-    )
-    ctx.say(f"service account {CRUISER_ACCOUNT}: created")
-
-
-def _project_role(ctx: Context, member: str) -> None:
-    project = ctx.config.project
-    policy = ctx.query_json(["gcloud", "projects", "get-iam-policy", project, "--format=json"])
-    if has_binding(policy, CLUSTER_ROLE, member):
-        ctx.say(f"{CLUSTER_ROLE} for {CRUISER_ACCOUNT}: granted, unchanged")
-        return
-    ctx.runner.change(
-        [
-            "gcloud",
-            "projects",
-            "add-iam-policy-binding",
-            project,
-            f"--member={member}",
-            f"--role={CLUSTER_ROLE}",
-            "--condition=None",
-        ]
-    )
-    ctx.say(f"{CLUSTER_ROLE} for {CRUISER_ACCOUNT}: granted")
+    ensure_account(ctx, CRUISER_ACCOUNT, email, "sd-allocator cruiser (Cloud Function)")
+    ensure_project_roles(ctx, CRUISER_ACCOUNT, email, [CLUSTER_ROLE])
+    _secret(ctx)
+    _secret_access(ctx, member(email))
 
 
 def _secret(ctx: Context) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 from deploy import yamlfile
 from deploy.context import Context
 from deploy.fingerprint import fingerprint
-from deploy.names import FLEET, NAMESPACE, REDIS_URL_SECRET, cruiser_email
+from deploy.iam import has_binding, resource
+from deploy.names import FLEET, NAMESPACE, REDIS_URL_SECRET, build_email, cruiser_email
 from deploy.staging import stage
-from deploy.steps.cruiser_account import has_binding
 
 LABEL = "sd-deploy"
 SOURCE_DIR = "function"
@@ -87,6 +87,8 @@ def _flags(ctx: Context, source: Path, env_file: Path) -> list[str]:
         "--trigger-http",
         "--no-allow-unauthenticated",
         f"--service-account={cruiser_email(ctx.config)}",
+        # The build runs as our build account, not the project's default (step accounts).
+        f"--build-service-account={resource(ctx, build_email(ctx.config))}",
         f"--vpc-connector={cruiser.connector}",
         "--egress-settings=private-ranges-only",
         "--timeout=300s",

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.context import Context
-from deploy.names import IMAGES, registry_path
+from deploy.iam import resource
+from deploy.names import IMAGES, build_email, registry_path
 from deploy.types import StepFailed
 
 BUILD_CONFIG = "images/cloudbuild.yaml"
@@ -76,6 +77,9 @@ def _images(ctx: Context, tag: str) -> None:
             "submit",
             f"--config={BUILD_CONFIG}",
             f"--substitutions=_REGISTRY={registry},_TAG={tag}",
+            # Not the project's default build account, which may hold no role (step
+            # accounts); a chosen account needs the build's logging option (cloudbuild.yaml).
+            f"--service-account={resource(ctx, build_email(ctx.config))}",
             ".",
         )
     )
