@@ -1,13 +1,28 @@
 """The zonal GKE cluster and its GPU node pool; then credentials for kubectl and helm, and the
-endpoint and CA certificate the Cloud Function uses to reach the cluster's API."""
+endpoint and CA certificate the Cloud Function uses to reach the cluster's API.
+
+The cluster follows the regular release channel but starts at the highest Kubernetes minor
+version Agones supports, and a maintenance exclusion keeps it on that minor until the
+version's end of support (GKE still applies patches). Every run checks the control plane's
+version against Agones' range."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
+from deploy.agones_support import supported_minors
+from deploy.config import Gpu
 from deploy.context import Context
-from deploy.names import GPU_POOL, kube_context
-from deploy.types import StepFailed
+from deploy.gke_versions import (
+    CHANNEL,
+    holds_minor,
+    no_version_problem,
+    pick_minor,
+    version_problem,
+)
+from deploy.names import GPU_POOL, kube_context, node_email
+from deploy.types import CommandFailed, StepFailed
 from deploy.wait import wait_until
 
 # --addons disables every addon it does not list.
@@ -18,12 +33,35 @@ ADDONS = (
     "GcpFilestoreCsiDriver",
 )
 BUSY = ("PROVISIONING", "RECONCILING")
+EXCLUSION = "agones-supported-minor"  # the maintenance exclusion the deploy adds
 PLANNED = {
     "status": "RUNNING",
     "endpoint": "<cluster-endpoint>",
+    "currentMasterVersion": "1.35.3-gke.1000",
     "masterAuth": {"clusterCaCertificate": "<cluster-ca-base64>"},
     "addonsConfig": {"gcpFilestoreCsiDriverConfig": {"enabled": True}},
     "networkConfig": {"datapathProvider": "ADVANCED_DATAPATH"},
+    "maintenancePolicy": {
+        "window": {
+            "maintenanceExclusions": {
+                EXCLUSION: {
+                    "maintenanceExclusionOptions": {
+                        "scope": "NO_MINOR_UPGRADES",
+                        "endTimeBehavior": "UNTIL_END_OF_SUPPORT",
+                    }
+                }
+            }
+        }
+    },
+}
+PLANNED_SERVER_CONFIG = {
+    "channels": [
+        {
+            "channel": "REGULAR",
+            "defaultVersion": "1.35.3-gke.1000",
+            "validVersions": ["1.35.3-gke.1000", "1.34.6-gke.1100"],
+        }
+    ]
 }
 
 
@@ -57,22 +95,37 @@ def _cluster(ctx: Context) -> Any:
             f"cluster {cluster.name} not found in {ctx.config.zone}, and cluster.create is false"
         )
     if found is None:
-        ctx.say(f"creating cluster {cluster.name} (about 5-10 minutes)")
-        ctx.runner.change(_create_command(ctx))
-        ctx.say(f"cluster {cluster.name}: created")
-        return ctx.read_json(_describe(ctx), PLANNED)
+        return _create(ctx)
     found = _running(ctx, found)
-    if not _addons(ctx, found):
+    _check_version(ctx, found)
+    changed = [_addons(ctx, found), _hold_minor(ctx, found)]
+    if not any(changed):
         ctx.say(f"cluster {cluster.name}: exists, unchanged")
     if not _enforces_network_policy(found):
         ctx.say(
             f"WARNING: cluster {cluster.name} does not enforce NetworkPolicies (no Dataplane V2 "
             "or network policy add-on): anyone in the cluster can reach every WebUI pod"
         )
+    for pool in found.get("nodePools") or []:
+        # With a cluster it creates, the deploy checks the GPU pool with its own describe.
+        if not (cluster.create and pool.get("name") == GPU_POOL):
+            _check_account(ctx, pool.get("name", "?"), pool)
     return found
 
 
-def _create_command(ctx: Context) -> list[str]:
+def _create(ctx: Context) -> Any:
+    name = ctx.config.cluster.name
+    version = _new_version(ctx)
+    ctx.say(f"creating cluster {name} (about 5-10 minutes)")
+    ctx.runner.change(_create_command(ctx, version))
+    _add_exclusion(ctx)
+    ctx.say(f"cluster {name}: created")
+    found = ctx.read_json(_describe(ctx), PLANNED)
+    _check_version(ctx, found)
+    return found
+
+
+def _create_command(ctx: Context, version: list[str]) -> list[str]:
     config = ctx.config
     return ctx.gcloud(
         "container",
@@ -80,7 +133,8 @@ def _create_command(ctx: Context) -> list[str]:
         "create",
         config.cluster.name,
         _zone(ctx),
-        "--release-channel=regular",
+        f"--release-channel={CHANNEL}",
+        *version,
         f"--workload-pool={config.project}.svc.id.goog",
         f"--addons={','.join(ADDONS)}",
         "--enable-ip-alias",
@@ -89,7 +143,90 @@ def _create_command(ctx: Context) -> list[str]:
         f"--network={config.network}",
         f"--machine-type={config.cluster.machine_type}",
         f"--num-nodes={config.cluster.nodes}",
+        # Not the Compute Engine default account, which may hold no role at all.
+        f"--service-account={node_email(config)}",
     )
+
+
+def _new_version(ctx: Context) -> list[str]:
+    """`--cluster-version=1.N`: the highest minor the channel offers that Agones supports."""
+    agones = ctx.config.agones.version
+    if supported_minors(agones) is None:
+        ctx.say(
+            f"WARNING: the deploy does not know which Kubernetes versions Agones {agones} "
+            f"supports (deploy/agones_support.py): the cluster gets the {CHANNEL} channel's "
+            "default version"
+        )
+        return []
+    server = ctx.read_json(
+        ctx.gcloud("container", "get-server-config", _zone(ctx), "--format=json"),
+        PLANNED_SERVER_CONFIG,
+    )
+    picked = pick_minor(server, agones)
+    if picked is None:
+        raise StepFailed(no_version_problem(server, agones, ctx.config.zone))
+    return [f"--cluster-version=1.{picked}"]
+
+
+def _check_version(ctx: Context, found: Any) -> None:
+    """GKE upgrades a channel's clusters by itself; Agones runs only on the versions it
+    supports."""
+    cluster = ctx.config.cluster.name
+    where = f"{cluster} --zone={ctx.config.zone}"
+    problem = version_problem(found, ctx.config.agones.version, where)
+    if problem is not None:
+        raise StepFailed(f"cluster {cluster}: {problem}")
+
+
+def _hold_minor(ctx: Context, found: Any) -> bool:
+    """Keep the cluster on its minor version until that version's end of support. Whether
+    it had to."""
+    if holds_minor(found):
+        return False
+    name = ctx.config.cluster.name
+    if not ctx.config.cluster.create:
+        ctx.say(
+            f"WARNING: cluster {name} may upgrade itself to a Kubernetes minor version that "
+            f"Agones {ctx.config.agones.version} does not support. To keep it on its minor "
+            f"version until that version's end of support: {shlex.join(_exclusion(ctx))}"
+        )
+        return False
+    _add_exclusion(ctx)
+    ctx.say(f"cluster {name}: updated (no minor upgrades until its version's end of support)")
+    return True
+
+
+def _exclusion(ctx: Context) -> list[str]:
+    # Flags checked against gcloud 528's `clusters update --help`: --add-maintenance-
+    # exclusion-name and --add-maintenance-exclusion-scope (no_upgrades, no_minor_upgrades,
+    # no_minor_or_node_upgrades) exist there; --add-maintenance-exclusion-until-end-of-support
+    # does not (528 demands --add-maintenance-exclusion-end), and 528's `clusters create` has
+    # no exclusion flags at all. The flag comes from public examples for newer gcloud releases
+    # and matches the API's MaintenanceExclusionOptions.endTimeBehavior UNTIL_END_OF_SUPPORT;
+    # which release added it is UNVERIFIED. Hence `clusters update`, right after creating.
+    return ctx.gcloud(
+        "container",
+        "clusters",
+        "update",
+        ctx.config.cluster.name,
+        _zone(ctx),
+        f"--add-maintenance-exclusion-name={EXCLUSION}",
+        "--add-maintenance-exclusion-scope=no_minor_upgrades",
+        "--add-maintenance-exclusion-until-end-of-support",
+    )
+
+
+def _add_exclusion(ctx: Context) -> None:
+    try:
+        ctx.runner.change(_exclusion(ctx))
+    except CommandFailed as failed:
+        if "unrecognized arguments" not in failed.stderr:
+            raise
+        raise StepFailed(
+            "this gcloud is too old for --add-maintenance-exclusion-until-end-of-support "
+            "(gcloud 528 lacks it): update it (gcloud components update, or the "
+            "google-cloud-cli package) and run again"
+        ) from failed
 
 
 def _enforces_network_policy(found: Any) -> bool:
@@ -129,6 +266,26 @@ def _addons(ctx: Context, found: Any) -> bool:
     return True
 
 
+def _check_account(ctx: Context, pool: str, found: Any) -> None:
+    """Nodes on another account (the Compute Engine default one, say) may lack the roles to
+    pull our images and to write logs and metrics."""
+    email = node_email(ctx.config)
+    account = (found.get("config") or {}).get("serviceAccount") or "default"
+    if account == email:
+        return
+    shown = "the Compute Engine default service account" if account == "default" else account
+    if pool == GPU_POOL and ctx.config.cluster.create:
+        where = f"--cluster={ctx.config.cluster.name} --zone={ctx.config.zone}"
+        fix = f"gcloud container node-pools delete {pool} {where}, then run the deploy again"
+    else:
+        fix = f"create a new pool with --service-account={email}, then delete {pool}"
+    ctx.say(
+        f"WARNING: node pool {pool} runs as {shown}, not {email}: its nodes may fail to pull "
+        "the images (ImagePullBackOff) and send no logs or metrics. A node pool cannot change "
+        f"its service account in place; recreate it: {fix}"
+    )
+
+
 def _gpu_pool(ctx: Context) -> None:
     cluster = ctx.config.cluster.name
     where = (f"--cluster={cluster}", _zone(ctx))
@@ -142,6 +299,7 @@ def _gpu_pool(ctx: Context) -> None:
         ctx.say(f"node pool {GPU_POOL}: created")
         return
     _same_hardware(ctx, found)
+    _check_account(ctx, GPU_POOL, found)
     autoscaling = found.get("autoscaling", {})
     gpu = ctx.config.cluster.gpu
     if (
@@ -178,20 +336,41 @@ def _pool_flags(ctx: Context) -> list[str]:
         f"--max-nodes={gpu.max_nodes}",
         f"--num-nodes={gpu.min_nodes}",
         "--workload-metadata=GKE_METADATA",
+        f"--service-account={node_email(ctx.config)}",
     ]
     return [*flags, "--spot"] if gpu.spot else flags
 
 
 def _same_hardware(ctx: Context, found: Any) -> None:
-    """Machine and GPU type cannot change in place; pods would never fit a wrong pool."""
-    gpu = ctx.config.cluster.gpu
-    node = found.get("config", {})
-    accelerators = node.get("accelerators") or [{}]
-    have = (node.get("machineType"), accelerators[0].get("acceleratorType"))
-    if have != (gpu.machine_type, gpu.type):
+    """Machine, GPUs, driver and Spot cannot change in place; pods would never fit a wrong
+    pool, and a pool that differs otherwise is not what the config asks for."""
+    differences = _pool_differences(ctx.config.cluster.gpu, found)
+    if differences:
         raise StepFailed(
-            f"node pool {GPU_POOL} has {have[0]} with {have[1]}, the config asks for "
-            f"{gpu.machine_type} with {gpu.type}. A node pool cannot change that in place: "
-            f"delete it (gcloud container node-pools delete {GPU_POOL} "
+            f"node pool {GPU_POOL} has {'; '.join(differences)}. A node pool cannot change "
+            f"that in place: delete it (gcloud container node-pools delete {GPU_POOL} "
             f"--cluster={ctx.config.cluster.name} --zone={ctx.config.zone}) and run again"
         )
+
+
+def _pool_differences(gpu: Gpu, found: Any) -> list[str]:
+    """`GPUs per node 1 (config: 2)`, ... for each setting the pool does not share with the
+    config (from `node-pools describe`: config.accelerators[0], config.spot)."""
+    node = found.get("config") or {}
+    accelerator = (node.get("accelerators") or [{}])[0]
+    installation = accelerator.get("gpuDriverInstallationConfig") or {}
+    have = {
+        "machine type": node.get("machineType"),
+        "GPU type": accelerator.get("acceleratorType"),
+        "GPUs per node": int(accelerator.get("acceleratorCount") or 0),
+        "GPU driver": str(installation.get("gpuDriverVersion", "none")).lower(),
+        "Spot VMs": "yes" if node.get("spot") else "no",
+    }
+    want = {
+        "machine type": gpu.machine_type,
+        "GPU type": gpu.type,
+        "GPUs per node": gpu.count,
+        "GPU driver": gpu.driver_version,
+        "Spot VMs": "yes" if gpu.spot else "no",
+    }
+    return [f"{key} {have[key]} (config: {want[key]})" for key in want if have[key] != want[key]]
