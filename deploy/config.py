@@ -22,6 +22,10 @@ from deploy import yamlfile
 # Filestore Basic minimum capacities, in GiB (Filestore's "GB" is 1024^3 bytes).
 MIN_CAPACITY_GB = {"BASIC_HDD": 1024, "BASIC_SSD": 2560}
 
+# The nvidia.com/gpu each WebUI's sd-webui container requests: the chart's webui.gpuCount
+# (helm/sd-allocator/values.yaml), which the deploy leaves at its default.
+GPUS_PER_WEBUI = 1
+
 
 class ConfigError(Exception):
     """The config file is missing, not YAML, or holds wrong values: one problem per line."""
@@ -60,6 +64,12 @@ def _schedule(value: str) -> str:
     fields = value.split()
     if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*/,?-]+", f) for f in fields):
         raise ValueError("a cron schedule has 5 fields: minute hour day month weekday")
+    return value
+
+
+def _buffer(value: int) -> int:
+    if value < 1:
+        raise ValueError("at least 1: Agones's Buffer autoscaler keeps 1 or more WebUIs ready")
     return value
 
 
@@ -166,6 +176,11 @@ class Gpu(Section):
             raise ValueError("nvidia-tesla-t4 GPUs need an n1-* machine_type")
         return self
 
+    @property
+    def most_webuis(self) -> int:
+        """How many WebUIs the pool holds at its largest."""
+        return self.max_nodes * self.count // GPUS_PER_WEBUI
+
 
 class Cluster(Section):
     name: ShortName = "sd-allocator"
@@ -206,9 +221,11 @@ class Agones(Section):
 
 
 class Fleet(Section):
-    buffer: Annotated[int, Field(ge=0, le=100)] = 1
+    """The FleetAutoscaler's Buffer policy, with the bounds Agones itself enforces."""
+
+    buffer: Annotated[int, Field(le=100), AfterValidator(_buffer)] = 1
     min: Annotated[int, Field(ge=0, le=1000)] = 1
-    max: Annotated[int, Field(ge=1, le=1000)] = 10
+    max: Annotated[int, Field(ge=1, le=1000)] = 4
 
     @model_validator(mode="after")
     def _ordered(self) -> Fleet:
@@ -216,6 +233,11 @@ class Fleet(Section):
             raise ValueError(f"min ({self.min}) exceeds max ({self.max})")
         if self.buffer > self.max:
             raise ValueError(f"buffer ({self.buffer}) exceeds max ({self.max})")
+        if 0 < self.min < self.buffer:
+            raise ValueError(
+                f"min ({self.min}) must be 0 or at least buffer ({self.buffer}): "
+                "Agones refuses a minReplicas in between"
+            )
         return self
 
 
@@ -230,6 +252,19 @@ class Cruiser(Section):
 
 class Iap(Section):
     audience: Audience | None = None  # None: discovered after the chart's Ingress exists
+    # A Secret in the chart's namespace with keys client_id and client_secret: your own OAuth
+    # client. None: Google's managed client, which admits only people of your organization.
+    oauth_secret: Name | None = None
+    external_users: bool = False  # people outside the organization sign in
+
+    @model_validator(mode="after")
+    def _client_for_outsiders(self) -> Iap:
+        if self.external_users and self.oauth_secret is None:
+            raise ValueError(
+                "external_users needs oauth_secret: Google's managed OAuth client admits only "
+                "people of your organization"
+            )
+        return self
 
 
 class Config(Section):
@@ -254,6 +289,18 @@ class Config(Section):
     def _zone_in_region(self) -> Config:
         if not self.zone.startswith(self.region + "-"):
             raise ValueError(f"zone {self.zone} is not in region {self.region}")
+        return self
+
+    @model_validator(mode="after")
+    def _fleet_fits_the_gpu_pool(self) -> Config:
+        gpu, most = self.cluster.gpu, self.cluster.gpu.most_webuis
+        if self.fleet.max > most:
+            raise ValueError(
+                f"fleet.max ({self.fleet.max}) is more WebUIs than the GPU pool can run: "
+                f"cluster.gpu.max_nodes {gpu.max_nodes} with count {gpu.count} GPU(s) each, "
+                f"at {GPUS_PER_WEBUI} per WebUI, holds {most}; the rest would stay Pending. "
+                f"Lower fleet.max to {most} or raise cluster.gpu.max_nodes"
+            )
         return self
 
     @property

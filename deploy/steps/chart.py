@@ -12,6 +12,7 @@ from typing import Any
 from deploy import helm, yamlfile
 from deploy.context import Context
 from deploy.names import NAMESPACE, REDIS_SECRET, RELEASE, cruiser_email, registry_path
+from deploy.steps import oauth_secret
 from deploy.steps.audience import discover
 
 CHART = "helm/sd-allocator"
@@ -19,6 +20,8 @@ VALUES_FILE = "values.yaml"
 
 
 def ensure(ctx: Context) -> None:
+    if ctx.config.iap.oauth_secret:
+        oauth_secret.check(ctx, ctx.config.iap.oauth_secret)
     audience = ctx.config.iap.audience or discover(ctx, wait=False)
     revision = helm.last_revision(ctx, RELEASE, NAMESPACE)
     wanted = _prepare(ctx, audience)
@@ -54,7 +57,7 @@ def values(ctx: Context, audience: str | None) -> dict[str, Any]:
     cruiser: dict[str, Any] = {"mode": config.cruiser.mode, "schedule": config.cruiser.schedule}
     if config.function_mode:
         cruiser["functionServiceAccount"] = cruiser_email(config)
-    return {
+    chosen: dict[str, Any] = {
         "image": {"registry": registry_path(config), "tag": ctx.facts["image_tag"]},
         "ingress": {"host": config.domain, "staticIpName": config.static_ip_name},
         "allocator": {
@@ -81,6 +84,9 @@ def values(ctx: Context, audience: str | None) -> dict[str, Any]:
         },
         "cruiser": cruiser,
     }
+    if config.iap.oauth_secret:  # otherwise Google's managed OAuth client
+        chosen["iap"] = {"oauthSecretName": config.iap.oauth_secret}
+    return chosen
 
 
 def capacity(gigabytes: int) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deploy.config import Config, ConfigError, Section, load_config
+from deploy.config import GPUS_PER_WEBUI, Config, ConfigError, Section, load_config
 from deploy.yamlfile import dump
 from tests.deploy.conftest import SAMPLE
 
@@ -45,6 +45,13 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
     assert config.cluster.gpu.type == "nvidia-l4"
 
 
+def test_the_examples_fleet_fills_its_gpu_pool_and_no_more() -> None:
+    config = load_config(REPO / "deploy.example.yaml")
+    gpu = config.cluster.gpu
+    assert config.fleet.max * GPUS_PER_WEBUI == gpu.max_nodes * gpu.count
+    assert config.fleet.buffer >= 1  # so a GPU node stays up, which the example must say
+
+
 def test_defaults_fill_everything_but_project_and_domain(tmp_path: Path) -> None:
     config = load_config(
         write(tmp_path, {"project": "sd-test-project", "domain": "sd.example.org"})
@@ -55,6 +62,8 @@ def test_defaults_fill_everything_but_project_and_domain(tmp_path: Path) -> None
     assert config.redis.version == "redis_7_2"
     assert config.cruiser.mode == "function"
     assert config.iap.audience is None
+    assert config.iap.oauth_secret is None and config.iap.external_users is False
+    assert config.fleet.max <= config.cluster.gpu.most_webuis
 
 
 def test_the_sample_config_is_valid() -> None:
@@ -90,6 +99,20 @@ def test_the_sample_config_is_valid() -> None:
         ({"redis__version": "7.2"}, "redis.version: expected a version like redis_7_2"),
         ({"agones__version": "latest"}, "agones.version: expected a version like 1.60.0"),
         ({"fleet__min": 5, "fleet__max": 2}, "fleet: min (5) exceeds max (2)"),
+        ({"fleet__buffer": 0}, "fleet.buffer: at least 1: Agones's Buffer autoscaler"),
+        (
+            {"fleet__buffer": 2, "fleet__min": 1},
+            "fleet: min (1) must be 0 or at least buffer (2)",
+        ),
+        (
+            {"fleet__max": 10},
+            "config: fleet.max (10) is more WebUIs than the GPU pool can run: "
+            "cluster.gpu.max_nodes 4 with count 1 GPU(s) each, at 1 per WebUI, holds 4; "
+            "the rest would stay Pending. Lower fleet.max to 4",
+        ),
+        ({"cluster__gpu__max_nodes": 3}, "config: fleet.max (4) is more WebUIs than the"),
+        ({"iap__external_users": True}, "iap: external_users needs oauth_secret"),
+        ({"iap__oauth_secret": "IAP_Client"}, "iap.oauth_secret: 1-63 lowercase letters"),
         ({"iap__audience": "1234"}, "iap.audience: expected /projects/NUMBER/global/backend"),
         ({"image_tag": "has space"}, "image_tag: a Docker tag"),
         ({"static_ip_name": "Sd_IP"}, "static_ip_name: 1-63 lowercase letters"),
@@ -100,6 +123,25 @@ def test_a_bad_value_names_its_key(tmp_path: Path, changes: dict[str, Any], expe
     assert len(found) == 1, found
     assert found[0].startswith(f"{tmp_path / 'deploy.yaml'}: ")
     assert expected in found[0]
+
+
+def test_the_gpu_pool_holds_max_nodes_times_count_webuis(tmp_path: Path) -> None:
+    two_gpus = {"machine_type": "g2-standard-24", "count": 2, "max_nodes": 2}
+    fits = {"project": "sd-test-project", "domain": "sd.example.org", "fleet": {"max": 4}}
+    assert load_config(write(tmp_path, {**fits, "cluster": {"gpu": two_gpus}})).fleet.max == 4
+    [found] = problems(tmp_path, cluster__gpu=two_gpus, fleet__max=5)
+    assert "fleet.max (5) is more WebUIs than the GPU pool can run" in found
+    assert "holds 4" in found
+
+
+def test_your_own_oauth_client_for_iap(tmp_path: Path) -> None:
+    iap = {"oauth_secret": "iap-oauth-client", "external_users": True}
+    data = {"project": "sd-test-project", "domain": "sd.example.org", "iap": iap}
+    config = load_config(write(tmp_path, data))
+    assert config.iap.oauth_secret == "iap-oauth-client"
+    assert config.iap.external_users is True
+    inside = {**data, "iap": {"oauth_secret": "iap-oauth-client"}}
+    assert load_config(write(tmp_path, inside)).iap.external_users is False
 
 
 def test_every_problem_is_reported_on_its_own_line(tmp_path: Path) -> None:

@@ -9,15 +9,19 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 
-from deploy.config import Config
+from deploy.config import GPUS_PER_WEBUI, Config
 from deploy.context import Facts
+from deploy.driver import run
+from deploy.plan import Command
 from deploy.steps import chart
 from deploy.steps.audience import pick
 from deploy.yamlfile import load
+from tests.chart.render import one, render
 from tests.deploy.conftest import planned, with_changes
 
 CHART = Path(__file__).resolve().parents[3] / "helm" / "sd-allocator"
 AUDIENCE = "/projects/123456789012/global/backendServices/4242"
+CONTEXT = "gke_sd-test-project_europe-west4-b_sd-allocator"
 
 
 def generated(config: Config, audience: str | None) -> dict[str, Any]:
@@ -70,11 +74,47 @@ def test_the_values_carry_the_config_and_what_was_found(config: Config) -> None:
             "share": "share",
         },
     }
-    assert values["fleet"] == {"buffer": 2, "minReplicas": 1, "maxReplicas": 6}
+    assert values["fleet"] == {"buffer": 2, "minReplicas": 2, "maxReplicas": 3}
     assert values["cruiser"]["functionServiceAccount"] == (
         "sd-cruiser@sd-test-project.iam.gserviceaccount.com"
     )
     assert generated(config, None)["allocator"]["iapAudience"] == ""
+
+
+def test_your_own_oauth_client_reaches_the_backend_config(config: Config, tmp_path: Path) -> None:
+    assert "iap" not in generated(config, AUDIENCE)  # Google's managed client
+    own = generated(with_changes(config, iap={"oauth_secret": "iap-oauth-client"}), AUDIENCE)
+    assert own["iap"] == {"oauthSecretName": "iap-oauth-client"}
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    Draft7Validator(schema).validate(merged(load((CHART / "values.yaml").read_text()), own))
+    backend = one(render(values=own, tmp=tmp_path), "BackendConfig")
+    assert backend["spec"]["iap"] == {
+        "enabled": True,
+        "oauthclientCredentials": {"secretName": "iap-oauth-client"},
+    }
+
+
+def test_each_webui_requests_the_gpus_the_config_counts_on(config: Config, tmp_path: Path) -> None:
+    fleet = one(render(values=generated(config, AUDIENCE), tmp=tmp_path), "Fleet")
+    pod = fleet["spec"]["template"]["spec"]["template"]["spec"]
+    webui = next(c for c in pod["containers"] if c["name"] == "sd-webui")
+    assert webui["resources"]["limits"]["nvidia.com/gpu"] == str(GPUS_PER_WEBUI)
+
+
+def test_the_oauth_secret_is_checked_before_the_chart_is_installed(
+    config: Config, tmp_path: Path
+) -> None:
+    ctx, plan, out = planned(
+        with_changes(config, iap={"oauth_secret": "iap-oauth-client"}), tmp_path
+    )
+    run(ctx, ["chart"])
+    assert plan.actions[0] == Command(
+        ("kubectl", f"--context={CONTEXT}", "get", "secret", "iap-oauth-client",
+         "--namespace=sd-allocator", "--output=json"),
+    )  # fmt: skip
+    upgrades = [a for a in plan.actions if isinstance(a, Command) and "upgrade" in a.argv]
+    assert len(upgrades) == 2
+    assert "        oauthSecretName: iap-oauth-client" in out
 
 
 @pytest.mark.parametrize(("gigabytes", "size"), [(1024, "1Ti"), (2560, "2560Gi"), (4096, "4Ti")])
