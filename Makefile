@@ -11,7 +11,6 @@ export SDA_DATA_DIR SDA_ADMINS
 
 A1111_VENV := .venv-a1111
 A1111_STAMP := $(A1111_VENV)/.installed
-TOOLS := .tools/bin
 CONFIG ?= deploy.yaml
 
 .PHONY: install a1111-venv system-deps tools run test test-fast test-soak coverage lint format bench manifests images deploy clean
@@ -81,9 +80,11 @@ manifests: tools
 images:
 	scripts/build-images.sh
 
-# From an empty GCP project to a running deployment (docs/deploy.md). PLAN=1 only prints.
+# From an empty GCP project to a running deployment (docs/deploy.md). PLAN=1 only prints;
+# PREFLIGHT=1 only checks. Your own helm and kubectl (PATH) come first; the deploy falls back
+# to those in .tools/bin only on linux/amd64, the one platform they are built for.
 deploy: install tools
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m deploy --config $(CONFIG) $(if $(PLAN),--plan)
+	$(BIN)/python -m deploy --config $(CONFIG) $(if $(PLAN),--plan) $(if $(PREFLIGHT),--preflight)
 
 clean:
 	rm -rf $(VENV) $(A1111_VENV) data .pytest_cache .mypy_cache .ruff_cache .soak .coverage*

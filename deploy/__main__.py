@@ -1,6 +1,8 @@
-"""`python -m deploy --config deploy.yaml [--plan] [--only STEP ...]` (what `make deploy` runs).
+"""`python -m deploy --config deploy.yaml [--plan] [--preflight] [--only STEP ...]` (what
+`make deploy` runs). The preflight runs first, every time; `--preflight` runs only it.
 
-Exit status: 0 done, 1 a step failed (rerunning is safe), 2 the config or the options are wrong.
+Exit status: 0 done, 1 the preflight or a step stopped it (rerunning is safe), 2 the config or
+the options are wrong.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import click
 from deploy.app import Setup, plan_context, real_context
 from deploy.config import ConfigError, load_config
 from deploy.driver import StepError, run
+from deploy.preflight import PreflightFailed, check, recheck
 from deploy.steps import NAMES
 
 
@@ -33,6 +36,12 @@ def _steps(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
 )
 @click.option("--plan", is_flag=True, help="Print every command and API request; run nothing.")
 @click.option(
+    "--preflight",
+    "preflight_only",
+    is_flag=True,
+    help="Only check what the deploy needs (tools, project, quota, network); change nothing.",
+)
+@click.option(
     "--only",
     multiple=True,
     callback=_steps,
@@ -50,6 +59,7 @@ def main(
     click_ctx: click.Context,
     config_path: Path,
     plan: bool,
+    preflight_only: bool,
     only: list[str],
     work_dir: Path | None,
     verbose: bool,
@@ -66,7 +76,12 @@ def main(
         click_ctx.exit(2)
     ctx = plan_context(config, setup)[0] if plan else real_context(config, setup)
     try:
-        run(ctx, only)
+        waiting = check(ctx)
+        if not preflight_only:
+            run(ctx, only, after={"apis": lambda: recheck(ctx, waiting)})
+    except PreflightFailed as exc:
+        click.echo(f"\ndeploy stopped by the preflight: {exc}", err=True)
+        click_ctx.exit(1)
     except StepError as exc:
         click.echo(f"\ndeploy stopped at step {exc.step}: {exc}", err=True)
         click.echo(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import tools
 from deploy.api import GoogleApi, PlanApi
 from deploy.clients import Clients, GoogleClients
 from deploy.config import Config
@@ -37,7 +38,11 @@ class Setup:
 
 def real_context(config: Config, setup: Setup) -> Context:
     runner = SubprocessRunner(
-        setup.out, setup.root, verbose=setup.verbose, progress_every=setup.progress_every
+        setup.out,
+        setup.root,
+        verbose=setup.verbose,
+        progress_every=setup.progress_every,
+        environ=tools.environment(setup.root),  # the operator's helm and kubectl first
     )
     api = GoogleApi(setup.clients or GoogleClients(config.project), setup.out)
     return Context(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from google.api_core.exceptions import GoogleAPICallError
 from google.auth.exceptions import GoogleAuthError
@@ -20,8 +20,13 @@ class StepError(DeployError):
         self.step = step
 
 
-def run(ctx: Context, only: Sequence[str] = ()) -> None:
-    """Run every step (or those named in `only`), then show what is left to do by hand."""
+def run(
+    ctx: Context,
+    only: Sequence[str] = (),
+    after: Mapping[str, Callable[[], None]] | None = None,
+) -> None:
+    """Run every step (or those named in `only`), then show what is left to do by hand.
+    `after`: what to do once a step has run (the preflight's checks that waited for APIs)."""
     chosen = [s for s in STEPS if s.applies(ctx.config) and (not only or s.name in only)]
     readers = [] if ctx.plan or not only else providers(chosen, ctx.config)
     todo = [s for s in STEPS if s in chosen or s in readers]
@@ -32,6 +37,8 @@ def run(ctx: Context, only: Sequence[str] = ()) -> None:
         suffix = " (only reading what later steps need)" if reading else ""
         ctx.out(f"\n[{number}/{len(todo)}] {step.name}: {step.why}{suffix}")
         _run_step(ctx.read_only() if reading else ctx, step)
+        if after and step.name in after and not reading:
+            after[step.name]()
     if not only:
         next_steps.show(ctx)
 

