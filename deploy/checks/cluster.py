@@ -1,11 +1,11 @@
-"""An existing cluster: its Kubernetes version against the Agones release (only reported;
-the cluster step decides the version a new cluster gets)."""
+"""An existing cluster: its Kubernetes version against the Agones release (the cluster step
+decides the version a new cluster gets, and stops on the same problem)."""
 
 from __future__ import annotations
 
-from deploy.agones_support import kubernetes_problem
-from deploy.checks import Finding, note, ok, stop
+from deploy.checks import Finding, ok, stop
 from deploy.context import Context
+from deploy.gke_versions import version_problem
 
 
 def kubernetes_version(ctx: Context) -> list[Finding]:
@@ -23,16 +23,9 @@ def kubernetes_version(ctx: Context) -> list[Finding]:
                 "set cluster.name and zone to an existing cluster, or cluster.create: true",
             )
         ]
-    version = str(found.get("currentMasterVersion") or "")
-    problem = kubernetes_problem(version, agones) if version else None
+    version = str(found.get("currentMasterVersion") or "(unknown)")
+    problem = version_problem(found, agones, f"{cluster.name} --zone={zone}")
     if problem is None:
-        return [ok(f"cluster {cluster.name}: Kubernetes {version or '(unknown)'}, Agones {agones}")]
-    return [
-        note(
-            f"cluster {cluster.name}: {problem}",
-            "Agones runs there untested: choose an agones.version that supports it, or move the "
-            "cluster to a supported minor\n"
-            f"(gcloud container clusters upgrade {cluster.name} --master "
-            f"--cluster-version=1.MINOR --zone={zone})",
-        )
-    ]
+        return [ok(f"cluster {cluster.name}: Kubernetes {version}, Agones {agones}")]
+    # The cluster step would stop on it too, after the steps before it had run.
+    return [stop(f"cluster {cluster.name}: {problem.split('. ', 1)[0]}", problem.split(". ", 1)[1])]

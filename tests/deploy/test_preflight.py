@@ -260,15 +260,19 @@ def test_an_existing_connector_is_not_checked_against_the_subnets(world: World) 
     assert "ok    connector sd-allocator-conn exists" in result.output
 
 
-def test_a_cluster_outside_the_agones_range_is_reported(world: World) -> None:
+def test_a_cluster_outside_the_agones_range_stops_before_anything_changes(
+    world: World,
+) -> None:
+    """The cluster step would stop on it too, but only after the steps before it ran."""
     cluster = {"name": "sd-allocator", "currentMasterVersion": "1.33.5-gke.100"}
     change(world, clusters={"sd-allocator": cluster})
     result = world.deploy("--preflight")
-    assert result.exit_code == 0, result.output  # reported only: the cluster step decides
+    assert result.exit_code == 1, result.output
     assert (
-        "note  cluster sd-allocator: Kubernetes 1.33.5-gke.100 is outside what Agones 1.60.0 "
+        "STOP  cluster sd-allocator: Kubernetes 1.33.5-gke.100 is outside what Agones 1.60.0 "
         "supports (1.34, 1.35, 1.36)"
     ) in result.output
+    assert "--master --cluster-version=1.34" in result.output
 
 
 def test_a_failing_read_is_reported_not_fatal(
