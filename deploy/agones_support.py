@@ -9,6 +9,12 @@ import re
 SUPPORTED_KUBERNETES = {"1.60": (34, 35, 36)}
 
 
+def minor(version: str) -> int | None:
+    """`1.35.3-gke.1000` (as GKE reports it) → 35."""
+    found = re.match(r"v?1\.(\d+)", version)
+    return int(found.group(1)) if found else None
+
+
 def supported_minors(agones_version: str) -> tuple[int, ...] | None:
     """The Kubernetes minors `agones_version` supports; None when we do not know them."""
     release = ".".join(agones_version.split(".")[:2])
@@ -20,11 +26,8 @@ def kubernetes_problem(kubernetes_version: str, agones_version: str) -> str | No
     we cannot tell: an unknown Agones release). `kubernetes_version` as GKE reports it,
     e.g. `1.35.2-gke.1200`."""
     minors = supported_minors(agones_version)
-    found = re.match(r"v?1\.(\d+)", kubernetes_version)
-    if minors is None or found is None:
-        return None
-    minor = int(found.group(1))
-    if minor in minors:
+    have = minor(kubernetes_version)
+    if minors is None or have is None or have in minors:
         return None
     wanted = ", ".join(f"1.{m}" for m in minors)
     return (

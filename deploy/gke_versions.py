@@ -4,20 +4,13 @@ read from `gcloud container get-server-config` and `gcloud container clusters de
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from deploy.agones_support import kubernetes_problem, supported_minors
+from deploy.agones_support import kubernetes_problem, minor, supported_minors
 
 CHANNEL = "regular"  # the release channel the cluster follows
 # Exclusion scopes that stop GKE from moving the control plane to another minor version.
 MINOR_SCOPES = ("NO_MINOR_UPGRADES", "NO_MINOR_OR_NODE_UPGRADES")
-
-
-def minor(version: str) -> int | None:
-    """`1.35.3-gke.1000` → 35."""
-    found = re.match(r"v?1\.(\d+)", version)
-    return int(found.group(1)) if found else None
 
 
 def channel_minors(server_config: Any, channel: str = CHANNEL) -> list[int]:
@@ -45,8 +38,8 @@ def no_version_problem(server_config: Any, agones_version: str, zone: str) -> st
     )
 
 
-def version_problem(cluster: Any, agones_version: str, where: str) -> str | None:
-    """Why this cluster's control plane does not suit Agones, with the fix; None if it does.
+def version_problem(cluster: Any, agones_version: str, where: str) -> tuple[str, str] | None:
+    """Why this cluster's control plane does not suit Agones, and the fix; None if it does.
     `where`: the cluster's gcloud arguments, `NAME --zone=ZONE`."""
     current = str(cluster.get("currentMasterVersion", ""))
     problem = kubernetes_problem(current, agones_version)
@@ -55,13 +48,13 @@ def version_problem(cluster: Any, agones_version: str, where: str) -> str | None
     if problem is None or supported is None or have is None:
         return None
     if have < min(supported):
-        return (
-            f"{problem}. Upgrade it: gcloud container clusters upgrade {where} --master "
+        return problem, (
+            f"Upgrade it: gcloud container clusters upgrade {where} --master "
             f"--cluster-version=1.{min(supported)}, then each node pool (gcloud container "
             f"clusters upgrade {where} --node-pool=POOL), and run again"
         )
-    return (
-        f"{problem}. A control plane cannot go back to an older minor version: set "
+    return problem, (
+        f"A control plane cannot go back to an older minor version: set "
         f"agones.version to a release that supports 1.{have}, or delete the cluster "
         f"(gcloud container clusters delete {where}) and run again to create one "
         f"on 1.{max(supported)}"
@@ -74,6 +67,11 @@ def holds_minor(cluster: Any) -> bool:
     window = (cluster.get("maintenancePolicy") or {}).get("window") or {}
     exclusions = window.get("maintenanceExclusions") or {}
     return any(_holds(exclusion) for exclusion in exclusions.values())
+
+
+def has_exclusion(cluster: Any, name: str) -> bool:
+    window = (cluster.get("maintenancePolicy") or {}).get("window") or {}
+    return name in (window.get("maintenanceExclusions") or {})
 
 
 def _holds(exclusion: Any) -> bool:

@@ -7,6 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from deploy.context import Context
+from deploy.types import CommandFailed
+
+# A new service account takes a few seconds to be known everywhere in IAM; granting it a role
+# before then fails with "does not exist".
+NEW_ACCOUNT_SECONDS = 60.0
+NEW_ACCOUNT_INTERVAL = 5.0
 
 
 def has_binding(policy: Any, role: str, member: str) -> bool:
@@ -50,15 +56,21 @@ def ensure_project_roles(ctx: Context, who: str, email: str, roles: Sequence[str
         if has_binding(policy, role, member(email)):
             ctx.say(f"{role} for {who}: granted, unchanged")
             continue
-        ctx.runner.change(
-            [
-                "gcloud",
-                "projects",
-                "add-iam-policy-binding",
-                project,
-                f"--member={member(email)}",
-                f"--role={role}",
-                "--condition=None",
-            ]
+        grant = ["gcloud", "projects", "add-iam-policy-binding", project]
+        _change_once_known(
+            ctx, [*grant, f"--member={member(email)}", f"--role={role}", "--condition=None"]
         )
         ctx.say(f"{role} for {who}: granted")
+
+
+def _change_once_known(ctx: Context, argv: list[str]) -> None:
+    """Run `argv`, asking again while IAM does not know a just-created account yet."""
+    deadline = ctx.clock() + NEW_ACCOUNT_SECONDS
+    while True:
+        try:
+            ctx.runner.change(argv)
+            return
+        except CommandFailed as failed:
+            if "does not exist" not in failed.stderr or ctx.clock() >= deadline:
+                raise
+        ctx.sleep(NEW_ACCOUNT_INTERVAL)

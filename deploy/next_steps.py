@@ -34,9 +34,15 @@ def show(ctx: Context) -> None:
 
 def _consent_screen(ctx: Context) -> list[str]:
     """Internal admits only the organization's accounts, which is all Google's managed OAuth
-    client admits anyway; people from outside need your own client and an External screen."""
+    client admits anyway; people from outside (or a project without an organization) need
+    your own client and an External screen."""
     iap = ctx.config.iap
-    kind = "External" if iap.external_users or iap.oauth_secret else "Internal"
+    if iap.external_users:
+        kind = "External"
+    elif iap.oauth_secret:
+        kind = "Internal (External if the project is in no organization)"
+    else:
+        kind = "Internal"
     url = f"https://console.cloud.google.com/apis/credentials/consent?project={ctx.config.project}"
     return [
         f"1. OAuth consent screen: if the project has none, create one of type {kind}:",

@@ -21,6 +21,10 @@ LABELS = {"ok": "ok  ", "note": "note", "stop": "STOP"}
 COMPUTE = "compute.googleapis.com"
 CONTAINER = "container.googleapis.com"
 APIS = "APIs: which of those the deploy uses are not enabled yet"
+# Right after an API is enabled, what it serves may still be appearing (a new project's
+# `default` network, its quotas): a check that would stop is asked again for this long.
+SETTLE_SECONDS = 120.0
+SETTLE_INTERVAL = 10.0
 
 # gcloud's account and the project come first: without them nothing else can be read.
 FIRST = (
@@ -80,7 +84,18 @@ def recheck(ctx: Context, waiting: list[Check]) -> None:
     if not waiting:
         return
     ctx.out("\nPreflight, continued: what needed the APIs just enabled")
-    _verdict(ctx, _shown(ctx, _each(ctx, waiting)), "only the APIs were enabled", "")
+    found = _shown(ctx, (f for item in waiting for f in _settled(ctx, item)))
+    _verdict(ctx, found, "only the APIs were enabled", "")
+
+
+def _settled(ctx: Context, item: Check) -> list[Finding]:
+    """The check's findings once they stop changing, or after SETTLE_SECONDS."""
+    deadline = ctx.clock() + SETTLE_SECONDS
+    findings = _guarded(ctx, item)
+    while stops(findings) and ctx.clock() < deadline:
+        ctx.sleep(SETTLE_INTERVAL)
+        findings = _guarded(ctx, item)
+    return findings
 
 
 def _verdict(ctx: Context, found: list[Finding], changed: str, so_far: str) -> None:
@@ -128,14 +143,9 @@ def _waiting(waiting: list[Check]) -> Finding:
     return note(
         f"not checked yet: {', '.join(item.name for item in waiting)} (they read through "
         f"{', '.join(apis) or 'APIs whose state is unknown'})",
-        "a deploy checks them right after its apis step has enabled those; "
-        "PREFLIGHT=1 alone cannot",
+        "a whole deploy checks them right after its apis step has enabled those; "
+        "PREFLIGHT=1 alone, or --only without apis, cannot",
     )
-
-
-def _each(ctx: Context, checks: list[Check]) -> Iterator[Finding]:
-    for item in checks:
-        yield from _guarded(ctx, item)
 
 
 def _guarded(ctx: Context, item: Check) -> list[Finding]:

@@ -28,4 +28,4 @@ def kubernetes_version(ctx: Context) -> list[Finding]:
     if problem is None:
         return [ok(f"cluster {cluster.name}: Kubernetes {version}, Agones {agones}")]
     # The cluster step would stop on it too, after the steps before it had run.
-    return [stop(f"cluster {cluster.name}: {problem.split('. ', 1)[0]}", problem.split(". ", 1)[1])]
+    return [stop(f"cluster {cluster.name}: {problem[0]}", problem[1])]

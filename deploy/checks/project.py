@@ -41,11 +41,10 @@ def oauth_client(ctx: Context) -> list[Finding]:
     parent = ((_describe(ctx) or {}).get("parent") or {}).get("type")
     in_org = parent in PARENTS
     where = PARENTS.get(str(parent), "not in an organization")
-    # Read defensively: these settings are newer than some configs.
-    external = bool(getattr(ctx.config.iap, "external_users", False))
+    external = ctx.config.iap.external_users
     if in_org and not external:
         return [ok(f"project {project}: {where}, so IAP can use Google's own OAuth client")]
-    if getattr(ctx.config.iap, "oauth_secret", None):
+    if ctx.config.iap.oauth_secret:
         return [ok(f"project {project}: {where}; iap.oauth_secret names your own OAuth client")]
     why = "iap.external_users is set" if external else f"the project is {where}"
     return [stop(f"a custom OAuth client is required: {why}", oauth_client_steps(project))]
@@ -69,8 +68,10 @@ def oauth_client_steps(project: str) -> str:
             f"   {CONSOLE}/apis/credentials?project={project}",
             "   then give it the authorized redirect URI (CLIENT_ID: the new client's ID)",
             f"   {REDIRECT_URI}",
-            "3. its client ID and secret into a Secret in namespace sd-allocator (keys client_id,",
-            "   client_secret), and that Secret's name into the config as iap.oauth_secret",
+            "3. a name for its Secret into the config as iap.oauth_secret (e.g. iap-oauth-client)",
+            "   and run the deploy again: once the cluster and its namespace exist, the chart",
+            "   step stops and prints the kubectl command that puts the client ID and secret",
+            "   into that Secret (keys client_id, client_secret); run it, then the deploy again",
         ]
     )
 

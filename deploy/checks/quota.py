@@ -13,25 +13,34 @@ REGIONAL = {"nvidia-l4": "NVIDIA_L4_GPUS", "nvidia-tesla-t4": "NVIDIA_T4_GPUS"}
 ALL_REGIONS = "GPUS_ALL_REGIONS"
 
 
-def metric(gpu: Gpu) -> str:
-    """The regional quota the GPU nodes count against; Spot VMs have their own."""
+def metrics(gpu: Gpu) -> tuple[str, ...]:
+    """The regional quotas the GPU nodes may count against: Spot VMs use the preemptible one
+    where the project has it, the standard one otherwise (Google's GPU quota docs)."""
     name = REGIONAL[gpu.type]
-    return f"PREEMPTIBLE_{name}" if gpu.spot else name
+    return (f"PREEMPTIBLE_{name}", name) if gpu.spot else (name,)
 
 
 def gpus(ctx: Context) -> list[Finding]:
     """The region's quota for the GPU type and the project's GPUS_ALL_REGIONS must each hold
     cluster.gpu.max_nodes x count GPUs."""
     config = ctx.config
-    regional = metric(config.cluster.gpu)
     region = ctx.query_json(
         ctx.gcloud("compute", "regions", "describe", config.region, "--format=json")
     )
     project = ctx.query_json(ctx.gcloud("compute", "project-info", "describe", "--format=json"))
+    regional, limit = _largest(region, metrics(config.cluster.gpu))
     return [
-        _enough(ctx, regional, f"in {config.region}", _limit(region, regional)),
+        _enough(ctx, regional, f"in {config.region}", limit),
         _enough(ctx, ALL_REGIONS, "(all regions)", _limit(project, ALL_REGIONS)),
     ]
+
+
+def _largest(found: Any, names: tuple[str, ...]) -> tuple[str, float | None]:
+    """Of the quotas the nodes may use, the one that holds the most (the first if none is
+    listed)."""
+    limits = [(name, _limit(found, name)) for name in names]
+    listed = [(name, limit) for name, limit in limits if limit is not None]
+    return max(listed, key=lambda item: item[1]) if listed else limits[0]
 
 
 def _limit(found: Any, name: str) -> float | None:

@@ -16,6 +16,7 @@ from deploy.config import Gpu
 from deploy.context import Context
 from deploy.gke_versions import (
     CHANNEL,
+    has_exclusion,
     holds_minor,
     no_version_problem,
     pick_minor,
@@ -175,7 +176,7 @@ def _check_version(ctx: Context, found: Any) -> None:
     where = f"{cluster} --zone={ctx.config.zone}"
     problem = version_problem(found, ctx.config.agones.version, where)
     if problem is not None:
-        raise StepFailed(f"cluster {cluster}: {problem}")
+        raise StepFailed(f"cluster {cluster}: {problem[0]}. {problem[1]}")
 
 
 def _hold_minor(ctx: Context, found: Any) -> bool:
@@ -184,6 +185,13 @@ def _hold_minor(ctx: Context, found: Any) -> bool:
     if holds_minor(found):
         return False
     name = ctx.config.cluster.name
+    if has_exclusion(found, EXCLUSION):  # ours, reported another way: never added twice
+        ctx.say(
+            f"WARNING: cluster {name} has the maintenance exclusion {EXCLUSION}, but not as one "
+            "that holds it on its minor version until end of support: check it with gcloud "
+            f"container clusters describe {name} {_zone(ctx)}"
+        )
+        return False
     if not ctx.config.cluster.create:
         ctx.say(
             f"WARNING: cluster {name} may upgrade itself to a Kubernetes minor version that "
@@ -191,7 +199,8 @@ def _hold_minor(ctx: Context, found: Any) -> bool:
             f"version until that version's end of support: {shlex.join(_exclusion(ctx))}"
         )
         return False
-    _add_exclusion(ctx)
+    if not _add_exclusion(ctx):
+        return False
     ctx.say(f"cluster {name}: updated (no minor upgrades until its version's end of support)")
     return True
 
@@ -216,17 +225,21 @@ def _exclusion(ctx: Context) -> list[str]:
     )
 
 
-def _add_exclusion(ctx: Context) -> None:
+def _add_exclusion(ctx: Context) -> bool:
+    """Whether it was added. A gcloud too old for the flag is told, not fatal: the version
+    check of every run still stops a cluster that has moved out of Agones' range."""
     try:
         ctx.runner.change(_exclusion(ctx))
     except CommandFailed as failed:
         if "unrecognized arguments" not in failed.stderr:
             raise
-        raise StepFailed(
-            "this gcloud is too old for --add-maintenance-exclusion-until-end-of-support "
-            "(gcloud 528 lacks it): update it (gcloud components update, or the "
-            "google-cloud-cli package) and run again"
-        ) from failed
+        ctx.say(
+            "WARNING: this gcloud is too old for --add-maintenance-exclusion-until-end-of-"
+            "support (gcloud 528 lacks it), so nothing holds the cluster on its Kubernetes "
+            "minor version: update gcloud (gcloud components update) and run the deploy again"
+        )
+        return False
+    return True
 
 
 def _enforces_network_policy(found: Any) -> bool:

@@ -199,7 +199,10 @@ def _node_account(flags: dict[str, Any]) -> str:
 
 
 def _cluster_update(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
-    """Only the maintenance exclusion the deploy adds is known."""
+    """Only the maintenance exclusion the deploy adds is known. `old_gcloud` in the state:
+    a gcloud (528) that lacks --add-maintenance-exclusion-until-end-of-support."""
+    if state.get("old_gcloud"):
+        raise Refused("unrecognized arguments: --add-maintenance-exclusion-until-end-of-support")
     cluster = _found(_table(state, "clusters"), rest[0])
     name = flags.get("add-maintenance-exclusion-name")
     if not name or not flags.get("add-maintenance-exclusion-until-end-of-support"):
@@ -263,6 +266,10 @@ def _projects(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: 
     if verb == "get-iam-policy":
         return policy
     if verb == "add-iam-policy-binding":
+        if state.get("iam_lag", 0) > 0:  # a new account, not known to IAM everywhere yet
+            state["iam_lag"] -= 1
+            _save(state)
+            raise Refused(f"INVALID_ARGUMENT: Service account {flags['member']} does not exist.")
         return _bind(policy, flags)
     raise Unknown
 
@@ -378,6 +385,12 @@ def _project_info(state: dict[str, Any], rest: list[str], flags: dict[str, Any],
 
 
 def _network(state: dict[str, Any], rest: list[str], flags: dict[str, Any], _: str) -> Any:
+    """`network_appears_after`: describes that find nothing first (a new project's default
+    network shows up a while after Compute Engine is enabled)."""
+    if state.get("network_appears_after", 0) > 0:
+        state["network_appears_after"] -= 1
+        _save(state)  # a command that fails saves nothing by itself
+        raise Missing(rest[0])
     return _found(state.get("networks", NETWORKS), rest[0])
 
 

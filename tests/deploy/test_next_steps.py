@@ -44,5 +44,9 @@ def test_the_advice_is_the_same_before_the_backend_service_exists(config: Config
 
 def test_the_consent_screen_is_external_with_your_own_client(config: Config) -> None:
     assert "create one of type Internal" in shown(config)
-    own = with_changes(config, iap={"oauth_secret": "iap-oauth-client", "external_users": True})
-    assert "create one of type External" in shown(own)
+    own = with_changes(config, iap={"oauth_secret": "iap-oauth-client"})
+    assert "of type Internal (External if the project is in no organization)" in shown(own)
+    outsiders = with_changes(
+        config, iap={"oauth_secret": "iap-oauth-client", "external_users": True}
+    )
+    assert "create one of type External:" in shown(outsiders)

@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from deploy import tools
 from deploy.__main__ import main
 from deploy.app import Setup, real_context
 from deploy.checks import project, quota
-from deploy.config import Config, Gpu, load_config
+from deploy.config import Config, Gpu, Iap, load_config
 from deploy.steps import apis
 from tests.deploy.conftest import FAKE_CLI, SAMPLE, with_changes
 from tests.deploy.fakes import Clock, FakeClients
@@ -119,20 +118,24 @@ def test_the_project_wide_gpu_quota_counts_too(world: World) -> None:
     assert "lower cluster.gpu.max_nodes" not in result.output  # nothing fits in 0
 
 
-def test_spot_gpus_count_against_the_preemptible_quota(world: World) -> None:
-    change(world, quotas={"PREEMPTIBLE_NVIDIA_L4_GPUS": 1.0})
+def test_spot_gpus_may_use_the_preemptible_or_the_standard_quota(world: World) -> None:
     spot = with_changes(load_config(SAMPLE), cluster={"gpu": {"spot": True, "max_nodes": 3}})
+    change(world, quotas={"PREEMPTIBLE_NVIDIA_L4_GPUS": 1.0})  # the standard one holds 8
+    result = deploy_with(world, spot, "--preflight")
+    assert result.exit_code == 0, result.output
+    assert "ok    GPU quota NVIDIA_L4_GPUS in europe-west4: 8, enough for 3" in result.output
+    change(world, quotas={"PREEMPTIBLE_NVIDIA_L4_GPUS": 2.0, "NVIDIA_L4_GPUS": 1.0})
     result = deploy_with(world, spot, "--preflight")
     assert result.exit_code == 1
-    assert "STOP  GPU quota PREEMPTIBLE_NVIDIA_L4_GPUS in europe-west4 is 1" in result.output
+    assert "STOP  GPU quota PREEMPTIBLE_NVIDIA_L4_GPUS in europe-west4 is 2" in result.output
 
 
 def test_the_quota_metric_of_each_gpu_type() -> None:
     l4 = Gpu()
     t4 = Gpu(type="nvidia-tesla-t4", machine_type="n1-standard-8")
-    assert [quota.metric(gpu) for gpu in (l4, t4)] == ["NVIDIA_L4_GPUS", "NVIDIA_T4_GPUS"]
+    assert [quota.metrics(gpu) for gpu in (l4, t4)] == [("NVIDIA_L4_GPUS",), ("NVIDIA_T4_GPUS",)]
     spot_t4 = t4.model_copy(update={"spot": True})
-    assert quota.metric(spot_t4) == "PREEMPTIBLE_NVIDIA_T4_GPUS"
+    assert quota.metrics(spot_t4) == ("PREEMPTIBLE_NVIDIA_T4_GPUS", "NVIDIA_T4_GPUS")
 
 
 def test_a_project_outside_an_organization_needs_its_own_oauth_client(world: World) -> None:
@@ -150,7 +153,7 @@ def test_a_project_outside_an_organization_needs_its_own_oauth_client(world: Wor
     assert read_only(world)
 
 
-def organization(world: World, iap: Any) -> list[str]:
+def organization(world: World, iap: Iap) -> list[str]:
     config = load_config(SAMPLE).model_copy(update={"iap": iap})
     ctx = real_context(config, Setup(out=print, root=world.root, clients=world.clients))
     return [f"{f.level} {f.text}" for f in project.oauth_client(ctx)]
@@ -158,18 +161,18 @@ def organization(world: World, iap: Any) -> list[str]:
 
 def test_an_oauth_client_of_your_own_is_enough(world: World) -> None:
     change(world, project={"parent": {"type": "folder", "id": "42"}})
-    assert organization(world, SimpleNamespace(audience=None)) == [
+    assert organization(world, Iap()) == [
         "ok project sd-test-project: in a folder, so IAP can use Google's own OAuth client"
     ]
-    outsiders = SimpleNamespace(audience=None, external_users=True, oauth_secret=None)
+    own = Iap(oauth_secret="iap-oauth-client")
+    outsiders = Iap(oauth_secret="iap-oauth-client", external_users=True)
     assert organization(world, outsiders) == [
-        "stop a custom OAuth client is required: iap.external_users is set"
+        "ok project sd-test-project: in a folder; iap.oauth_secret names your own OAuth client"
     ]
     change(world, project={"parent": None})
-    assert organization(world, SimpleNamespace(audience=None)) == [  # settings not there yet
+    assert organization(world, Iap()) == [
         "stop a custom OAuth client is required: the project is not in an organization"
     ]
-    own = SimpleNamespace(audience=None, oauth_secret="iap-oauth-client")
     assert organization(world, own) == [
         "ok project sd-test-project: not in an organization; iap.oauth_secret names your "
         "own OAuth client"
@@ -221,6 +224,15 @@ def test_a_new_project_without_gpu_quota_stops_once_its_apis_are_on(world: World
     assert "1 problem(s) marked STOP above; only the APIs were enabled" in result.output
     assert [argv[1:3] for argv in world.commands() if "enable" in argv] == [["services", "enable"]]
     assert changing(world.commands()) == []  # nothing else
+
+
+def test_a_network_that_appears_after_the_apis_step_is_waited_for(world: World) -> None:
+    """A new project's default network comes a while after Compute Engine is enabled."""
+    change(world, services=[], network_appears_after=3)
+    result = world.deploy()
+    assert result.exit_code == 0, result.output
+    assert "  ok    network default exists\n" in result.output
+    assert "STOP" not in result.output
 
 
 def test_a_project_without_the_default_network_stops_the_deploy(world: World) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,9 @@ from deploy.context import Context
 from deploy.runner import SubprocessRunner
 from deploy.steps import NAMES, accounts, images
 from deploy.types import CommandFailed
-from tests.deploy.conftest import api_context
+from tests.deploy.conftest import api_context, install_stand_ins
 from tests.deploy.fakes import Clock, FakeClients
 
-FAKE_CLI = Path(__file__).parents[1] / "fake_cli.py"
 REPOSITORY = Path(__file__).parents[3]
 BUILD = "sd-build@sd-test-project.iam.gserviceaccount.com"
 NODES = "sd-nodes@sd-test-project.iam.gserviceaccount.com"
@@ -82,17 +79,10 @@ class Gcloud:
 
 
 @pytest.fixture
-def gcloud(tmp_path: Path) -> Gcloud:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("gcloud", "git"):
-        script = bin_dir / tool
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{FAKE_CLI}" {tool} "$@"\n')
-        script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    state, log = tmp_path / "state.json", tmp_path / "calls.jsonl"
-    state.write_text("{}")
+def gcloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Gcloud:
+    state, log = install_stand_ins(tmp_path, monkeypatch, ("gcloud", "git"))
     log.write_text("")
-    return Gcloud(bin_dir, state, log)
+    return Gcloud(tmp_path / "bin", state, log)
 
 
 def grants(email: str, roles: list[str]) -> list[list[str]]:
@@ -122,6 +112,15 @@ def test_an_empty_project_gets_both_accounts_with_their_roles(
     }
     assert "  service account sd-nodes: created" in out
     assert "  roles/artifactregistry.reader for sd-nodes: granted" in out
+
+
+def test_roles_wait_until_iam_knows_a_new_account(
+    config: Config, gcloud: Gcloud, tmp_path: Path
+) -> None:
+    """Right after `service-accounts create`, IAM may say the account does not exist."""
+    gcloud.set(iam_lag=2)
+    accounts.ensure(gcloud.context(config, tmp_path, []))
+    assert gcloud.bindings()[f"serviceAccount:{BUILD}"] == BUILD_ROLES
 
 
 def test_a_second_run_changes_nothing(config: Config, gcloud: Gcloud, tmp_path: Path) -> None:
