@@ -3,7 +3,11 @@
 The first request for a person without a session takes a Redis lock (with expiry, renewed
 while the backend works) and allocates in a background task of this process. Every other
 request for that person, here or in another replica, waits a little for the result and
-otherwise gets the progress (allocating, starting, all GPUs busy, failed).
+otherwise gets the progress (allocating, starting, queued, failed).
+
+While anyone waits for a GPU, a request does not try for itself: it joins the queue, and the
+dispatcher (dispatch.py) allocates for the head (`serve_queued`). An attempt that finds no
+capacity joins the queue too.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from allocator import metrics
 from allocator.cache import SessionCache
+from allocator.outlook import QueueOutlook
 from allocator.settings import Settings
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import (
@@ -27,26 +33,37 @@ from allocator.types import (
     Session,
     State,
 )
+from allocator.waitqueue import QUEUE_TOKEN, WaitQueue
 
 log = logging.getLogger(__name__)
 
 FINDING = "Finding a WebUI for you."
-ALL_BUSY = (
-    "All GPUs are busy. Your WebUI starts as soon as one is free; this page refreshes by itself."
-)
+YOUR_TURN = "A GPU is free for you: starting your WebUI."
 RESTARTED = "Your previous WebUI stopped, so you are getting a new one. Saved images are kept."
 POLL_SECONDS = 0.2
 
 
+Changed = Callable[[], None]
+
+
 class Allocations:
     def __init__(
-        self, store: SessionStore, backend: Backend, cache: SessionCache, settings: Settings
+        self,
+        store: SessionStore,
+        backend: Backend,
+        cache: SessionCache,
+        settings: Settings,
+        queue: WaitQueue | None = None,
+        outlook: QueueOutlook | None = None,
     ) -> None:
         self._store = store
         self._backend = backend
         self._cache = cache
         self._settings = settings
+        self._queue = queue or WaitQueue(store)
+        self._outlook = outlook or QueueOutlook(self._queue, store, settings)
         self._tasks: dict[str, asyncio.Task[Session | None]] = {}
+        self.on_change: Changed = _nothing  # the queue may move: a GPU freed, someone queued
 
     async def ensure(
         self, person: Person, wait: float, restarted: bool = False
@@ -73,7 +90,9 @@ class Allocations:
             restarted = restarted or (progress is not None and progress.restarted)
             task = self._tasks.get(email)
             if task is None and not self._settled(progress):
-                task = await self._start(person, restarted)
+                began, task = await self._start(person, restarted)
+                if began == "queued":
+                    return await self.queued(email, restarted)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (task is None and self._settled(progress)):
                 return progress or Progress(State.ALLOCATING, FINDING, time.time(), restarted)
@@ -129,19 +148,68 @@ class Allocations:
             return age < self._settings.failure_retry
         return False
 
-    async def _start(self, person: Person, restarted: bool) -> asyncio.Task[Session | None] | None:
+    async def queued(self, email: str, restarted: bool = False) -> Progress:
+        """What a queued person is told: their place, and what it waits for."""
+        spot = await self._outlook.spot(email)
+        if spot is None:  # served or dropped between two looks: their next request tells
+            return Progress(State.ALLOCATING, FINDING, time.time(), restarted)
+        joined = await self._queue.joined_at(email)
+        return Progress(
+            State.QUEUED, self.waits_for(spot.starting), joined or time.time(), restarted, spot
+        )
+
+    def waits_for(self, starting: int) -> str:
+        minutes = _minutes(self._settings.reclaim_after(queued=True))
+        message = f"A GPU frees up when someone gives theirs back or is idle for {minutes}."
+        if starting:
+            machines = "a new GPU machine is" if starting == 1 else f"{starting} new WebUIs are"
+            message += f" Meanwhile {machines} starting."
+        return message
+
+    async def serve_queued(self, person: Person, heads: int) -> bool:
+        """For the dispatcher: start allocating for `person`, one of the first `heads` in the
+        queue; False if that cannot start (not among them, or something runs already)."""
+        email = person.email
+        if email in self._tasks:
+            return False
+        token = QUEUE_TOKEN + uuid.uuid4().hex
+        first = Progress(State.ALLOCATING, YOUR_TURN, time.time())
+        ttl = self._settings.allocation_lock_ttl
+        began = await self._store.begin_allocation(
+            email, token, ttl, first, self._progress_ttl, heads=heads
+        )
+        if began == "exists":  # has a WebUI already: not waiting any more
+            await self._queue.leave(email)
+        if began != "ok" or email in self._tasks:
+            if began == "ok":
+                await self._store.release_lock(email, token)
+            return False
+        self._launch(person, token, restarted=False)
+        return True
+
+    async def _start(
+        self, person: Person, restarted: bool
+    ) -> tuple[str, asyncio.Task[Session | None] | None]:
+        """Begin an allocation for a person's own request: ("ok", its task), or why not
+        ("queued", "exists", "held") with the task this process already runs, if any."""
         token = uuid.uuid4().hex
         first = Progress(State.ALLOCATING, FINDING, time.time(), restarted)
         began = await self._store.begin_allocation(
             person.email, token, self._settings.allocation_lock_ttl, first, self._progress_ttl
         )
+        if began == "queued":
+            self.on_change()
         if began != "ok":
-            return None  # a mapping appeared, or another replica is allocating
+            return began, None  # queued, a mapping appeared, or another replica allocates
         if person.email in self._tasks:  # raced with ourselves between the await points
             await self._store.release_lock(person.email, token)
-            return self._tasks[person.email]
+            return "held", self._tasks[person.email]
+        return began, self._launch(person, token, restarted)
+
+    def _launch(self, person: Person, token: str, restarted: bool) -> asyncio.Task[Session | None]:
         task = asyncio.create_task(self._allocate(person, token, restarted), name="allocate")
         self._tasks[person.email] = task
+        task.add_done_callback(lambda _: self.on_change())
         return task
 
     async def _allocate(self, person: Person, token: str, restarted: bool) -> Session | None:
@@ -162,11 +230,13 @@ class Allocations:
                 result = "lock_lost"
         except NoCapacity:
             result = "no_capacity"
-            await self._report(person, State.NO_CAPACITY, ALL_BUSY, restarted)
+            await self._wait_in_queue(person)
         except AllocationFailed as exc:
             result = "failed"
             log.warning("allocation for %s failed: %s", person.email, exc)
             await self._report(person, State.FAILED, str(exc), restarted)
+            with contextlib.suppress(StoreUnavailable):  # not holding up everyone behind
+                await self.leave_queue(person.email, "failed")
         except StoreUnavailable as exc:
             log.warning("allocation for %s stopped, store unavailable: %s", person.email, exc)
         except Exception:
@@ -182,15 +252,27 @@ class Allocations:
                     await self._store.release_lock(person.email, token)
         return saved
 
+    async def _wait_in_queue(self, person: Person) -> None:
+        """No GPU for them now: they queue (keeping their place if queued already)."""
+        with contextlib.suppress(StoreUnavailable):
+            position = await self._queue.join(person.email, time.time())
+            await self._store.clear_progress(person.email)
+            log.info("no GPU free for %s: number %d in the queue", person.email, position)
+
     async def _save(self, session: Session, token: str) -> bool:
         """Record the allocation, unless this replica's lock was lost meanwhile (then the
         WebUI is given back, unless the winner recorded that very one)."""
         # On StoreUnavailable the WebUI is kept: it may be this person's re-attached one, still
         # in use, or the save may have landed; unrecorded, reconciliation finds it later.
+        from_queue = token.startswith(QUEUE_TOKEN)
+        joined = await self._queue.joined_at(session.email) if from_queue else None
         saved = await self._store.save(session, time.time(), lock_token=token)
         if saved:
             self._cache.put(session)
             log.info("allocated %s for %s", session.server, session.email)
+            if joined is not None:
+                metrics.QUEUE_SERVED.inc()
+                metrics.QUEUE_WAIT_SECONDS.labels(outcome="served").observe(time.time() - joined)
             return True
         winner = await self._store.get(session.email)
         log.warning(
@@ -230,7 +312,25 @@ class Allocations:
         await self._store.clear_progress(email)  # given back on purpose: no stale notice
         self._cache.forget(email)
         log.info("released %s of %s", session.server, email)
+        await self.freed()
         return True
+
+    async def leave_queue(self, email: str, outcome: str = "left") -> bool:
+        """Take `email` out of the queue; False when they were not in it."""
+        joined = await self._queue.joined_at(email)
+        if not await self._queue.leave(email):
+            return False
+        if joined is not None:
+            metrics.QUEUE_WAIT_SECONDS.labels(outcome=outcome).observe(time.time() - joined)
+        log.info("%s left the queue (%s)", email, outcome)
+        self.on_change()
+        return True
+
+    async def freed(self, count: int = 1) -> None:
+        """WebUIs were given back: the queue may move, and estimates learn the turnover."""
+        with contextlib.suppress(StoreUnavailable):
+            await self._queue.record_freed(time.time(), count)
+        self.on_change()
 
     async def recover(
         self, person: Person, session: Session, allocate: bool = True
@@ -262,6 +362,7 @@ class Allocations:
                 metrics.RESTARTS.inc()
                 gone = Progress(State.NONE, RESTARTED, time.time(), restarted=True)
                 await self._store.set_progress(email, gone, self._settings.idle_timeout)
+                await self.freed()
         except StoreUnavailable as exc:
             log.warning("could not drop the mapping of vanished %s: %s", server, exc)
 
@@ -270,6 +371,16 @@ class Allocations:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _nothing() -> None:
+    return None
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 120:
+        return f"{round(seconds)} seconds"
+    return f"{round(seconds / 60)} minutes"
 
 
 def _told(session: Session, restarted: bool) -> Session | Progress:

@@ -239,3 +239,47 @@ def release_session(email: str) -> None:
     if not released:
         fail(f"{email} has no session")
     click.echo(f"released the WebUI of {email}")
+
+
+@main.group()
+def queue() -> None:
+    """Who waits for a GPU, next first (reads the store named by SDA_REDIS_URL)."""
+
+
+@queue.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+def list_queue(as_json: bool) -> None:
+    """Everyone waiting for a GPU, next first."""
+    now = time.time()
+    waiting = _core_call(lambda core: core.queue.waiting())
+    rows = [
+        {
+            "position": entry.position,
+            "email": entry.email,
+            "waited_seconds": int(max(0.0, now - entry.joined)),
+            "silent_seconds": int(max(0.0, now - entry.seen)),
+        }
+        for entry in waiting
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("nobody is waiting for a GPU")
+        return
+    click.echo(f"{'#':>3} {'EMAIL':40} {'WAITING':>8} {'LAST ASKED':>11}")
+    for row in rows:
+        click.echo(
+            f"{row['position']:>3} {row['email']:40} {row['waited_seconds']:>7}s "
+            f"{row['silent_seconds']:>9}s ago"
+        )
+
+
+@queue.command("remove")
+@click.argument("email")
+def remove_from_queue(email: str) -> None:
+    """Take a person out of the queue (the ones behind move up)."""
+    normal = email.strip().lower()
+    if not _core_call(lambda core: core.allocations.leave_queue(normal, "removed")):
+        fail(f"{email} is not in the queue")
+    click.echo(f"took {email} out of the queue")

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Form, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from allocator import pages, replies
@@ -27,10 +28,22 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/_allocator"
 API_DOCS = (f"{PREFIX}/api/docs", f"{PREFIX}/api/openapi.json")
+STATIC_FILES = {
+    "style.css": "text/css",
+    "queue.js": "text/javascript",
+    "queue-worker.js": "text/javascript",
+}
 
 
 class NotSignedIn(Exception):
     pass
+
+
+class QueueEntry(BaseModel):
+    email: str
+    position: int  # 1 = next
+    waited_seconds: int
+    silent_seconds: int  # since their last request; SDA_QUEUE_ABANDON drops them
 
 
 def build_control(runtime: Runtime) -> FastAPI:
@@ -136,10 +149,13 @@ def _add_health(app: FastAPI, runtime: Runtime) -> None:
         status = 503 if problems else 200
         return JSONResponse({"ready": not problems, "problems": problems}, status)
 
-    @app.get(f"{PREFIX}/static/style.css", include_in_schema=False)
-    async def style() -> Response:
-        css = resources.files("allocator").joinpath("static/style.css").read_text()
-        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+    @app.get(f"{PREFIX}/static/{{name}}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        media_type = STATIC_FILES.get(name)
+        if media_type is None:
+            raise HTTPException(404)
+        text = resources.files("allocator").joinpath(f"static/{name}").read_text()
+        return Response(text, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
 
 def _person_dependency(runtime: Runtime) -> Any:
@@ -163,12 +179,21 @@ def _add_person_routes(app: FastAPI, runtime: Runtime) -> None:
 
     @app.post(f"{PREFIX}/release", tags=["person"])
     async def release(request: Request, person: CurrentPerson) -> Response:
-        """Give my WebUI back now."""
+        """Give my WebUI back now; while I wait for one, leave the queue."""
         _check_origin(request)
-        released = await runtime.core.allocations.release(person.email)
+        allocations = runtime.core.allocations
+        released = await allocations.release(person.email)
+        left = not released and await allocations.leave_queue(person.email)
         if _wants_html(request):
             return RedirectResponse(f"{PREFIX}/", status_code=303)
-        return JSONResponse({"released": released})
+        return JSONResponse({"released": released, "left_queue": left})
+
+    @app.post(f"{PREFIX}/keep", response_model=SessionStatus, tags=["person"])
+    async def keep(request: Request, person: CurrentPerson) -> SessionStatus:
+        """Count now as activity on my WebUI (the "Keep my WebUI" button); my status after."""
+        _check_origin(request)
+        await runtime.core.store.touch({person.email: time.time()})
+        return await status_of(runtime, person)
 
     @app.post(f"{PREFIX}/retry", include_in_schema=False)
     async def retry(request: Request, person: CurrentPerson) -> Response:
@@ -262,7 +287,8 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
     async def all_sessions() -> list[SessionStatus]:
         now = time.time()
         views = await runtime.core.store.all_views(now)
-        return [describe(runtime, view, now) for view in views]
+        queued = await runtime.core.queue.length()
+        return [describe(runtime, view, now, queued) for view in views]
 
     @app.get(f"{PREFIX}/api/sessions", response_model=list[SessionStatus], tags=["admin"])
     async def list_sessions(_: Admin) -> list[SessionStatus]:
@@ -275,7 +301,7 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
         view = await runtime.core.store.view(email.lower(), time.time())
         if view is None:
             raise HTTPException(404, f"{email} has no session.")
-        return describe(runtime, view, time.time())
+        return describe(runtime, view, time.time(), await runtime.core.queue.length())
 
     @app.delete(f"{PREFIX}/api/sessions/{{email}}", status_code=204, tags=["admin"])
     async def release_session(email: str, _: Admin) -> Response:
@@ -284,9 +310,47 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
             raise HTTPException(404, f"{email} has no session.")
         return Response(status_code=204)
 
+    @app.get(f"{PREFIX}/api/queue", response_model=list[QueueEntry], tags=["admin"])
+    async def list_queue(_: Admin) -> list[QueueEntry]:
+        """Everyone waiting for a GPU, next first."""
+        return await queue_entries()
+
+    @app.delete(f"{PREFIX}/api/queue/{{email}}", status_code=204, tags=["admin"])
+    async def remove_from_queue(email: str, _: Admin) -> Response:
+        """Take a person out of the queue (the ones behind move up)."""
+        if not await runtime.core.allocations.leave_queue(email.lower(), "removed"):
+            raise HTTPException(404, f"{email} is not in the queue.")
+        return Response(status_code=204)
+
+    async def queue_entries() -> list[QueueEntry]:
+        now = time.time()
+        return [
+            QueueEntry(
+                email=waiting.email,
+                position=waiting.position,
+                waited_seconds=int(max(0.0, now - waiting.joined)),
+                silent_seconds=int(max(0.0, now - waiting.seen)),
+            )
+            for waiting in await runtime.core.queue.waiting()
+        ]
+
     @app.get(f"{PREFIX}/admin", include_in_schema=False)
     async def admin_page(request: Request, _: Admin) -> Response:
-        return _page(request, "admin.html", title="Sessions", sessions=await all_sessions())
+        return _page(
+            request,
+            "admin.html",
+            title="Sessions",
+            sessions=await all_sessions(),
+            queue=await queue_entries(),
+        )
+
+    @app.post(f"{PREFIX}/admin/dequeue", include_in_schema=False)
+    async def admin_dequeue(
+        request: Request, _: Admin, email: Annotated[str, Form(max_length=320)]
+    ) -> Response:
+        _check_origin(request)
+        await runtime.core.allocations.leave_queue(email.lower(), "removed")
+        return RedirectResponse(f"{PREFIX}/admin", status_code=303)
 
     @app.post(f"{PREFIX}/admin/release", include_in_schema=False)
     async def admin_release(

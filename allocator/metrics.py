@@ -39,7 +39,7 @@ OPEN_WEBSOCKETS = Gauge(
 )
 RECLAIMED = Counter(
     "sda_reclaimed_total",
-    "WebUIs given back by the cruiser, by reason (idle, max_age, orphan, stale)",
+    "WebUIs given back by the cruiser, by reason (idle, pressure, max_age, orphan, stale)",
     ["reason"],
 )
 CRUISE_SECONDS = Histogram(
@@ -50,6 +50,15 @@ CRUISE_SECONDS = Histogram(
 CRUISE_FAILURES = Counter(
     "sda_cruise_failures_total", "Releases a cruiser pass could not do (retried next pass)"
 )
+
+QUEUE_LENGTH = Gauge("sda_queue_length", "People waiting for a GPU", multiprocess_mode="mostrecent")
+QUEUE_WAIT_SECONDS = Histogram(
+    "sda_queue_wait_seconds",
+    "Time spent in the queue, by how it ended (served, left, abandoned, failed, removed)",
+    ["outcome"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600),
+)
+QUEUE_SERVED = Counter("sda_queue_served_total", "WebUIs allocated for the queue's head")
 
 _by_status: dict[int, Counter] = {}
 

@@ -26,6 +26,7 @@ TITLES = {
     State.ALLOCATING: "Finding a WebUI for you",
     State.STARTING: "Starting your WebUI",
     State.READY: "Your WebUI is ready",
+    State.QUEUED: "Waiting for a GPU",
     State.NO_CAPACITY: "All GPUs are busy",
     State.FAILED: "Your WebUI could not start",
 }

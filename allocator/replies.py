@@ -21,7 +21,7 @@ from allocator.types import Progress, Scope, Send, State
 
 Headers = list[tuple[bytes, bytes]]
 
-RETRY_AFTER = {State.NO_CAPACITY: 10, State.FAILED: 30, State.READY: 1}
+RETRY_AFTER = {State.NO_CAPACITY: 10, State.FAILED: 30, State.READY: 1, State.QUEUED: 10}
 STORE_RETRY_AFTER = b"10"
 STORE_DOWN = "Sessions cannot be looked up right now. Please try again in a minute."
 
@@ -96,10 +96,13 @@ def challenge(scope: Scope, login_path: str | None) -> Reply:
 
 
 def waiting(scope: Scope, progress: Progress) -> Reply:
-    """503 with Retry-After while a WebUI is not ready (a refresh when it just became ready)."""
+    """503 with Retry-After while a WebUI is not ready (a refresh when it just became ready).
+    A queued person's page updates itself by script (reloading only without one)."""
     retry = RETRY_AFTER.get(progress.state, 2)
     extra = [(b"retry-after", str(retry).encode())]
+    spot = progress.spot
     if wants_html(scope):
+        queued = spot is not None
         page = render(
             "progress.html",
             title=TITLES[progress.state],
@@ -107,13 +110,34 @@ def waiting(scope: Scope, progress: Progress) -> Reply:
             message=progress.message,
             restarted=progress.restarted,
             waited=int(time.time() - progress.since),
-            refresh=None if progress.state is State.FAILED else retry,
+            refresh=None if progress.state is State.FAILED or queued else retry,
+            noscript_refresh=retry if queued else None,
+            position=spot.position if spot else None,
+            queue_length=spot.length if spot else None,
+            eta_text=eta_text(spot.eta_seconds) if spot else None,
         )
         return _reply(503, page, b"text/html; charset=utf-8", extra)
-    data = {
+    data: dict[str, Any] = {
         "state": progress.state.value,
         "message": progress.message,
         "restarted": progress.restarted,
         "retry_after": retry,
     }
+    if spot is not None:
+        data |= {
+            "position": spot.position,
+            "queue_length": spot.length,
+            "eta_seconds": spot.eta_seconds,
+            "starting_servers": spot.starting,
+        }
     return json_reply(503, data, extra)
+
+
+def eta_text(seconds: int | None) -> str:
+    """The estimate as the queue page words it (queue.js words it the same way)."""
+    if seconds is None:
+        return "Estimated wait: unknown."
+    if seconds < 60:
+        return "Estimated wait: less than a minute."
+    minutes = round(seconds / 60)
+    return f"Estimated wait: about {minutes} minute{'' if minutes == 1 else 's'}."

@@ -5,22 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 
 from allocator import metrics
 from allocator.activity import ActivityTracker
 from allocator.allocation import Allocations
 from allocator.backends import create_backend
 from allocator.cache import SessionCache
+from allocator.dispatch import Dispatcher
 from allocator.headers import Withheld
 from allocator.identity import create_identity
 from allocator.identity.dev import COOKIE_NAME
+from allocator.outlook import QueueOutlook
 from allocator.proxy import HttpForwarder
 from allocator.sessions import Sessions
 from allocator.settings import Settings
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Backend, Identity
 from allocator.upstream import UpstreamPool
+from allocator.waitqueue import WaitQueue
 from allocator.wsproxy import WebSocketForwarder, create_client
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,8 @@ class Core:
     backend: Backend
     cache: SessionCache
     allocations: Allocations
+    queue: WaitQueue
+    outlook: QueueOutlook
 
     @classmethod
     def build(cls, settings: Settings) -> Core:
@@ -46,9 +52,11 @@ class Core:
     @classmethod
     def from_parts(cls, settings: Settings, store: SessionStore, backend: Backend) -> Core:
         cache = SessionCache(store, settings.cache_ttl, settings.store_outage_grace)
-        allocations = Allocations(store, backend, cache, settings)
+        queue = WaitQueue(store)
+        outlook = QueueOutlook(queue, store, settings)
+        allocations = Allocations(store, backend, cache, settings, queue, outlook)
         backend.on_gone(allocations.forget_gone)
-        return cls(settings, store, backend, cache, allocations)
+        return cls(settings, store, backend, cache, allocations, queue, outlook)
 
     async def close(self) -> None:
         await self.allocations.close()
@@ -64,6 +72,7 @@ class Runtime:
     tracker: ActivityTracker
     http: HttpForwarder
     websockets: WebSocketForwarder
+    dispatcher: Dispatcher
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -93,6 +102,9 @@ class Runtime:
             tracker=tracker,
             http=HttpForwarder(pool, withheld),
             websockets=WebSocketForwarder(create_client(settings), withheld, settings.ws_max_size),
+            dispatcher=Dispatcher(
+                core.queue, core.backend, core.allocations, settings, _pressure_pass(core, tracker)
+            ),
         )
 
     @property
@@ -104,6 +116,7 @@ class Runtime:
         await self.identity.start()
         await self.tracker.start()
         self._tasks.append(asyncio.create_task(self._count_sessions(), name="session-gauge"))
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="queue-dispatcher"))
         if self.settings.cruise_in_process:
             self._tasks.append(asyncio.create_task(self._cruise(), name="cruiser"))
         try:
@@ -149,3 +162,17 @@ class Runtime:
             with contextlib.suppress(StoreUnavailable):
                 metrics.ACTIVE_SESSIONS.set(await self.core.store.count())
             await asyncio.sleep(GAUGE_SECONDS)
+
+
+def _pressure_pass(core: Core, tracker: ActivityTracker) -> Callable[[], Awaitable[None]]:
+    """A reclaim-only cruiser pass for while people wait (the dispatcher runs it every turn):
+    sessions idle past the pressure timeout go at once, not at the cruiser's next pass."""
+    from cruiser.reaper import CruiseOptions, cruise_once
+
+    options = replace(CruiseOptions.from_settings(core.settings), reconcile=False, quiet=True)
+
+    async def run() -> None:
+        await tracker.flush()  # this process's latest activity counts
+        await cruise_once(core.store, core.backend, options)
+
+    return run

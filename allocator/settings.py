@@ -106,7 +106,10 @@ class Settings(BaseSettings):
     cruise_concurrency: int = Field(16, ge=1, le=256)
     max_session_age: float = Field(0, ge=0)  # seconds; 0: no limit
     orphan_grace: float = Field(600.0, gt=0)
-    no_capacity_retry: float = Field(10.0, gt=0)
+    no_capacity_retry: float = Field(10.0, gt=0)  # the queue's head, when capacity is unknown
+    queue_abandon: float = Field(60.0, gt=0)  # a queued person silent this long leaves the queue
+    pressure_idle_timeout: float = Field(300.0, ge=0)  # while anyone is queued; 0: off
+    badge: Literal["on", "off"] = "on"  # the give-back countdown inside the WebUI page
     failure_retry: float = Field(30.0, gt=0)
 
     upstream_connect_timeout: float = Field(5.0, gt=0)
@@ -252,6 +255,9 @@ class Settings(BaseSettings):
             return min(self.max_sessions, len(self.local_gpus))
         return len(self.local_gpus)
 
+    def reclaim_after(self, queued: bool) -> float:
+        return reclaim_after(self.idle_timeout, self.pressure_idle_timeout, queued)
+
     @property
     def activity_period(self) -> float:
         """Seconds between activity writes: SDA_ACTIVITY_INTERVAL, by default 5 s but at most
@@ -281,6 +287,14 @@ class Settings(BaseSettings):
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message names the variable."""
+
+
+def reclaim_after(idle_timeout: float, pressure_idle_timeout: float, queued: int | bool) -> float:
+    """Seconds of idleness before a session may be reclaimed: the idle timeout, or the
+    shorter pressure timeout while someone waits for a GPU."""
+    if queued and 0 < pressure_idle_timeout < idle_timeout:
+        return pressure_idle_timeout
+    return idle_timeout
 
 
 def parse_authority(value: str) -> tuple[str, int]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from pydantic import BaseModel
 
 from allocator.runtime import Runtime
 from allocator.store import SessionView
-from allocator.types import Person, State
+from allocator.types import Person, Progress, State
+
+IN_FLIGHT = (State.ALLOCATING, State.STARTING)
+ReclaimReason = Literal["idle", "pressure", "max_age"]
 
 
 class SessionStatus(BaseModel):
@@ -17,42 +21,70 @@ class SessionStatus(BaseModel):
     server: str | None = None
     idle_seconds: int | None = None
     reclaim_in_seconds: int | None = None
+    reclaim_reason: ReclaimReason | None = None  # pressure: people wait, so sooner than idle
     busy: bool = False
     message: str | None = None
     allocated_at: float | None = None
+    position: int | None = None  # queued: 1 = next
+    queue_length: int | None = None
+    eta_seconds: int | None = None  # queued: null when there is no basis for an estimate
+    starting_servers: int | None = None  # queued: new WebUIs on their way (a Fleet scaling up)
+    waited_seconds: int | None = None  # queued: since they joined
 
 
 async def status_of(runtime: Runtime, person: Person) -> SessionStatus:
+    """Asking counts as still waiting, for a queued person."""
     now = time.time()
-    store = runtime.core.store
-    view = await store.view(person.email, now)
+    core = runtime.core
+    view = await core.store.view(person.email, now)
     if view is not None:
-        return describe(runtime, view, now)
-    progress = await store.get_progress(person.email)
+        return describe(runtime, view, now, await core.queue.length())
+    progress = await core.store.get_progress(person.email)
+    if progress is None or progress.state not in IN_FLIGHT:
+        queued = await core.allocations.queued(person.email)
+        if queued.state is State.QUEUED:
+            return from_progress(person.email, queued, now)
     if progress is not None:
-        return SessionStatus(state=progress.state, email=person.email, message=progress.message)
-    if await store.lock_held(person.email):
+        return from_progress(person.email, progress, now)
+    if await core.store.lock_held(person.email):
         return SessionStatus(state=State.ALLOCATING, email=person.email)
     return SessionStatus(state=State.NONE, email=person.email)
 
 
-def describe(runtime: Runtime, view: SessionView, now: float) -> SessionStatus:
-    """A stored session, with this process's not-yet-written activity taken into account."""
+def from_progress(email: str, progress: Progress, now: float) -> SessionStatus:
+    status = SessionStatus(state=progress.state, email=email, message=progress.message)
+    spot = progress.spot
+    if spot is not None:
+        status.position, status.queue_length = spot.position, spot.length
+        status.eta_seconds, status.starting_servers = spot.eta_seconds, spot.starting
+        status.waited_seconds = int(max(0.0, now - progress.since))
+    return status
+
+
+def describe(runtime: Runtime, view: SessionView, now: float, queued: int) -> SessionStatus:
+    """A stored session, with this process's not-yet-written activity taken into account;
+    `queued`: how many wait for a GPU (the pressure timeout applies while anyone does)."""
     email = view.session.email
     tracker = runtime.tracker
     last = max(view.last_activity, tracker.last_seen(email) or 0.0)
     busy = view.busy or tracker.is_busy(email)
     idle = 0.0 if busy else max(0.0, now - last)
-    reclaim_in = runtime.settings.idle_timeout - idle
-    if runtime.settings.max_session_age > 0:  # given back at that age even when in use
-        age_left = view.session.allocated_at + runtime.settings.max_session_age - now
-        reclaim_in = min(reclaim_in, age_left)
+    settings = runtime.settings
+    after = settings.reclaim_after(queued > 0)
+    reason: ReclaimReason = "pressure" if after < settings.idle_timeout else "idle"
+    reclaim_in = after - idle
+    if settings.max_session_age > 0:  # given back at that age even when in use
+        age_left = view.session.allocated_at + settings.max_session_age - now
+        if age_left < reclaim_in:
+            reclaim_in, reason = age_left, "max_age"
     return SessionStatus(
         state=State.READY,
         email=email,
         server=view.session.server,
         idle_seconds=int(idle),
         reclaim_in_seconds=int(max(0.0, reclaim_in)),
+        reclaim_reason=reason,
         busy=busy,
         allocated_at=view.session.allocated_at,
+        queue_length=queued,
     )

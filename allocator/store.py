@@ -9,6 +9,16 @@ Layout in Redis (every key starts with `sda:`):
   sda:progress:<email>  string  JSON: what the allocation is doing, with expiry
   sda:allocated         zset    email → allocated_at, for the optional maximum session age
   sda:reap:<email>      string  a cruiser pass's claim on reclaiming this session, with expiry
+  sda:queue             zset    email → ticket: who waits for a GPU, first come first served
+  sda:queue:seen        zset    email → when that queued person last asked (abandonment)
+  sda:queue:joined      zset    email → when they joined (waiting time)
+  sda:queue:tickets     string  the last ticket handed out
+  sda:queue:freed       zset    recent WebUI give-backs (turnover, for estimates)
+  sda:queue:capacity    string  JSON: new WebUIs on their way, as the dispatcher last saw
+  sda:queue:dispatch    string  the replica deciding for the queue this moment, with expiry
+
+The queue's operations are in waitqueue.py; admission is part of starting an allocation here,
+so that "queue empty, go ahead" and "take the lock" are one atomic step.
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ log = logging.getLogger(__name__)
 
 ACTIVITY = "sda:activity"
 ALLOCATED = "sda:allocated"
+QUEUE = "sda:queue"
+QUEUE_SEEN = "sda:queue:seen"
+QUEUE_JOINED = "sda:queue:joined"
+QUEUE_TICKETS = "sda:queue:tickets"
+QUEUE_KEYS = [QUEUE, QUEUE_SEEN, QUEUE_JOINED]
+REQUEST = "request"  # begin_allocation for a person's own request (may join the queue)
 NO_SERVER = "\x00"  # names no server: a drop with it only tidies the indexes
 
 _DROP = """
@@ -56,14 +72,33 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
 redis.call('DEL', KEYS[3], KEYS[4])
+for i = 6, 8 do redis.call('ZREM', KEYS[i], ARGV[2]) end
 return 1
 """
-# Start an allocation in one round trip: not if a mapping exists or another holds the lock;
-# otherwise take the lock and publish the first progress.
+# Start an allocation in one round trip: not if a mapping exists or another holds the lock.
+# A person's own request (ARGV[7] = 'request') goes ahead only while nobody is queued; else
+# they join the queue (or, queued already, are noted as still asking). The dispatcher serving
+# the queue passes how many heads it serves (ARGV[7] = N): only one of the first N goes ahead.
+# Going ahead takes the lock and publishes the first progress.
 _BEGIN_ALLOCATION = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 'held' end
+local rank = redis.call('ZRANK', KEYS[4], ARGV[5])
+if ARGV[7] == 'request' then
+  if rank then
+    redis.call('ZADD', KEYS[5], ARGV[6], ARGV[5])
+    return 'queued'
+  end
+  if redis.call('ZCARD', KEYS[4]) > 0 then
+    redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[7]), ARGV[5])
+    redis.call('ZADD', KEYS[5], ARGV[6], ARGV[5])
+    redis.call('ZADD', KEYS[6], ARGV[6], ARGV[5])
+    return 'queued'
+  end
+elseif not rank or rank >= tonumber(ARGV[7]) then
+  return 'not_head'
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 return 'ok'
@@ -133,7 +168,7 @@ def _reap_key(email: str) -> str:
     return f"sda:reap:{email}"
 
 
-def _lock_key(email: str) -> str:
+def lock_key(email: str) -> str:
     return f"sda:lock:{email}"
 
 
@@ -172,7 +207,7 @@ def _tls_options(ca_cert: str | None) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def _translate() -> AsyncIterator[None]:
+async def translate_errors() -> AsyncIterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:
@@ -182,6 +217,7 @@ async def _translate() -> AsyncIterator[None]:
 class SessionStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        self.client = client  # for the other views of the same data (waitqueue.py)
         self._drop = client.register_script(_DROP)
         self._save_if_locked = client.register_script(_SAVE_IF_LOCKED)
         self._renew_lock = client.register_script(_RENEW_LOCK)
@@ -197,13 +233,13 @@ class SessionStore:
         await self._redis.aclose()
 
     async def ping(self) -> None:
-        async with _translate():
+        async with translate_errors():
             await self._redis.ping()
 
     # -- mappings -------------------------------------------------------------------------
 
     async def get(self, email: str) -> Session | None:
-        async with _translate():
+        async with translate_errors():
             fields = await self._redis.hgetall(_session_key(email))
         return _decode_session(cast(dict[str, str], fields)) if fields else None
 
@@ -215,9 +251,12 @@ class SessionStore:
         lock is released with the save.
         """
         email = session.email
-        keys = [_session_key(email), ACTIVITY, _progress_key(email), _lock_key(email), ALLOCATED]
+        keys = [
+            _session_key(email), ACTIVITY, _progress_key(email), lock_key(email), ALLOCATED,
+            *QUEUE_KEYS,
+        ]  # fmt: skip
         fields = [str(part) for pair in _encode_session(session).items() for part in pair]
-        async with _translate():
+        async with translate_errors():
             if lock_token is not None:
                 args: list[str | float] = [lock_token, email, now, session.allocated_at, *fields]
                 return bool(await self._save_if_locked(keys=keys, args=args))
@@ -227,27 +266,29 @@ class SessionStore:
                 pipe.zadd(ACTIVITY, {email: now})
                 pipe.zadd(ALLOCATED, {email: session.allocated_at})
                 pipe.delete(keys[2])
+                for key in QUEUE_KEYS:
+                    pipe.zrem(key, email)
                 await pipe.execute()
         return True
 
     async def drop(self, email: str, server: str | None = None) -> bool:
         """Remove the mapping, only if it still points at `server` (when given)."""
         keys = [_session_key(email), ACTIVITY, _busy_key(email), ALLOCATED]
-        async with _translate():
+        async with translate_errors():
             return bool(await self._drop(keys=keys, args=[email, server or ""]))
 
     async def count(self) -> int:
-        async with _translate():
+        async with translate_errors():
             return int(await self._redis.zcard(ACTIVITY))
 
     async def all_views(self, now: float) -> list[SessionView]:
         """Every session, least recently active first."""
-        async with _translate():
+        async with translate_errors():
             stamps = await self._redis.zrange(ACTIVITY, 0, -1, withscores=True)
             return await self._load_views(cast(list[tuple[str, float]], stamps), now)
 
     async def view(self, email: str, now: float) -> SessionView | None:
-        async with _translate():
+        async with translate_errors():
             stamp = await self._redis.zscore(ACTIVITY, email)
             if stamp is None:
                 return None
@@ -272,12 +313,12 @@ class SessionStore:
     async def touch(self, stamps: dict[str, float]) -> None:
         """Move last activity forward for existing sessions only (never resurrects one)."""
         if stamps:
-            async with _translate():
+            async with translate_errors():
                 await self._redis.zadd(ACTIVITY, stamps, xx=True, gt=True)
 
     async def idle(self, cutoff: float, limit: int | None = None) -> list[tuple[str, float]]:
         """Sessions whose last activity is at or before `cutoff`, oldest first."""
-        async with _translate():
+        async with translate_errors():
             found = await self._redis.zrangebyscore(
                 ACTIVITY, "-inf", cutoff, withscores=True, start=0 if limit else None, num=limit
             )
@@ -285,13 +326,13 @@ class SessionStore:
 
     async def allocated_before(self, cutoff: float) -> list[tuple[str, float]]:
         """Sessions allocated at or before `cutoff`, oldest first (maximum session age)."""
-        async with _translate():
+        async with translate_errors():
             found = await self._redis.zrangebyscore(ALLOCATED, "-inf", cutoff, withscores=True)
         return [(str(email), float(stamp)) for email, stamp in cast(list[tuple[str, float]], found)]
 
     async def get_many(self, emails: list[str]) -> dict[str, Session | None]:
         """Several mappings in one round trip."""
-        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
             for email in emails:
                 pipe.hgetall(_session_key(email))
             found = await pipe.execute()
@@ -314,7 +355,7 @@ class SessionStore:
         (activity after `cutoff`), 'busy' (a live busy lease) or 'claimed' (another pass
         has it). `aged`: the maximum session age is up, so recent activity does not save it
         (a busy lease still does)."""
-        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
             for session, aged in sessions:
                 email = session.email
                 keys = [_session_key(email), ACTIVITY, _busy_key(email), _reap_key(email)]
@@ -326,7 +367,7 @@ class SessionStore:
 
     async def finish_reaps(self, sessions: list[Session], token: str, dropped: bool) -> None:
         """Release this pass's claims, dropping the mappings first when `dropped`."""
-        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
             for session in sessions:
                 email = session.email
                 if dropped:
@@ -339,21 +380,31 @@ class SessionStore:
     async def forget_unmapped(self, email: str) -> None:
         """Remove index entries of someone without a mapping (never a mapping itself)."""
         keys = [_session_key(email), ACTIVITY, _busy_key(email), ALLOCATED]
-        async with _translate():
+        async with translate_errors():
             await self._drop(keys=keys, args=[email, NO_SERVER])
 
     async def busy_now(self, email: str, now: float) -> bool:
         """Whether some replica holds a live busy lease for `email`."""
-        async with _translate():
+        async with translate_errors():
             return bool(await self._redis.zcount(_busy_key(email), now, "+inf"))
+
+    async def busy_among(self, emails: list[str], now: float) -> set[str]:
+        """Those of `emails` holding a live busy lease, in one round trip."""
+        if not emails:
+            return set()
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
+            for email in emails:
+                pipe.zcount(_busy_key(email), now, "+inf")
+            counts = await pipe.execute()
+        return {email for email, count in zip(emails, counts, strict=True) if count}
 
     async def being_reaped(self, email: str) -> bool:
         """Whether a cruiser pass has claimed this person's session right now."""
-        async with _translate():
+        async with translate_errors():
             return bool(await self._redis.exists(_reap_key(email)))
 
     async def hold_busy(self, emails: Iterable[str], holder: str, expires_at: float) -> None:
-        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
             for email in emails:
                 pipe.zadd(_busy_key(email), {holder: expires_at})
                 pipe.expireat(_busy_key(email), int(expires_at) + 1)
@@ -361,7 +412,7 @@ class SessionStore:
                 await pipe.execute()
 
     async def release_busy(self, emails: Iterable[str], holder: str) -> None:
-        async with _translate(), self._redis.pipeline(transaction=False) as pipe:
+        async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
             for email in emails:
                 pipe.zrem(_busy_key(email), holder)
             if len(pipe):
@@ -370,41 +421,56 @@ class SessionStore:
     # -- allocation lock and progress -----------------------------------------------------
 
     async def acquire_lock(self, email: str, token: str, ttl: float) -> bool:
-        async with _translate():
-            return bool(await self._redis.set(_lock_key(email), token, nx=True, px=_ms(ttl)))
+        async with translate_errors():
+            return bool(await self._redis.set(lock_key(email), token, nx=True, px=_ms(ttl)))
 
     async def renew_lock(self, email: str, token: str, ttl: float) -> bool:
-        async with _translate():
-            return bool(await self._renew_lock(keys=[_lock_key(email)], args=[token, _ms(ttl)]))
+        async with translate_errors():
+            return bool(await self._renew_lock(keys=[lock_key(email)], args=[token, _ms(ttl)]))
 
     async def release_lock(self, email: str, token: str) -> None:
-        async with _translate():
-            await self._release_lock(keys=[_lock_key(email)], args=[token])
+        async with translate_errors():
+            await self._release_lock(keys=[lock_key(email)], args=[token])
 
     async def lock_held(self, email: str) -> bool:
-        async with _translate():
-            return bool(await self._redis.exists(_lock_key(email)))
+        async with translate_errors():
+            return bool(await self._redis.exists(lock_key(email)))
 
     async def begin_allocation(
-        self, email: str, token: str, ttl: float, progress: Progress, progress_ttl: float
+        self,
+        email: str,
+        token: str,
+        ttl: float,
+        progress: Progress,
+        progress_ttl: float,
+        heads: int | None = None,
     ) -> str:
         """'ok' (this token now holds the allocation lock and `progress` is published),
-        'exists' (the person has a mapping) or 'held' (someone else is allocating)."""
-        keys = [_lock_key(email), _session_key(email), _progress_key(email)]
-        args: list[str | int] = [token, _ms(ttl), _encode_progress(progress), _ms(progress_ttl)]
-        async with _translate():
+        'exists' (the person has a mapping), 'held' (someone else is allocating), 'queued'
+        (people wait for a GPU: this person is, or now is, one of them). With `heads`, for the
+        queue's dispatcher: 'ok' only for one of the first `heads` queued, else 'not_head'."""
+        keys = [
+            lock_key(email), _session_key(email), _progress_key(email), *QUEUE_KEYS,
+            QUEUE_TICKETS,
+        ]  # fmt: skip
+        mode = REQUEST if heads is None else str(heads)
+        args: list[str | int | float] = [
+            token, _ms(ttl), _encode_progress(progress), _ms(progress_ttl), email,
+            progress.since, mode,
+        ]  # fmt: skip
+        async with translate_errors():
             return str(await self._begin_allocation(keys=keys, args=args))
 
     async def set_progress(self, email: str, progress: Progress, ttl: float) -> None:
-        async with _translate():
+        async with translate_errors():
             await self._redis.set(_progress_key(email), _encode_progress(progress), px=_ms(ttl))
 
     async def clear_progress(self, email: str) -> None:
-        async with _translate():
+        async with translate_errors():
             await self._redis.delete(_progress_key(email))
 
     async def get_progress(self, email: str) -> Progress | None:
-        async with _translate():
+        async with translate_errors():
             raw = await self._redis.get(_progress_key(email))
         if not raw:
             return None

@@ -32,7 +32,8 @@ class State(enum.StrEnum):
     ALLOCATING = "allocating"
     STARTING = "starting"
     READY = "ready"
-    NO_CAPACITY = "no_capacity"
+    QUEUED = "queued"
+    NO_CAPACITY = "no_capacity"  # before the queue; only records written by older versions
     FAILED = "failed"
 
 
@@ -71,6 +72,17 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueSpot:
+    """A queued person's place: `position` 1 is next; `eta_seconds` None when there is no
+    basis for an estimate; `starting`: new WebUIs on their way (a Fleet scaling up)."""
+
+    position: int
+    length: int
+    eta_seconds: int | None
+    starting: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """What is happening while a person has no ready session."""
 
@@ -78,6 +90,17 @@ class Progress:
     message: str
     since: float
     restarted: bool = False
+    spot: QueueSpot | None = None  # QUEUED: their place
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What a backend can tell about room for more WebUIs right now: `free` None when it
+    cannot tell (the queue's head is then tried now and then); `starting`: WebUIs on their
+    way that will be free once ready."""
+
+    free: int | None
+    starting: int = 0
 
 
 ProgressCallback = Callable[[State, str], Awaitable[None]]
@@ -131,6 +154,10 @@ class Backend(Protocol):
     async def inventory(self) -> list[Session]:
         """Every WebUI this backend runs for a person, as it sees them (for reconciliation:
         `allocated_at` is when it was given to them)."""
+        ...
+
+    async def capacity(self) -> Capacity:
+        """Room for more WebUIs now (asked while people are queued, about once a second)."""
         ...
 
 

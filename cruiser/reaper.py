@@ -1,7 +1,8 @@
 """Reaper: one pass that gives back WebUIs nobody uses, and never one in use.
 
-Candidates come from the store's activity index (idle longer than the timeout; cost grows
-with the idle count, not the total) and, when a maximum age is set, its allocation index.
+Candidates come from the store's activity index (idle longer than the timeout, or the shorter
+pressure timeout while people wait for a GPU; cost grows with the idle count, not the total)
+and, when a maximum age is set, its allocation index.
 Each is re-checked and claimed atomically in Redis right before its release: activity that
 arrived during the pass, a busy lease (a generation, an open stream) or another pass's claim
 keeps it. The WebUI is released first and the mapping removed after, so a failed release
@@ -17,15 +18,16 @@ import uuid
 from dataclasses import dataclass
 
 from allocator import metrics
-from allocator.settings import Settings
+from allocator.settings import Settings, reclaim_after
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Backend, BackendError, Session
+from allocator.waitqueue import WaitQueue
 from cruiser.reconcile import Reconciler
 from cruiser.summary import Summary
 
 log = logging.getLogger(__name__)
 
-IDLE, MAX_AGE = "idle", "max_age"
+IDLE, PRESSURE, MAX_AGE = "idle", "pressure", "max_age"
 BATCH = 500  # candidates read per round trip
 
 
@@ -38,11 +40,14 @@ class CruiseOptions:
     reconcile: bool = True
     dry_run: bool = False
     claim_ttl: float = 120.0  # longer than any one release may take
+    pressure_idle_timeout: float = 0.0  # while people are queued; 0: off
+    quiet: bool = False  # a pass that gave nothing back logs at debug level
 
     @classmethod
     def from_settings(cls, settings: Settings, dry_run: bool = False) -> CruiseOptions:
         return cls(
             idle_timeout=settings.idle_timeout,
+            pressure_idle_timeout=settings.pressure_idle_timeout,
             max_age=settings.max_session_age,
             concurrency=settings.cruise_concurrency,
             orphan_grace=settings.orphan_grace,
@@ -71,13 +76,21 @@ class Reaper:
             metrics.CRUISE_SECONDS.observe(summary.seconds)
             if summary.failed:
                 metrics.CRUISE_FAILURES.inc(summary.failed)
-        log.info("cruise pass: %s", summary.line())
+        quiet = self._options.quiet and not (summary.reclaimed or summary.failed)
+        log.log(logging.DEBUG if quiet else logging.INFO, "cruise pass: %s", summary.line())
         return summary
 
     async def _reap(self, summary: Summary) -> None:
         now = time.time()
-        cutoff = now - self._options.idle_timeout
-        reasons = {email: IDLE for email, _ in await self._store.idle(cutoff)}
+        options = self._options
+        if options.pressure_idle_timeout > 0:
+            summary.queued = await WaitQueue(self._store).length()
+        after = reclaim_after(options.idle_timeout, options.pressure_idle_timeout, summary.queued)
+        cutoff, idle_cutoff = now - after, now - options.idle_timeout
+        reasons = {
+            email: IDLE if stamp <= idle_cutoff else PRESSURE
+            for email, stamp in await self._store.idle(cutoff)
+        }
         if self._options.max_age > 0:
             for email, _ in await self._store.allocated_before(now - self._options.max_age):
                 reasons[email] = MAX_AGE
@@ -127,6 +140,8 @@ class Reaper:
             metrics.RECLAIMED.labels(reason=reason).inc()
             log.info("reclaimed %s of %s (%s)", session.server, session.email, reason)
         summary.reclaimed += len(released)
+        if released:  # the queue moves on; estimates learn the turnover
+            await WaitQueue(self._store).record_freed(time.time(), len(released))
 
     async def _release_all(
         self, sessions: list[Session], summary: Summary

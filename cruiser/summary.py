@@ -25,6 +25,7 @@ class Summary:
     seconds: float = 0.0
     dry_run: bool = False
     would_reclaim: int = 0
+    queued: int = 0  # people waiting for a GPU during the pass (the pressure timeout applied)
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -48,4 +49,6 @@ class Summary:
             f"{self.orphans_deleted} orphans deleted, "
             f"{self.stale_mappings_dropped} stale mappings dropped ({self.seconds:.2f} s)"
         )
+        if self.queued:
+            text += f"; {self.queued} queued"
         return f"dry run: {self.would_reclaim} would be reclaimed; {text}" if self.dry_run else text

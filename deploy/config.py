@@ -243,7 +243,7 @@ class Fleet(Section):
 
 class Cruiser(Section):
     mode: Literal["function", "cronjob"] = "function"
-    schedule: Schedule = "*/5 * * * *"
+    schedule: Schedule = "* * * * *"
     idle_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
     function_name: Name = "sd-cruiser"
     connector: ConnectorName = "sd-allocator-conn"

@@ -177,7 +177,7 @@ def test_release_needs_a_same_site_origin(dev_proxy: InProcessAllocator) -> None
     )
     assert client.get("/_allocator/status").json()["state"] == "ready"
     ok = client.post("/_allocator/release", headers={"Origin": dev_proxy.url})
-    assert ok.json() == {"released": True}
+    assert ok.json() == {"released": True, "left_queue": False}
     assert client.get("/_allocator/status").json()["state"] == "none"
 
 
@@ -217,4 +217,4 @@ def test_one_origin_policy_for_the_webui_and_the_allocator(dev_proxy: InProcessA
     assert client.post("/echo", content=b"x").status_code == 200  # a script: no Origin
     assert client.post("/_allocator/release").status_code == 403  # no proof of this site
     same = client.post("/_allocator/release", headers={"Referer": f"{dev_proxy.url}/x"})
-    assert same.json() == {"released": True}
+    assert same.json() == {"released": True, "left_queue": False}

@@ -106,5 +106,7 @@ def test_a_release_gives_the_webui_back_and_forgets_the_mapping(
         headers={**ANN, "Origin": allocator.url},
         timeout=30,
     )
-    assert released.json() == {"released": True} and backend.released == ["gs-1"]
+    assert released.json() == {"released": True, "left_queue": False} and backend.released == [
+        "gs-1"
+    ]
     assert allocator.call(allocator.runtime.core.store.get("ann@example.com")) is None

@@ -25,9 +25,11 @@ from tenacity import (
 )
 
 from allocator.backends.gameservers import (
+    FLEET_LABEL,
     USER_LABEL,
     allocated_at,
     allocation_request,
+    fleet_capacity,
     is_gone,
     outputs_ready,
     owner,
@@ -40,6 +42,7 @@ from allocator.settings import Settings
 from allocator.types import (
     AllocationFailed,
     BackendError,
+    Capacity,
     GoneCallback,
     NoCapacity,
     Person,
@@ -184,6 +187,16 @@ class AgonesBackend:
             if session is not None and not is_gone(gameserver):
                 found.append(session)
         return found
+
+    async def capacity(self) -> Capacity:
+        """The Fleet's Ready GameServers, and those on their way (one list call)."""
+        try:
+            listing = await self._kube.list_gameservers(f"{FLEET_LABEL}={self._fleet}")
+        except KubeError as exc:
+            log.warning("could not count the Fleet's GameServers: %s", exc)
+            return Capacity(free=None)
+        ready, starting = fleet_capacity(listing.get("items") or [])
+        return Capacity(free=ready, starting=starting)
 
     def _session_of(self, gameserver: dict[str, Any]) -> Session | None:
         slug, email = owner(gameserver)

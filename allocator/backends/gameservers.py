@@ -20,6 +20,8 @@ POD_IP = "PodIP"
 OUTPUTS_ANNOTATION = "agones.dev/sdk-sd-allocator-outputs"
 # A GameServer in one of these states (or being deleted) will never serve again.
 GONE_STATES = frozenset({"Shutdown", "Error", "Unhealthy"})
+# On their way to Ready (agones.dev/v1 GameServerState): a Fleet scaling up, or replacing one.
+STARTING_STATES = frozenset({"PortAllocation", "Creating", "Starting", "Scheduled", "RequestReady"})
 
 
 def allocation_request(person: Person, fleet: str, now: float) -> dict[str, Any]:
@@ -104,3 +106,16 @@ def outputs_ready(metadata: dict[str, Any] | None, slug: str) -> bool:
     """Whether the sidecar confirmed that this pod saves into `slug`'s folder."""
     annotations = (metadata or {}).get("annotations") or {}
     return annotations.get(OUTPUTS_ANNOTATION) == slug
+
+
+def fleet_capacity(gameservers: list[dict[str, Any]]) -> tuple[int, int]:
+    """(Ready, on their way to Ready) among a Fleet's GameServers, leaving out any being
+    deleted."""
+    ready = starting = 0
+    for gameserver in gameservers:
+        if (gameserver.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        state = (gameserver.get("status") or {}).get("state")
+        ready += state == "Ready"
+        starting += state in STARTING_STATES
+    return ready, starting

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from allocator.settings import parse_authority
-from allocator.types import GoneCallback, Person, Placement, ProgressCallback, Session
+from allocator.types import (
+    Capacity,
+    GoneCallback,
+    Person,
+    Placement,
+    ProgressCallback,
+    Session,
+)
 
 
 class StaticBackend:
@@ -41,3 +48,6 @@ class StaticBackend:
 
     async def inventory(self) -> list[Session]:
         return []  # nothing is started per person
+
+    async def capacity(self) -> Capacity:
+        return Capacity(free=None)  # one shared WebUI: never full

@@ -19,7 +19,7 @@ import websockets
 from prometheus_client import REGISTRY
 from websockets.exceptions import InvalidStatus
 
-from fake_agones import AppBacking, FakeAgones, ProcessBacking, Timings
+from fake_agones import AppBacking, Backing, FakeAgones, Pod, ProcessBacking, Timings
 from tests.support.inprocess import InProcessAllocator, on_fake_agones
 from tests.support.pods import pod_app
 from tests.support.processes import REPO, RedisServer, header_for, wait_until
@@ -174,25 +174,56 @@ def test_a_refused_connection_is_checked_against_the_api_before_reallocating(
             allocator.stop()
 
 
-def test_no_ready_gameserver_gives_the_busy_page_then_succeeds(
+class HeldStart:
+    """Pods that start only once the test lets them: their GameServers stay Scheduled."""
+
+    def __init__(self, inner: Backing) -> None:
+        self.inner = inner
+        self._go = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def let_start(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._go.set)
+
+    async def start(self, pod: Pod) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._go.wait()
+        await self.inner.start(pod)
+
+    async def stop(self, pod: Pod) -> None:
+        await self.inner.stop(pod)
+
+
+def test_with_no_ready_gameserver_people_queue_and_see_the_fleet_scale_up(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    with FakeAgones(replicas=0, backing=AppBacking(pod_app)) as fake:
-        allocator = start_allocator(fake, redis_server, tmp_path, no_capacity_retry="1")
+    backing = HeldStart(AppBacking(pod_app))
+    with FakeAgones(replicas=0, backing=backing) as fake:
+        allocator = start_allocator(fake, redis_server, tmp_path)
         try:
-            busy = httpx.get(
-                f"{allocator.url}/whoami",
-                headers={**header_for(ALICE), "Accept": "text/html"},
-                timeout=10,
-            )
-            assert busy.status_code == 503
-            assert busy.headers["Retry-After"]
-            assert "All GPUs are busy" in busy.text
+            busy = whoami(allocator, ALICE, html=True)
+            assert busy.status_code == 503 and busy.headers["Retry-After"] == "10"
+            assert 'data-state="queued"' in busy.text and "Waiting for a GPU" in busy.text
             assert stored_sessions(redis_server) == []
             fake.scale(1)
-            fake.wait_ready(1)
-            wait_until(lambda: whoami(allocator, ALICE).status_code == 200, 30, "a WebUI")
+
+            def starting() -> int:
+                found = httpx.get(
+                    f"{allocator.url}/_allocator/status", headers=header_for(ALICE), timeout=10
+                ).json()
+                assert found["state"] == "queued", found
+                count: int = found["starting_servers"]
+                return count
+
+            wait_until(lambda: starting() == 1, 30, "the new GameServer to be shown starting")
+            backing.let_start()
+            # allocated for alice whether or not she asks
+            mine = [f"sda:session:{ALICE}"]
+            wait_until(lambda: stored_sessions(redis_server) == mine, 30, "alice's WebUI")
+            assert whoami(allocator, ALICE).status_code == 200
         finally:
+            backing.let_start()
             allocator.stop()
 
 
@@ -296,7 +327,7 @@ def test_release_deletes_the_gameserver_and_the_fleet_refills(
         headers={**header_for(ALICE), "Origin": allocator.url},
         timeout=10,
     )
-    assert released.json() == {"released": True}
+    assert released.json() == {"released": True, "left_queue": False}
     assert agones.delete_counts().get(pod) == 1
     assert stored_sessions(redis_server) == []
     agones.wait_until(lambda views: sum(v.state == "Ready" for v in views) == 2, 30)

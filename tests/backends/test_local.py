@@ -190,13 +190,9 @@ def test_a_webui_that_dies_is_dropped_at_once_not_at_the_next_request(
     assert page.status_code == 503 and 'id="restarted"' in page.text
 
 
-def test_no_capacity_then_a_slot_frees(tmp_path: Path) -> None:
+def test_with_no_slot_free_the_next_person_queues_and_gets_the_freed_one(tmp_path: Path) -> None:
     with InProcessAllocator.with_settings(
-        tmp_path,
-        identity="header",
-        max_sessions="1",
-        no_capacity_retry="0.5",
-        local_command=tiny_command(tmp_path),
+        tmp_path, identity="header", max_sessions="1", local_command=tiny_command(tmp_path)
     ) as allocator:
         wait_ready(allocator, "fay@example.com")
         busy = httpx.get(
@@ -204,16 +200,23 @@ def test_no_capacity_then_a_slot_frees(tmp_path: Path) -> None:
             headers={**header_for("gil@example.com"), "Accept": "text/html"},
             timeout=30,
         )
-        assert busy.status_code == 503
-        assert 'data-state="no_capacity"' in busy.text and busy.headers["retry-after"] == "10"
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "10"
+        assert 'data-state="queued"' in busy.text
+        assert '<strong id="position">1</strong>' in busy.text
         api = httpx.get(f"{allocator.url}/x", headers=header_for("gil@example.com"), timeout=30)
-        assert api.json()["state"] == "no_capacity"
+        assert api.json()["state"] == "queued" and api.json()["position"] == 1
         released = httpx.post(
             f"{allocator.url}/_allocator/release",
             headers={**header_for("fay@example.com"), "Origin": allocator.url},
         )
-        assert released.json() == {"released": True}
-        wait_ready(allocator, "gil@example.com")  # once the retry delay has passed
+        assert released.json() == {"released": True, "left_queue": False}
+        store = allocator.runtime.core.store
+        wait_until(  # allocated for gil while gil asks nothing
+            lambda: allocator.call(store.get("gil@example.com")) is not None,
+            START_SECONDS,
+            "gil's WebUI to be started for him",
+        )
+        assert status(allocator, "gil@example.com")["state"] == "ready"
 
 
 def test_a_webui_that_cannot_start_is_reported_not_retried_forever(tmp_path: Path) -> None:

@@ -230,13 +230,13 @@ def test_people_see_all_gpus_busy_when_every_gpu_is_taken(tmp_path: Path) -> Non
         }
         # The first answer may be "allocating" on a slow machine: ask as the page does.
         wait_until(
-            lambda: 'data-state="no_capacity"' in page_for(allocator, "cat@example.com").text,
+            lambda: 'data-state="queued"' in page_for(allocator, "cat@example.com").text,
             START_SECONDS,
-            "the all-GPUs-busy page",
+            "the queue page",
             interval=0.2,
         )
         page = page_for(allocator, "cat@example.com")
-        assert page.status_code == 503 and "All GPUs are busy" in page.text
+        assert page.status_code == 503 and "Waiting for a GPU" in page.text
 
 
 async def test_a_registry_file_that_is_not_an_entry_is_removed_and_said(

@@ -272,7 +272,7 @@ def test_the_cruiser_is_bound_to_its_role_in_either_mode() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "sd-allocator-cruiser", "namespace": NAMESPACE}
     ]
-    assert one(cron, "CronJob")["spec"]["schedule"] == "*/5 * * * *"
+    assert one(cron, "CronJob")["spec"]["schedule"] == "* * * * *"
     email = "sd-cruiser@my-project.iam.gserviceaccount.com"
     function = render(f"cruiser.functionServiceAccount={email}")
     assert not [o for o in function if o["kind"] == "CronJob"]

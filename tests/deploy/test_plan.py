@@ -82,7 +82,7 @@ def scheduler_requests() -> list[Any]:
     job = scheduler_v1.Job(
         name=name,
         description="sd-allocator cruiser: gives back WebUIs nobody uses",
-        schedule="*/5 * * * *",
+        schedule="* * * * *",
         time_zone="Etc/UTC",
         http_target=scheduler_v1.HttpTarget(
             uri="<function-url>",

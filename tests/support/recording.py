@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from allocator.types import GoneCallback, Person, Placement, ProgressCallback, Session, State
+from allocator.types import Capacity, GoneCallback, Person, Placement, ProgressCallback, Session, State
 
 
 class RecordingBackend:
@@ -55,3 +55,6 @@ class RecordingBackend:
 
     async def inventory(self) -> list[Session]:
         return []
+
+    async def capacity(self) -> Capacity:
+        return Capacity(free=None)

@@ -28,6 +28,7 @@ from allocator.backends.local.registry import Entry, Registry, same_process
 from allocator.settings import Settings, default_data_dir, former_default_data_dir
 from allocator.types import (
     AllocationFailed,
+    Capacity,
     GoneCallback,
     Person,
     Placement,
@@ -188,6 +189,9 @@ class LocalBackend:
             for entry in entries
             if entry.pid is not None and entry.port is not None
         ]
+
+    async def capacity(self) -> Capacity:
+        return Capacity(free=await asyncio.to_thread(self._registry.free_slots))
 
     def _session_of(self, entry: Entry) -> Session:
         return Session(entry.email, entry.slug, self.name, _placement(entry), entry.claimed_at)

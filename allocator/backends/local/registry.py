@@ -89,6 +89,17 @@ class Registry:
         with self._locked():
             return list(self._live_entries().values())
 
+    def free_slots(self) -> int:
+        """How many more WebUIs `claim` would start now (GPUs counted as `claim` does)."""
+        with self._locked():
+            entries = list(self._live_entries().values())
+        free = self._capacity - len(entries)
+        if self._gpus:
+            taken = {entry.gpu for entry in entries}
+            unknown = sum(entry.gpu is None for entry in entries)
+            free = min(free, sum(gpu not in taken for gpu in self._gpus) - unknown)
+        return max(0, free)
+
     def _free_gpu(self, others: Iterable[Entry]) -> str | None:
         """The first GPU nobody holds; None when no GPUs are handed out. A WebUI without a
         GPU in its entry (started before SDA_LOCAL_GPUS was set, or by a serve without it)

@@ -41,7 +41,7 @@ def test_absent_is_created(config: Config, clock: Clock) -> None:
             parent="projects/sd-test-project/locations/europe-west4", job=expected
         ),
     ]
-    assert "  job sd-cruiser: created (*/5 * * * *)" in out
+    assert "  job sd-cruiser: created (* * * * *)" in out
 
 
 def test_equal_is_left_alone_despite_what_the_service_adds(config: Config, clock: Clock) -> None:
@@ -60,7 +60,7 @@ def test_a_different_schedule_is_updated_with_a_mask(config: Config, clock: Cloc
         scheduler_v1.UpdateJobRequest(job=job(config), update_mask={"paths": ["schedule"]}),
     ]
     assert "  job sd-cruiser: updated (schedule)" in out
-    assert fake.jobs[NAME].schedule == "*/5 * * * *"
+    assert fake.jobs[NAME].schedule == "* * * * *"
 
 
 def test_a_new_function_url_updates_the_target(config: Config, clock: Clock) -> None:

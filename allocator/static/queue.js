@@ -1,0 +1,47 @@
+// The queue page, live: the person's place, the estimate and what it waits for, without
+// reloading; when it is their turn (anything but "queued") the page reloads into the WebUI
+// or its progress. The asking happens in a worker (queue-worker.js): it keeps the place
+// (SDA_QUEUE_ABANDON) even in a hidden tab, whose own timers browsers slow to once a minute.
+(function () {
+  "use strict";
+
+  function setText(id, value) {
+    var element = document.getElementById(id);
+    if (element) {
+      element.textContent = value;
+    }
+  }
+
+  function etaText(seconds) {
+    if (seconds === null || seconds === undefined) {
+      return "Estimated wait: unknown.";
+    }
+    if (seconds < 60) {
+      return "Estimated wait: less than a minute.";
+    }
+    var minutes = Math.round(seconds / 60);
+    return "Estimated wait: about " + minutes + (minutes === 1 ? " minute." : " minutes.");
+  }
+
+  function show(status) {
+    if (!status || status.state !== "queued") {
+      window.location.reload();
+      return;
+    }
+    setText("position", String(status.position));
+    setText("queue-length", String(status.queue_length));
+    setText("eta", etaText(status.eta_seconds));
+    if (status.message) {
+      setText("message", status.message);
+    }
+    if (typeof status.waited_seconds === "number") {
+      setText("waited", "Waiting for " + status.waited_seconds + " s. This page updates by itself.");
+    }
+    document.body.setAttribute("data-updated", String(Date.now()));
+  }
+
+  var worker = new Worker("/_allocator/static/queue-worker.js");
+  worker.onmessage = function (event) {
+    show(event.data);
+  };
+})();
