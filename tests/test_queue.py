@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, expect
 from redis import Redis
 
 from allocator.cli import main
+from allocator.outlook import Outlook
 from allocator.store import QUEUE_SEEN
 from tests.support.inprocess import InProcessAllocator
 from tests.support.processes import RedisServer, header_for, tiny_webui, wait_until
@@ -371,3 +372,23 @@ def signed_in(browser: Browser, allocator: InProcessAllocator, name: str) -> Pag
     page.fill("#email", f"{name}@example.com")
     page.click("#sign-in")
     return page
+
+
+@pytest.mark.parametrize(
+    ("deadlines", "rate", "position", "expected"),
+    [
+        ((), None, 1, None),  # no idle WebUI, no turnover: no basis
+        ((30.0, 200.0), None, 2, 200),  # the second idle WebUI's deadline
+        ((30.0,), None, 2, None),  # only one idle WebUI for the second in line
+        ((), 1 / 60, 3, 180),  # one give-back a minute: the third waits three
+        ((500.0,), 1 / 60, 1, 60),  # the sooner of the two
+    ],
+)
+def test_an_estimate_has_a_basis_or_is_none(
+    deadlines: tuple[float, ...], rate: float | None, position: int, expected: int | None
+) -> None:
+    assert Outlook(deadlines, rate, 0, at=1000.0).eta(position, now=1000.0) == expected
+
+
+def test_an_estimate_counts_down_between_refreshes() -> None:
+    assert Outlook((100.0,), None, 0, at=1000.0).eta(1, now=1040.0) == 60

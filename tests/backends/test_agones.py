@@ -468,3 +468,43 @@ def test_a_websocket_after_the_store_lost_the_mapping_reattaches_and_never_alloc
 
 def _allocations(result: str) -> float:
     return REGISTRY.get_sample_value("sda_allocations_total", {"result": result}) or 0.0
+
+
+def test_two_replicas_give_a_reclaimed_gameserver_to_the_queue_in_order(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """One GameServer, two allocator replicas: idle alice loses hers to the queue under
+    pressure, bob (first in line, through one replica) gets the Fleet's replacement before
+    cat (second, through the other); cat gets the next."""
+    cat = "cat@example.com"
+    with FakeAgones(replicas=1, backing=AppBacking(pod_app)) as fake:
+        fake.wait_ready(1)
+        first = start_allocator(fake, redis_server, tmp_path / "a", pressure_idle_timeout="1")
+        second = start_allocator(fake, redis_server, tmp_path / "b", pressure_idle_timeout="1")
+        try:
+            assert whoami(first, ALICE).status_code == 200
+            for allocator, email, position in ((first, BOB, 1), (second, cat, 2)):
+                queued = whoami(allocator, email, timeout=60)
+                assert queued.status_code == 503, queued.text
+                assert queued.json()["position"] == position
+
+            def keep_asking_until_served(email: str) -> bool:
+                for allocator in (first, second):  # stays in line meanwhile
+                    whoami(allocator, email, timeout=60)
+                return f"sda:session:{email}" in stored_sessions(redis_server)
+
+            wait_until(lambda: keep_asking_until_served(BOB), 60, "bob's GameServer", 0.3)
+            assert f"sda:session:{cat}" not in stored_sessions(redis_server)
+            assert state(second, cat) == "queued" and state(first, ALICE) == "none"
+            assert released(second, BOB)
+            wait_until(lambda: keep_asking_until_served(cat), 60, "cat's GameServer", 0.3)
+            assert whoami(second, cat).json()["pod"] != ""
+        finally:
+            first.stop()
+            second.stop()
+
+
+def released(allocator: InProcessAllocator, email: str) -> bool:
+    headers = {**header_for(email), "Origin": allocator.url}
+    answer = httpx.post(f"{allocator.url}/_allocator/release", headers=headers, timeout=30)
+    return bool(answer.json()["released"])

@@ -18,6 +18,7 @@ from allocator.backends.local import LocalBackend
 from allocator.kube import KubeApi, load_configuration
 from allocator.store import SessionStore
 from allocator.types import Session
+from allocator.waitqueue import WaitQueue
 from cruiser.reaper import CruiseOptions, Reaper
 from fake_agones import FakeAgones
 from tests.support.people import no_progress, person
@@ -90,6 +91,21 @@ async def test_an_idle_session_is_reclaimed_once_and_its_mapping_goes(
     assert await store.get(idle.email) is None
     assert await store.view(idle.email, time.time()) is None
     assert await store.get(recent.email) is not None
+
+
+async def test_while_people_queue_the_pressure_timeout_applies_and_the_queue_learns_of_it(
+    agones: FakeAgones, store: SessionStore, backend: AgonesBackend
+) -> None:
+    queue = WaitQueue(store)
+    options = replace(OPTIONS, pressure_idle_timeout=60.0)
+    ten_minutes_idle = await allocated(backend, store, "lunch@example.com", time.time() - 600)
+    summary = await Reaper(store, backend, options).run_pass()
+    assert (summary.candidates, summary.queued) == (0, 0)  # nobody waits: 15 minutes apply
+    await queue.join("waiting@example.com", time.time())
+    summary = await Reaper(store, backend, options).run_pass()
+    assert (summary.candidates, summary.reclaimed, summary.queued) == (1, 1, 1)
+    assert agones.delete_counts().get(ten_minutes_idle.server) == 1
+    assert len(await queue.freed_since(time.time() - 60)) == 1  # turnover, for estimates
 
 
 async def test_a_busy_lease_keeps_an_idle_looking_session(
