@@ -91,7 +91,7 @@ class Allocations:
             task = self._tasks.get(email)
             if task is None and not self._settled(progress):
                 began, task = await self._start(person, restarted)
-                if began == "queued":
+                if began in ("queued", "joined"):
                     return await self.queued(email, restarted)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (task is None and self._settled(progress)):
@@ -191,13 +191,13 @@ class Allocations:
         self, person: Person, restarted: bool
     ) -> tuple[str, asyncio.Task[Session | None] | None]:
         """Begin an allocation for a person's own request: ("ok", its task), or why not
-        ("queued", "exists", "held") with the task this process already runs, if any."""
+        ("queued", "joined", "exists", "held") with the task this process already runs."""
         token = uuid.uuid4().hex
         first = Progress(State.ALLOCATING, FINDING, time.time(), restarted)
         began = await self._store.begin_allocation(
             person.email, token, self._settings.allocation_lock_ttl, first, self._progress_ttl
         )
-        if began == "queued":
+        if began == "joined":
             self.on_change()
         if began != "ok":
             return began, None  # queued, a mapping appeared, or another replica allocates

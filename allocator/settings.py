@@ -48,6 +48,7 @@ def former_default_data_dir() -> Path:
 
 DEFAULT_ACTIVITY_INTERVAL = 5.0
 DEFAULT_BUSY_AFTER = 3.0
+MIN_QUEUE_ABANDON = 15
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
@@ -209,12 +210,22 @@ class Settings(BaseSettings):
                 "set SDA_REDIS_URL to a redis:// URL"
             )
         lag = self.activity_period + self.busy_delay
-        if lag > self.idle_timeout / 2:
+        if lag > self.shortest_reclaim / 2:
+            timeout = (
+                "SDA_IDLE_TIMEOUT"
+                if self.shortest_reclaim == self.idle_timeout
+                else ("SDA_PRESSURE_IDLE_TIMEOUT")
+            )
             raise ValueError(
                 f"SDA_ACTIVITY_INTERVAL + SDA_BUSY_AFTER ({lag:g} s) must be at most half of "
-                f"SDA_IDLE_TIMEOUT ({self.idle_timeout:g} s): activity and busy leases would "
+                f"{timeout} ({self.shortest_reclaim:g} s): activity and busy leases would "
                 "reach the store too late to keep a session in use from being reclaimed "
-                "(leave both unset to scale them with the idle timeout)"
+                "(leave both unset to scale them with the timeout)"
+            )
+        if self.queue_abandon < MIN_QUEUE_ABANDON:
+            raise ValueError(
+                f"SDA_QUEUE_ABANDON must be at least {MIN_QUEUE_ABANDON} s: the queue page asks "
+                "every 3 s and API callers are told to come back after 10 s"
             )
         if self.busy_lease_ttl <= 2 * self.activity_period:
             raise ValueError(
@@ -259,20 +270,26 @@ class Settings(BaseSettings):
         return reclaim_after(self.idle_timeout, self.pressure_idle_timeout, queued)
 
     @property
+    def shortest_reclaim(self) -> float:
+        """The least idleness after which a session may be reclaimed (under pressure, if on)."""
+        return self.reclaim_after(queued=True)
+
+    @property
     def activity_period(self) -> float:
         """Seconds between activity writes: SDA_ACTIVITY_INTERVAL, by default 5 s but at most
-        a quarter of the idle timeout (so activity always lands well before a reclaim)."""
+        a quarter of the (pressure) idle timeout (so activity always lands well before a
+        reclaim)."""
         if self.activity_interval is not None:
             return self.activity_interval
-        return min(DEFAULT_ACTIVITY_INTERVAL, self.idle_timeout / 4)
+        return min(DEFAULT_ACTIVITY_INTERVAL, self.shortest_reclaim / 4)
 
     @property
     def busy_delay(self) -> float:
         """Work lasting longer than this holds a busy lease: SDA_BUSY_AFTER, by default 3 s
-        but at most a quarter of the idle timeout."""
+        but at most a quarter of the (pressure) idle timeout."""
         if self.busy_after is not None:
             return self.busy_after
-        return min(DEFAULT_BUSY_AFTER, self.idle_timeout / 4)
+        return min(DEFAULT_BUSY_AFTER, self.shortest_reclaim / 4)
 
     @property
     def cruise_in_process(self) -> bool:

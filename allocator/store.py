@@ -94,7 +94,7 @@ if ARGV[7] == 'request' then
     redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[7]), ARGV[5])
     redis.call('ZADD', KEYS[5], ARGV[6], ARGV[5])
     redis.call('ZADD', KEYS[6], ARGV[6], ARGV[5])
-    return 'queued'
+    return 'joined'
   end
 elseif not rank or rank >= tonumber(ARGV[7]) then
   return 'not_head'
@@ -447,7 +447,8 @@ class SessionStore:
     ) -> str:
         """'ok' (this token now holds the allocation lock and `progress` is published),
         'exists' (the person has a mapping), 'held' (someone else is allocating), 'queued'
-        (people wait for a GPU: this person is, or now is, one of them). With `heads`, for the
+        (people wait for a GPU and this person is one of them) or 'joined' (... and this
+        person has just joined them). With `heads`, for the
         queue's dispatcher: 'ok' only for one of the first `heads` queued, else 'not_head'."""
         keys = [
             lock_key(email), _session_key(email), _progress_key(email), *QUEUE_KEYS,
