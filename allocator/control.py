@@ -32,6 +32,7 @@ STATIC_FILES = {
     "style.css": "text/css",
     "queue.js": "text/javascript",
     "queue-worker.js": "text/javascript",
+    "badge.js": "text/javascript",
 }
 
 

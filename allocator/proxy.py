@@ -2,7 +2,8 @@
 
 Bodies stream both ways with bounded memory; responses without a known small length are
 pumped chunk by chunk (so SSE events arrive as sent) while watching for the browser going
-away. The upstream client is `UpstreamPool` (see `upstream.py` for why).
+away. The upstream client is `UpstreamPool` (see `upstream.py` for why). A WebUI page the
+person navigates to gets the give-back badge (`badge.py`); nothing else is looked at.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from allocator import badge
 from allocator.headers import Withheld, downstream_headers, upstream_headers
 from allocator.types import Person, Receive, Scope, Send, Session
 from allocator.upstream import (
@@ -43,10 +45,11 @@ def request_target(scope: Scope) -> bytes:
 
 
 class HttpForwarder:
-    def __init__(self, pool: UpstreamPool, withheld: Withheld) -> None:
+    def __init__(self, pool: UpstreamPool, withheld: Withheld, badge_on: bool = False) -> None:
         self.pool = pool
         self._withheld = withheld
         self.closing = asyncio.Event()  # set at shutdown: idle-exempt streams end at once
+        self.badge_on = badge_on  # SDA_BADGE
 
     async def forward(
         self,
@@ -61,6 +64,9 @@ class HttpForwarder:
         before anything was sent to the browser, ResponseCut after."""
         method: str = scope["method"]
         headers = upstream_headers(scope, person, self._withheld)
+        candidate = self.badge_on and method == "GET" and badge.wanted(scope["headers"])
+        if candidate:
+            headers = badge.narrowed(headers)
         body = await _request_body(receive)
         chunked = _frame(headers, body)
         head = _serialise(method, request_target(scope), headers)
@@ -75,7 +81,10 @@ class HttpForwarder:
             replayable=method in REPLAYABLE and not isinstance(body, AsyncIterator),
         )
         try:
-            await self._respond(response, send, receive, exempt)
+            if candidate and badge.rewritable(response.status, response.headers):
+                await self._respond_with_badge(response, send, receive, exempt)
+            else:
+                await self._respond(response, send, receive, exempt)
         except UpstreamBroken as exc:
             raise ResponseCut(str(exc)) from exc
         finally:
@@ -96,6 +105,32 @@ class HttpForwarder:
         if response.complete or (length is not None and length <= SMALL_BODY):
             await send({"type": "http.response.body", "body": await response.read()})
             return
+        await self._stream(response, send, receive, exempt)
+
+    async def _respond_with_badge(
+        self, response: UpstreamResponse, send: Send, receive: Receive, exempt: bool
+    ) -> None:
+        """The page with the badge's script in it; a page too big or too slow to hold goes
+        through unchanged (what was held, then the rest as it comes)."""
+        length = response.content_length
+        if length is not None and length > badge.BODY_LIMIT:
+            await self._respond(response, send, receive, exempt)
+            return
+        held: list[bytes] = []
+        whole = await _hold(response, held, receive)
+        if whole is None:
+            return  # the browser went away
+        body = b"".join(held)
+        headers = downstream_headers(response.headers)
+        if whole:
+            changed = await asyncio.to_thread(badge.with_script, body, badge.encoding_of(headers))
+            if changed is not None:
+                body, headers = changed, badge.page_headers(headers, len(changed))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if whole:
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send({"type": "http.response.body", "body": body, "more_body": True})
         await self._stream(response, send, receive, exempt)
 
     async def _stream(
@@ -139,6 +174,36 @@ async def _pump(response: UpstreamResponse, send: Send) -> None:
     async for chunk in response.chunks():
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _hold(response: UpstreamResponse, held: list[bytes], receive: Receive) -> bool | None:
+    """Take the body into `held`: True when it all came within the limits of size and
+    time, False when the rest must stream, None when the browser went away meanwhile."""
+    taking = asyncio.ensure_future(_take(response, held))
+    gone = asyncio.ensure_future(_disconnected(receive))
+    tasks = {taking, gone}
+    try:
+        await asyncio.wait(tasks, timeout=badge.BODY_WAIT, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)  # no one else reads the body while `taking` still might
+    if not gone.cancelled():  # the browser went away; what the WebUI did meanwhile is moot
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved, so never reported as lost
+        return None
+    return False if taking.cancelled() else taking.result()
+
+
+async def _take(response: UpstreamResponse, held: list[bytes]) -> bool:
+    size = 0
+    async for chunk in response.chunks():
+        held.append(chunk)
+        size += len(chunk)
+        if size > badge.BODY_LIMIT:
+            return False
+    return True
 
 
 async def _disconnected(receive: Receive) -> None:

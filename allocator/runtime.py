@@ -100,7 +100,7 @@ class Runtime:
             identity=identity,
             sessions=Sessions(core.cache, core.allocations, settings.allocation_wait),
             tracker=tracker,
-            http=HttpForwarder(pool, withheld),
+            http=HttpForwarder(pool, withheld, badge_on=settings.badge == "on"),
             websockets=WebSocketForwarder(create_client(settings), withheld, settings.ws_max_size),
             dispatcher=Dispatcher(
                 core.queue, core.backend, core.allocations, settings, _pressure_pass(core, tracker)

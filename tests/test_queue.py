@@ -366,6 +366,28 @@ def test_in_a_browser_the_queue_page_updates_live_and_opens_the_webui_when_serve
         assert queued_emails(allocator) == []
 
 
+def test_in_a_browser_the_badge_warns_of_pressure_and_giving_back_serves_the_queue(
+    browser: Browser, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    (site / "internal").mkdir(parents=True)
+    (site / "internal" / "ping").write_text("ok")
+    (site / "index.html").write_text('<!doctype html><h1 id="webui">A WebUI</h1>')
+    command = f"{{python}} -m http.server {{port}} --bind 127.0.0.1 --directory {site}"
+    settings = {"identity": "dev", "local_command": command, "pressure_idle_timeout": "200"}
+    with replica(tmp_path, **settings) as allocator:
+        ann = signed_in(browser, allocator, "ann")
+        expect(ann.locator("#webui")).to_be_visible(timeout=WAIT * 1000)
+        badge = ann.locator("#sda-badge #sda-badge-text")
+        expect(badge).to_be_hidden()  # 15 minutes away, nobody waiting
+        bob = signed_in(browser, allocator, "bob")
+        expect(bob.locator("#position")).to_have_text("1")
+        expect(badge).to_contain_text("people are waiting for a GPU", timeout=WAIT * 1000)
+        ann.locator("#sda-badge #sda-badge-release").click()
+        expect(ann).to_have_url(f"{allocator.url}/_allocator/")
+        expect(bob.locator("#webui")).to_be_visible(timeout=WAIT * 1000)
+
+
 def signed_in(browser: Browser, allocator: InProcessAllocator, name: str) -> Page:
     page = browser.new_context().new_page()
     page.goto(f"{allocator.url}/")
