@@ -361,9 +361,13 @@ def test_in_a_browser_the_queue_page_updates_live_and_opens_the_webui_when_serve
         expect(cat.locator("#position")).to_have_text("1", timeout=WAIT * 1000)
         expect(cat.locator("#queue-length")).to_have_text("1")
         assert reloads == []
-        cat.click("#leave")
-        expect(cat.locator("#state")).to_have_text("none")
-        assert queued_emails(allocator) == []
+        # taken out by an administrator: her page says so instead of queueing her again
+        allocator.call(allocator.runtime.core.allocations.leave_queue("cat@example.com"))
+        expect(cat.locator("#state")).to_have_text("Not in the queue any more")
+        expect(cat.locator("#again")).to_be_visible()
+        assert reloads == [] and queued_emails(allocator) == []
+        cat.click("#again")
+        expect(cat.locator("#position")).to_have_text("1")
 
 
 def test_in_a_browser_the_badge_warns_of_pressure_and_giving_back_serves_the_queue(

@@ -23,9 +23,32 @@
     return "Estimated wait: about " + minutes + (minutes === 1 ? " minute." : " minutes.");
   }
 
+  function notQueued() {
+    // Left, removed by an administrator, or silent too long: say so instead of queueing
+    // them again behind everyone by reloading.
+    worker.terminate();
+    setText("state", "Not in the queue any more");
+    setText("message", "You are no longer waiting for a GPU.");
+    setText("eta", "");
+    ["place", "leave-form"].forEach(function (id) {
+      var element = document.getElementById(id);
+      if (element) {
+        element.hidden = true;
+      }
+    });
+    var again = document.getElementById("again");
+    if (again) {
+      again.hidden = false;
+    }
+  }
+
   function show(status) {
-    if (!status || status.state !== "queued") {
-      window.location.reload();
+    if (status.state === "none") {
+      notQueued();
+      return;
+    }
+    if (status.state !== "queued") {
+      window.location.reload(); // their turn (or a failure to show): the page says which
       return;
     }
     setText("position", String(status.position));
