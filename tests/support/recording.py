@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
-from allocator.types import Capacity, GoneCallback, Person, Placement, ProgressCallback, Session, State
+from allocator.types import (
+    Capacity,
+    GoneCallback,
+    Person,
+    Placement,
+    ProgressCallback,
+    Session,
+    State,
+)
 
 
 class RecordingBackend:
