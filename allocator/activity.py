@@ -41,12 +41,14 @@ class ActivityTracker:
         interval: float,
         busy_after: float,
         lease_ttl: float,
+        return_after: float = RETURN_AFTER,
     ) -> None:
         self._store = store
         self._exempt = compile_patterns(exempt_patterns)
         self._interval = interval
         self._busy_after = busy_after
         self._lease_ttl = lease_ttl
+        self._return_after = return_after
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pending: dict[str, float] = {}
         self._busy_since: dict[str, float] = {}
@@ -59,16 +61,21 @@ class ActivityTracker:
     def is_exempt(self, path: str) -> bool:
         return self._exempt.fullmatch(path) is not None
 
-    def begin(self, email: str) -> None:
-        """A request or stream started; call `end` exactly once when it finishes."""
+    def begin(self, email: str) -> asyncio.Task[None] | None:
+        """A request or stream started; call `end` exactly once when it finishes. Someone
+        coming back after a pause has their activity written at once: the answer is that
+        write, for the caller to await before forwarding (a pass that runs meanwhile, in any
+        replica, then sees them active instead of taking their WebUI from under the request)."""
         now = time.time()
-        if now - self._written.get(email, 0.0) > RETURN_AFTER:
-            self._write_soon(email, now)
+        returning = None
+        if now - self._written.get(email, 0.0) > self._return_after:
+            returning = self._write_soon(email, now)
         self._pending[email] = now
         count = self._in_flight.get(email, 0)
         if count == 0:
             self._busy_since[email] = now
         self._in_flight[email] = count + 1
+        return returning
 
     def end(self, email: str) -> None:
         self._pending[email] = time.time()
@@ -79,14 +86,15 @@ class ActivityTracker:
             del self._in_flight[email]
             del self._busy_since[email]
 
-    def _write_soon(self, email: str, now: float) -> None:
+    def _write_soon(self, email: str, now: float) -> asyncio.Task[None] | None:
         self._written[email] = now  # one write per return, however many requests follow
         try:
             task = asyncio.get_running_loop().create_task(self._write(email, now))
         except RuntimeError:  # no event loop (a synchronous caller): the next flush writes it
-            return
+            return None
         self._returning.add(task)
         task.add_done_callback(self._returning.discard)
+        return task
 
     async def _write(self, email: str, now: float) -> None:
         try:
@@ -140,8 +148,10 @@ class ActivityTracker:
         await self._flush_leases(now, final)
 
     def _forget_written(self, now: float) -> None:
-        """Entries older than RETURN_AFTER mean the same as none: keep the map small."""
-        stale = [email for email, stamp in self._written.items() if now - stamp > RETURN_AFTER]
+        """Entries older than the return threshold mean the same as none: keep the map small."""
+        stale = [
+            email for email, stamp in self._written.items() if now - stamp > self._return_after
+        ]
         for email in stale:
             del self._written[email]
 

@@ -27,6 +27,7 @@ from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import (
     AllocationFailed,
     Backend,
+    BackendError,
     NoCapacity,
     Person,
     Progress,
@@ -41,6 +42,7 @@ FINDING = "Finding a WebUI for you."
 YOUR_TURN = "A GPU is free for you: starting your WebUI."
 RESTARTED = "Your previous WebUI stopped, so you are getting a new one. Saved images are kept."
 POLL_SECONDS = 0.2
+CLOSE_SECONDS = 5.0
 
 
 Changed = Callable[[], None]
@@ -91,6 +93,10 @@ class Allocations:
             task = self._tasks.get(email)
             if task is None and not self._settled(progress):
                 began, task = await self._start(person, restarted)
+                if began == "joined":  # their own WebUI may still run, its record lost
+                    found = await self._still_running(person)
+                    if found is not None:
+                        return _told(found, restarted)
                 if began in ("queued", "joined"):
                     return await self.queued(email, restarted)
             remaining = deadline - time.monotonic()
@@ -137,6 +143,13 @@ class Allocations:
             if not saved:  # a save releases the lock itself
                 await self._store.release_lock(email, token)
 
+    async def _still_running(self, person: Person) -> Session | None:
+        try:
+            return await self.reattach(person)
+        except BackendError as exc:
+            log.warning("could not look for %s's own WebUI: %s", person.email, exc)
+            return None
+
     def _settled(self, progress: Progress | None) -> bool:
         """A recent failure or 'no capacity' that should be shown, not retried yet."""
         if progress is None:
@@ -166,26 +179,27 @@ class Allocations:
             message += f" Meanwhile {machines} starting."
         return message
 
-    async def serve_queued(self, person: Person, heads: int) -> bool:
+    async def serve_queued(self, person: Person, heads: int) -> str:
         """For the dispatcher: start allocating for `person`, one of the first `heads` in the
-        queue; False if that cannot start (not among them, or something runs already)."""
+        queue. "ok", or why not: "exists" (has a WebUI: no longer waits), "held" (something
+        runs for them already), "not_head" (not among the first `heads` any more)."""
         email = person.email
         if email in self._tasks:
-            return False
+            return "held"
         token = QUEUE_TOKEN + uuid.uuid4().hex
         first = Progress(State.ALLOCATING, YOUR_TURN, time.time())
         ttl = self._settings.allocation_lock_ttl
         began = await self._store.begin_allocation(
             email, token, ttl, first, self._progress_ttl, heads=heads
         )
-        if began == "exists":  # has a WebUI already: not waiting any more
+        if began == "exists":
             await self._queue.leave(email)
-        if began != "ok" or email in self._tasks:
-            if began == "ok":
-                await self._store.release_lock(email, token)
-            return False
-        self._launch(person, token, restarted=False)
-        return True
+        if began == "ok" and email in self._tasks:  # raced with ourselves
+            await self._store.release_lock(email, token)
+            return "held"
+        if began == "ok":
+            self._launch(person, token, restarted=False)
+        return began
 
     async def _start(
         self, person: Person, restarted: bool
@@ -217,6 +231,7 @@ class Allocations:
         keeper = asyncio.create_task(self._keep_lock(person.email, token))
         result = "error"
         saved: Session | None = None
+        told = False  # the progress shown says how this ended
         try:
 
             async def progress(state: State, message: str) -> None:
@@ -224,40 +239,57 @@ class Allocations:
 
             placement = await self._backend.allocate(person, progress)
             session = Session(person.email, person.slug, self._backend.name, placement, time.time())
+            told = True
             if await self._save(session, token):
                 result, saved = "ok", session
             else:
                 result = "lock_lost"
         except NoCapacity:
-            result = "no_capacity"
-            await self._wait_in_queue(person)
+            result, told = "no_capacity", True
+            await self._wait_in_queue(person, token)
         except AllocationFailed as exc:
-            result = "failed"
+            result, told = "failed", True
             log.warning("allocation for %s failed: %s", person.email, exc)
-            await self._report(person, State.FAILED, str(exc), restarted)
-            with contextlib.suppress(StoreUnavailable):  # not holding up everyone behind
-                await self.leave_queue(person.email, "failed")
+            await self._failed(person, str(exc), restarted)
         except StoreUnavailable as exc:
             log.warning("allocation for %s stopped, store unavailable: %s", person.email, exc)
         except Exception:
+            told = True
             log.exception("allocation for %s failed unexpectedly", person.email)
-            await self._report(person, State.FAILED, "Something went wrong; try again.", restarted)
+            await self._failed(person, "Something went wrong; try again.", restarted)
         finally:
             keeper.cancel()
             metrics.ALLOCATIONS.labels(result=result).inc()
             metrics.ALLOCATION_SECONDS.observe(time.monotonic() - started)
             self._tasks.pop(person.email, None)
             if saved is None:  # a save releases the lock itself
-                with contextlib.suppress(StoreUnavailable):
-                    await self._store.release_lock(person.email, token)
+                await self._abandon(person.email, token, clear_progress=not told)
         return saved
 
-    async def _wait_in_queue(self, person: Person) -> None:
-        """No GPU for them now: they queue (keeping their place if queued already)."""
+    async def _abandon(self, email: str, token: str, clear_progress: bool) -> None:
+        """After an allocation that saved nothing (also when cancelled at shutdown): its lock
+        goes, and so does a "starting" that would otherwise be shown for minutes."""
+        with contextlib.suppress(Exception):  # StoreUnavailable, or a store closing
+            if clear_progress:
+                await self._store.clear_progress(email)
+            await self._store.release_lock(email, token)
+
+    async def _failed(self, person: Person, message: str, restarted: bool) -> None:
+        """Show the failure; a queued person leaves the queue (one broken start does not hold
+        up everyone behind them), and sees "Try again" on the failure page."""
+        await self._report(person, State.FAILED, message, restarted)
         with contextlib.suppress(StoreUnavailable):
-            position = await self._queue.join(person.email, time.time())
+            await self.leave_queue(person.email, "failed")
+
+    async def _wait_in_queue(self, person: Person, token: str) -> None:
+        """No GPU for them now: they queue (keeping their place if queued already). When the
+        dispatcher tried for them, only if they are still waiting (they may have left)."""
+        from_queue = token if token.startswith(QUEUE_TOKEN) else ""
+        with contextlib.suppress(StoreUnavailable):
+            position = await self._queue.join(person.email, time.time(), lock_token=from_queue)
             await self._store.clear_progress(person.email)
-            log.info("no GPU free for %s: number %d in the queue", person.email, position)
+            if position:
+                log.info("no GPU free for %s: number %d in the queue", person.email, position)
 
     async def _save(self, session: Session, token: str) -> bool:
         """Record the allocation, unless this replica's lock was lost meanwhile (then the
@@ -367,10 +399,13 @@ class Allocations:
             log.warning("could not drop the mapping of vanished %s: %s", server, exc)
 
     async def close(self) -> None:
-        for task in list(self._tasks.values()):
+        """Cancel the allocations under way; their records go (`_abandon`). Bounded: a task
+        that does not end within CLOSE_SECONDS is left to the process's exit."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
 
 
 def _nothing() -> None:

@@ -87,9 +87,10 @@ class AllocatorApp:
         if isinstance(found, Progress):
             await replies.waiting(scope, found).send(send)
             return
-        if not exempt:
-            tracker.begin(person.email)
+        returning = None if exempt else tracker.begin(person.email)
         try:
+            if returning is not None:
+                await returning  # a person back after a pause: recorded before anything else
             status = await self.runtime.http.forward(scope, receive, send, found, person, exempt)
             metrics.count_response(status)
         except (UpstreamRefused, UpstreamBroken) as exc:
@@ -145,9 +146,10 @@ class AllocatorApp:
             return
         tracker = self.runtime.tracker
         exempt = tracker.is_exempt(scope["path"])
-        if not exempt:
-            tracker.begin(person.email)
+        returning = None if exempt else tracker.begin(person.email)
         try:
+            if returning is not None:
+                await returning
             await self.runtime.websockets.forward(scope, receive, send, session, person)
         except UpstreamRefused:
             metrics.UPSTREAM_ERRORS.labels(cause="refused").inc()

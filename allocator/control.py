@@ -288,7 +288,7 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
     async def all_sessions() -> list[SessionStatus]:
         now = time.time()
         views = await runtime.core.store.all_views(now)
-        queued = await runtime.core.queue.length()
+        queued = await runtime.core.queue.unserved()
         return [describe(runtime, view, now, queued) for view in views]
 
     @app.get(f"{PREFIX}/api/sessions", response_model=list[SessionStatus], tags=["admin"])
@@ -302,7 +302,7 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
         view = await runtime.core.store.view(email.lower(), time.time())
         if view is None:
             raise HTTPException(404, f"{email} has no session.")
-        return describe(runtime, view, time.time(), await runtime.core.queue.length())
+        return describe(runtime, view, time.time(), await runtime.core.queue.unserved())
 
     @app.delete(f"{PREFIX}/api/sessions/{{email}}", status_code=204, tags=["admin"])
     async def release_session(email: str, _: Admin) -> Response:

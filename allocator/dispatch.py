@@ -24,8 +24,8 @@ from allocator.allocation import Allocations
 from allocator.settings import Settings
 from allocator.slugs import slug_for
 from allocator.store import StoreUnavailable
-from allocator.types import Backend, Person
-from allocator.waitqueue import WaitQueue
+from allocator.types import Backend, BackendError, Person
+from allocator.waitqueue import Head, WaitQueue
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._waiting = False
         self._probed_at = 0.0  # when the head was last tried on a backend that cannot count
+        self._reattach_checked = 0.0  # when the head was last looked for a WebUI of their own
         self.turns = 0  # turns this replica decided (tests wait for them)
         allocations.on_change = self.poke
 
@@ -88,8 +89,7 @@ class Dispatcher:
         try:
             self.turns += 1
             await self._drop_abandoned()
-            if self._pressure_pass is not None and self._settings.pressure_idle_timeout > 0:
-                await self._pressure_pass()
+            await self._reclaim_under_pressure()
             await self._serve()
         finally:
             await self._queue.end_turn(token)
@@ -101,25 +101,46 @@ class Dispatcher:
             metrics.QUEUE_WAIT_SECONDS.labels(outcome="abandoned").observe(now - joined)
             log.info("%s lost their place in the queue: no request for %.0f s", email, silence)
 
+    async def _reclaim_under_pressure(self) -> None:
+        """A failed pass must not keep the queue from being served."""
+        if self._pressure_pass is None or self._settings.pressure_idle_timeout <= 0:
+            return
+        try:
+            await self._pressure_pass()
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("reclaiming under pressure failed; serving the queue all the same")
+
     async def _serve(self) -> None:
         capacity = await self._backend.capacity()
         await self._queue.set_starting(capacity.starting, STARTING_TTL)
         heads = await self._queue.heads(HEAD_WINDOW)
-        allocating = sum(head.allocating for head in heads)
-        room = await self._room(capacity.free, allocating)
+        room = await self._room(capacity.free, heads)
         if room <= 0:
+            await self._reattach_head(heads)
             return
-        window = allocating + room  # an allocation may start only for one of these heads
-        for head in heads[:window]:
-            if not head.allocating:
-                person = Person(head.email, slug_for(head.email))
-                await self._allocations.serve_queued(person, window)
+        started = 0
+        for rank, head in enumerate(heads):
+            if started == room:
+                return
+            if head.allocating:
+                continue
+            person = Person(head.email, slug_for(head.email))
+            # Only while still among the first rank + 1: nobody behind is served first.
+            began = await self._allocations.serve_queued(person, rank + 1)
+            if began == "ok":
+                started += 1
+            elif began != "exists":  # something runs for them after all: look again next turn
+                return
 
-    async def _room(self, free: int | None, allocating: int) -> int:
-        """How many more heads to start allocating for."""
+    async def _room(self, free: int | None, heads: list[Head]) -> int:
+        """How many more heads to start allocating for. A backend's free count already
+        leaves out WebUIs handed out to allocations under way (claimed), not the ones about
+        to be."""
         if free is not None:
-            return free - allocating
-        if allocating:
+            return free - sum(head.allocating and not head.claimed for head in heads)
+        if any(head.allocating for head in heads):
             return 0
         last_freed = await self._queue.freed_since(self._probed_at)
         now = time.time()
@@ -127,3 +148,22 @@ class Dispatcher:
             self._probed_at = now
             return 1
         return 0
+
+    async def _reattach_head(self, heads: list[Head]) -> None:
+        """The head may still have their own WebUI from an allocation whose result was never
+        recorded (a replica stopped in between): give it back to them rather than wait for a
+        free one. Looked for at most every SDA_NO_CAPACITY_RETRY seconds."""
+        if not heads or heads[0].allocating:
+            return
+        now = time.time()
+        if now - self._reattach_checked < self._settings.no_capacity_retry:
+            return
+        self._reattach_checked = now
+        email = heads[0].email
+        try:
+            found = await self._allocations.reattach(Person(email, slug_for(email)))
+        except BackendError as exc:
+            log.debug("could not look for %s's own WebUI: %s", email, exc)
+            return
+        if found is not None:
+            log.info("gave %s their own running WebUI back from the queue", email)

@@ -29,6 +29,7 @@ class Outlook:
     rate: float | None  # give-backs per second, recently
     starting: int  # new WebUIs on their way
     at: float
+    covers: int = 0  # positions the deadlines were read for
 
     def eta(self, position: int, now: float) -> int | None:
         passed = now - self.at
@@ -59,7 +60,8 @@ class QueueOutlook:
 
     async def outlook(self, length: int, now: float) -> Outlook:
         latest = self._latest
-        if latest is None or now - latest.at > REFRESH_SECONDS:
+        stale = latest is None or now - latest.at > REFRESH_SECONDS or length > latest.covers
+        if latest is None or stale:
             latest = self._latest = await self._compute(length, now)
         return latest
 
@@ -72,4 +74,4 @@ class QueueOutlook:
         )
         freed = await self._queue.freed_since(now - TURNOVER_SECONDS)
         rate = len(freed) / TURNOVER_SECONDS if len(freed) >= MIN_TURNOVER else None
-        return Outlook(deadlines, rate, await self._queue.starting(), now)
+        return Outlook(deadlines, rate, await self._queue.starting(), now, length)

@@ -37,6 +37,10 @@ class ResponseCut(Exception):
     """The WebUI broke off a response the browser was already receiving."""
 
 
+class _BrokenBeforeAnswer(Exception):
+    """The WebUI broke off a page the badge was holding: the browser got nothing yet."""
+
+
 def request_target(scope: Scope) -> bytes:
     """The path and query exactly as the browser sent them (no re-encoding)."""
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
@@ -85,6 +89,8 @@ class HttpForwarder:
                 await self._respond_with_badge(response, send, receive, exempt)
             else:
                 await self._respond(response, send, receive, exempt)
+        except _BrokenBeforeAnswer as exc:  # nothing reached the browser: recoverable
+            raise UpstreamBroken(str(exc)) from exc
         except UpstreamBroken as exc:
             raise ResponseCut(str(exc)) from exc
         finally:
@@ -117,7 +123,10 @@ class HttpForwarder:
             await self._respond(response, send, receive, exempt)
             return
         held: list[bytes] = []
-        whole = await _hold(response, held, receive)
+        try:
+            whole = await _hold(response, held, receive)
+        except UpstreamBroken as exc:
+            raise _BrokenBeforeAnswer(str(exc)) from exc
         if whole is None:
             return  # the browser went away
         body = b"".join(held)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from allocator import metrics
-from allocator.activity import ActivityTracker
+from allocator.activity import RETURN_AFTER, ActivityTracker
 from allocator.allocation import Allocations
 from allocator.backends import create_backend
 from allocator.cache import SessionCache
@@ -94,6 +94,8 @@ class Runtime:
             settings.activity_period,
             settings.busy_delay,
             settings.busy_lease_ttl,
+            # Back after half the shortest reclaim timeout: written before the request goes on.
+            min(RETURN_AFTER, settings.shortest_reclaim / 2),
         )
         return cls(
             core=core,

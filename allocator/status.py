@@ -38,15 +38,17 @@ async def status_of(runtime: Runtime, person: Person) -> SessionStatus:
     core = runtime.core
     view = await core.store.view(person.email, now)
     if view is not None:
-        return describe(runtime, view, now, await core.queue.length())
+        return describe(runtime, view, now, await core.queue.unserved())
     progress = await core.store.get_progress(person.email)
-    if progress is None or progress.state not in IN_FLIGHT:
-        queued = await core.allocations.queued(person.email)
-        if queued.state is State.QUEUED:
-            return from_progress(person.email, queued, now)
+    locked = await core.store.lock_held(person.email)
+    if progress is not None and progress.state in IN_FLIGHT and locked:
+        return from_progress(person.email, progress, now)  # their turn: it is under way
+    queued = await core.allocations.queued(person.email)
+    if queued.state is State.QUEUED:
+        return from_progress(person.email, queued, now)
     if progress is not None:
         return from_progress(person.email, progress, now)
-    if await core.store.lock_held(person.email):
+    if locked:
         return SessionStatus(state=State.ALLOCATING, email=person.email)
     return SessionStatus(state=State.NONE, email=person.email)
 

@@ -172,7 +172,7 @@ def lock_key(email: str) -> str:
     return f"sda:lock:{email}"
 
 
-def _progress_key(email: str) -> str:
+def progress_key(email: str) -> str:
     return f"sda:progress:{email}"
 
 
@@ -252,7 +252,7 @@ class SessionStore:
         """
         email = session.email
         keys = [
-            _session_key(email), ACTIVITY, _progress_key(email), lock_key(email), ALLOCATED,
+            _session_key(email), ACTIVITY, progress_key(email), lock_key(email), ALLOCATED,
             *QUEUE_KEYS,
         ]  # fmt: skip
         fields = [str(part) for pair in _encode_session(session).items() for part in pair]
@@ -451,7 +451,7 @@ class SessionStore:
         person has just joined them). With `heads`, for the
         queue's dispatcher: 'ok' only for one of the first `heads` queued, else 'not_head'."""
         keys = [
-            lock_key(email), _session_key(email), _progress_key(email), *QUEUE_KEYS,
+            lock_key(email), _session_key(email), progress_key(email), *QUEUE_KEYS,
             QUEUE_TICKETS,
         ]  # fmt: skip
         mode = REQUEST if heads is None else str(heads)
@@ -464,15 +464,15 @@ class SessionStore:
 
     async def set_progress(self, email: str, progress: Progress, ttl: float) -> None:
         async with translate_errors():
-            await self._redis.set(_progress_key(email), _encode_progress(progress), px=_ms(ttl))
+            await self._redis.set(progress_key(email), _encode_progress(progress), px=_ms(ttl))
 
     async def clear_progress(self, email: str) -> None:
         async with translate_errors():
-            await self._redis.delete(_progress_key(email))
+            await self._redis.delete(progress_key(email))
 
     async def get_progress(self, email: str) -> Progress | None:
         async with translate_errors():
-            raw = await self._redis.get(_progress_key(email))
+            raw = await self._redis.get(progress_key(email))
         if not raw:
             return None
         data = json.loads(raw)

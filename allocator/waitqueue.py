@@ -22,8 +22,10 @@ from allocator.store import (
     QUEUE_TICKETS,
     SessionStore,
     lock_key,
+    progress_key,
     translate_errors,
 )
+from allocator.types import State
 
 FREED = "sda:queue:freed"
 CAPACITY = "sda:queue:capacity"
@@ -31,12 +33,18 @@ TURN = "sda:queue:dispatch"
 QUEUE_TOKEN = "queue:"  # allocation locks taken for a queued person start with this
 TURNOVER_WINDOW = 3600.0  # give-backs older than this are forgotten
 
+# A person's own attempt (ARGV[3] empty) joins, or keeps their place, and counts as asking.
+# The dispatcher's attempt for a queued person (ARGV[3] its lock token) changes nothing if
+# that allocation was ended meanwhile (they left) and never counts as their asking.
 _JOIN = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[3] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[4]), ARGV[1])
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+elseif ARGV[3] == '' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return redis.call('ZRANK', KEYS[1], ARGV[1]) + 1
 """
 # Leaving also ends an allocation the dispatcher started for them: without its lock the
@@ -81,10 +89,18 @@ class Waiting:
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """One of the first in the queue, and whether an allocation runs for them already."""
+    """One of the first in the queue, whether an allocation runs for them already, and
+    whether that allocation has taken its WebUI from the backend yet (a backend's count of
+    free WebUIs no longer includes it then)."""
 
     email: str
     allocating: bool
+    claimed: bool = False
+
+
+def _claimed(progress: str | None) -> bool:
+    """A STARTING progress: the backend has handed the WebUI out and it is starting."""
+    return bool(progress) and json.loads(progress or "{}").get("state") == State.STARTING.value
 
 
 class WaitQueue:
@@ -95,11 +111,13 @@ class WaitQueue:
         self._abandon = self._redis.register_script(_ABANDON)
         self._end_turn = self._redis.register_script(_END_TURN)
 
-    async def join(self, email: str, now: float) -> int:
-        """Queue `email` (keeping their place if queued already); their position."""
-        keys = [*QUEUE_KEYS, QUEUE_TICKETS]
+    async def join(self, email: str, now: float, lock_token: str = "") -> int:
+        """Queue `email` (keeping their place if queued already); their position. With
+        `lock_token` (the dispatcher's attempt for them): only while that allocation still
+        holds its lock, else nothing happens and the answer is 0."""
+        keys = [*QUEUE_KEYS, QUEUE_TICKETS, lock_key(email)]
         async with translate_errors():
-            return int(await self._join(keys=keys, args=[email, now]))
+            return int(await self._join(keys=keys, args=[email, now, lock_token]))
 
     async def spot(self, email: str, now: float | None = None) -> tuple[int, int] | None:
         """(position, queue length) if queued, else None; with `now`, they are still asking."""
@@ -115,17 +133,28 @@ class WaitQueue:
         async with translate_errors():
             return int(await self._redis.zcard(QUEUE))
 
-    async def heads(self, count: int) -> list[Head]:
-        """The first `count` queued, in order."""
+    async def heads(self, count: int = -1) -> list[Head]:
+        """The first `count` queued (all by default), in order, and how far an allocation
+        for each has come."""
         async with translate_errors():
-            emails = cast(list[str], await self._redis.zrange(QUEUE, 0, count - 1))
+            emails = cast(
+                list[str], await self._redis.zrange(QUEUE, 0, count - 1 if count > 0 else -1)
+            )
             if not emails:
                 return []
             async with self._redis.pipeline(transaction=False) as pipe:
                 for email in emails:
                     pipe.exists(lock_key(email))
-                held = await pipe.execute()
-        return [Head(email, bool(h)) for email, h in zip(emails, held, strict=True)]
+                    pipe.get(progress_key(email))
+                found = await pipe.execute()
+        return [
+            Head(email, bool(found[2 * i]), _claimed(found[2 * i + 1]))
+            for i, email in enumerate(emails)
+        ]
+
+    async def unserved(self) -> int:
+        """How many wait without an allocation under way for them (pressure applies)."""
+        return sum(not head.allocating for head in await self.heads())
 
     async def leave(self, email: str) -> bool:
         """Take `email` out of the queue (and end an allocation started for them there)."""

@@ -47,6 +47,22 @@ def test_default_exempt_paths(store: SessionStore, path: str, exempt: bool) -> N
     assert tracker_for(store).is_exempt(path) is exempt
 
 
+async def test_back_after_half_a_short_timeout_the_request_waits_for_its_write(
+    store: SessionStore,
+) -> None:
+    """With a 6 s (pressure) timeout, someone back after 3 s of quiet is a return: the
+    request has the write to wait for, so a pass in another replica sees them active."""
+    await store.save(session("a@x.com"), now=100)
+    tracker = ActivityTracker(store, [], 1.0, 1.0, 30.0, return_after=3.0)
+    first = tracker.begin("a@x.com")
+    assert first is not None
+    await first
+    tracker.end("a@x.com")
+    assert await store.idle(cutoff=101) == []
+    assert tracker.begin("a@x.com") is None  # written a moment ago: no wait
+    tracker.end("a@x.com")
+
+
 async def test_a_return_is_written_at_once_then_once_per_flush(store: SessionStore) -> None:
     await store.save(session("a@x.com"), now=100)
     tracker = tracker_for(store)

@@ -163,7 +163,7 @@ def test_the_changed_page_says_its_new_length_and_a_weak_etag() -> None:
 class PageServer:
     """A stand-in WebUI: `/page` answers PAGE as asked (`?encoding=`, `csp=`, `chunked=`,
     `pad=` bytes, `type=`), gzip when offered as Gradio's middleware does; `/held` sends a
-    first part and the rest only once `release` is called."""
+    first part and the rest only once `release` is called; `/broken` breaks off halfway."""
 
     background: BackgroundLoop = field(default_factory=lambda: BackgroundLoop("webui-pages"))
     encodings_seen: list[str] = field(default_factory=list)
@@ -177,6 +177,7 @@ class PageServer:
         app = web.Application()
         app.router.add_get("/page", self.page)
         app.router.add_get("/held", self.held)
+        app.router.add_get("/broken", self.broken)
         self._runner, self.port = self.background.call(serve(app))
         return self
 
@@ -213,6 +214,17 @@ class PageServer:
         for start in range(0, len(body), 64 * 1024):
             await response.write(body[start : start + 64 * 1024])
         await response.write_eof()
+        return response
+
+    async def broken(self, request: web.Request) -> web.StreamResponse:
+        """A page cut off halfway: the WebUI went away while answering."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/html", "Content-Length": "1000"}
+        )
+        await response.prepare(request)
+        await response.write(b"<!doctype html><html><head>")
+        assert request.transport is not None
+        request.transport.close()
         return response
 
     async def held(self, request: web.Request) -> web.StreamResponse:
@@ -325,6 +337,14 @@ def test_a_page_still_arriving_streams_through_unchanged(
         pages.release()
         body = first + b"".join(parts)
     assert body.endswith(b"<p>the rest</p></body></html>") and TAG not in body
+
+
+def test_a_page_broken_off_while_held_gets_the_allocators_answer_not_a_bare_error(
+    proxy: str,
+) -> None:
+    """Nothing had reached the browser, so it is told what happened, as without the badge."""
+    answer = httpx.get(f"{proxy}/broken", headers={**NAVIGATION, "Accept": "text/html"})
+    assert answer.status_code == 502 and "Your WebUI did not answer" in answer.text
 
 
 def test_a_browser_leaving_while_the_page_is_held_ends_the_request(

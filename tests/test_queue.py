@@ -23,10 +23,16 @@ from playwright.sync_api import Browser, Page, expect
 from redis import Redis
 
 from allocator.cli import main
+from allocator.dispatch import Dispatcher
 from allocator.outlook import Outlook
-from allocator.store import QUEUE_SEEN
+from allocator.runtime import Core
+from allocator.settings import load_settings
+from allocator.store import QUEUE_SEEN, SessionStore
+from allocator.types import Capacity, Progress, State
+from allocator.waitqueue import WaitQueue
 from tests.support.inprocess import InProcessAllocator
 from tests.support.processes import RedisServer, header_for, tiny_webui, wait_until
+from tests.support.recording import RecordingBackend
 
 WAIT = 90.0
 Json = dict[str, Any]
@@ -418,3 +424,72 @@ def test_an_estimate_has_a_basis_or_is_none(
 
 def test_an_estimate_counts_down_between_refreshes() -> None:
     assert Outlook((100.0,), None, 0, at=1000.0).eta(1, now=1040.0) == 60
+
+
+def test_someone_whose_webui_still_runs_gets_it_back_instead_of_queueing(tmp_path: Path) -> None:
+    """ann's WebUI runs, but its record was lost (a replica stopped between starting it and
+    saving it): she is not sent behind bob for a GPU she already has."""
+    with replica(tmp_path) as allocator:
+        ready(allocator, "ann@example.com")
+        store = allocator.runtime.core.store
+        allocator.call(store.drop("ann@example.com"))
+        allocator.runtime.core.cache.forget("ann@example.com")
+        queue_up(allocator, "bob@example.com", 1)
+        assert ask(allocator, "ann@example.com").status_code == 200
+        assert queued_emails(allocator) == ["bob@example.com"]
+
+
+def test_a_stale_starting_record_does_not_hide_someones_place(tmp_path: Path) -> None:
+    """An allocation that ended without a word (its replica stopped) left "starting" behind:
+    while nothing runs for them, status says where they wait, as the page does."""
+    with replica(tmp_path) as allocator:
+        ready(allocator, "ann@example.com")
+        queue_up(allocator, "bob@example.com", 1)
+        stale = Progress(State.STARTING, "Your WebUI is starting.", time.time())
+        allocator.call(allocator.runtime.core.store.set_progress("bob@example.com", stale, 150))
+        assert status(allocator, "bob@example.com")["state"] == "queued"
+
+
+async def test_the_dispatchers_failed_try_never_queues_someone_who_left() -> None:
+    store = SessionStore.from_url("memory")
+    queue = WaitQueue(store)
+    assert await queue.join("ann@example.com", 100.0) == 1
+    # the dispatcher tried for ann with lock "queue:x"; ann left meanwhile (the lock went)
+    await queue.leave("ann@example.com")
+    assert await queue.join("ann@example.com", 200.0, lock_token="queue:x") == 0
+    assert await queue.waiting() == []
+    await store.close()
+
+
+async def test_the_dispatchers_tries_do_not_count_as_the_person_asking() -> None:
+    store = SessionStore.from_url("memory")
+    queue = WaitQueue(store)
+    await queue.join("ann@example.com", 100.0)
+    await store.acquire_lock("ann@example.com", "queue:x", 30)
+    assert await queue.join("ann@example.com", 200.0, lock_token="queue:x") == 1
+    assert [w.seen for w in await queue.waiting()] == [100.0]  # still silent since 100
+    await store.close()
+
+
+class OneFree(RecordingBackend):
+    """A backend that always reports one free WebUI."""
+
+    async def capacity(self) -> Capacity:
+        return Capacity(free=1)
+
+
+async def test_a_webui_already_handed_to_a_starting_head_is_not_counted_twice() -> None:
+    """The backend's count of free WebUIs already leaves out one handed to an allocation
+    that is starting: the next free one goes to the next head at once."""
+    settings = load_settings(backend="static", static_target="127.0.0.1:1", identity="header")
+    store = SessionStore.from_url("memory")
+    core = Core.from_parts(settings, store, OneFree())
+    dispatcher = Dispatcher(core.queue, core.backend, core.allocations, settings)
+    for email in ("ann@example.com", "bob@example.com"):
+        await core.queue.join(email, time.time())
+    await store.acquire_lock("ann@example.com", "queue:ann", 30)  # ann's WebUI is starting
+    starting = Progress(State.STARTING, "starting", time.time())
+    await store.set_progress("ann@example.com", starting, 150)
+    await dispatcher.turn()
+    assert await store.lock_held("bob@example.com")  # bob's allocation began
+    await core.close()

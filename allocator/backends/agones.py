@@ -113,6 +113,8 @@ class AgonesBackend:
 
     async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
         status = await self._allocated(person)
+        # The GameServer is theirs now (the queue's dispatcher counts it as handed out).
+        await progress(State.STARTING, "Your WebUI is starting.")
         name = str(status["gameServerName"])
         port = port_named(status.get("ports"), self._port_name)
         if port is None:
@@ -120,7 +122,6 @@ class AgonesBackend:
             raise AllocationFailed(f"The WebUI pod has no port named '{self._port_name}'.")
         host = pod_ip(status.get("addresses"))
         if host is None:
-            await progress(State.STARTING, "Your WebUI is starting.")
             host = await self._wait_for_pod_ip(name)
         if self._outputs_wait > 0 and not outputs_ready(status.get("metadata"), person.slug):
             await progress(State.STARTING, "Your WebUI is preparing your outputs folder.")

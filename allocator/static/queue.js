@@ -5,6 +5,9 @@
 (function () {
   "use strict";
 
+  var RELOADED = "sda-queue-reloaded";
+  var RELOAD_GAP_MS = 5000;
+
   function setText(id, value) {
     var element = document.getElementById(id);
     if (element) {
@@ -42,13 +45,24 @@
     }
   }
 
+  function reload() {
+    // Never more than once in a few seconds, should the page and the status disagree.
+    var last = Number(window.sessionStorage.getItem(RELOADED) || 0);
+    var wait = Math.max(0, last + RELOAD_GAP_MS - Date.now());
+    worker.terminate();
+    window.setTimeout(function () {
+      window.sessionStorage.setItem(RELOADED, String(Date.now()));
+      window.location.reload();
+    }, wait);
+  }
+
   function show(status) {
     if (status.state === "none") {
       notQueued();
       return;
     }
     if (status.state !== "queued") {
-      window.location.reload(); // their turn (or a failure to show): the page says which
+      reload(); // their turn (or a failure to show): the page says which
       return;
     }
     setText("position", String(status.position));

@@ -155,6 +155,27 @@ async def test_two_serve_processes_on_one_machine_never_share_a_gpu(tmp_path: Pa
         assert {email: gpu_of(tmp_path, email) for email in handed_out} == handed_out
 
 
+async def test_a_webui_stopped_by_the_other_serve_process_is_no_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One serve process started ann's WebUI, the other gives it back (a release or a
+    reclaim through another replica): the first neither warns of a crash nor reports it
+    gone (which would count a restart and tell ann her WebUI stopped)."""
+    first, second = gpu_backend(tmp_path, "0"), gpu_backend(tmp_path, "0")
+    gone: list[tuple[str, str]] = []
+
+    async def record_gone(email: str, server: str) -> None:
+        gone.append((email, server))
+
+    first.on_gone(record_gone)
+    async with running(first, second):
+        await allocate(first, "ann@example.com")
+        (session,) = await second.inventory()
+        await second.release(session)
+        await first.exits_handled()
+    assert gone == [] and "exited by itself" not in caplog.text
+
+
 async def test_an_older_registry_entry_without_a_gpu_still_counts(tmp_path: Path) -> None:
     """A WebUI started before SDA_LOCAL_GPUS was set (its registry file has no `gpu`) sees
     every GPU and computes on the first: it holds that one, and nobody is given it."""

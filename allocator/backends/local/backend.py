@@ -172,6 +172,7 @@ class LocalBackend:
         pid = session.placement.handle.get("pid")
         created = session.placement.handle.get("create_time")
         if isinstance(pid, int) and same_process(pid, created):
+            await asyncio.to_thread(self._registry.mark_stopping, session.slug, pid)
             await self._stop(pid)
         await asyncio.to_thread(self._registry.forget, session.slug, pid)
 
@@ -189,6 +190,11 @@ class LocalBackend:
             for entry in entries
             if entry.pid is not None and entry.port is not None
         ]
+
+    async def exits_handled(self) -> None:
+        """Wait until every WebUI this process started has exited and that was handled."""
+        if self._watchers:
+            await asyncio.wait(set(self._watchers))
 
     async def capacity(self) -> Capacity:
         return Capacity(free=await asyncio.to_thread(self._registry.free_slots))
@@ -253,6 +259,12 @@ class LocalBackend:
         code = await process.wait()
         if process in self._stopping:
             self._stopping.discard(process)
+            return
+        if await asyncio.to_thread(self._registry.stopped_on_purpose, person.slug, process.pid):
+            self._children.pop(process.pid, None)  # another serve process released it
+            log.info(
+                "WebUI %s of %s was stopped by another allocator process", server, person.email
+            )
             return
         log.warning("WebUI %s of %s exited by itself with code %s", server, person.email, code)
         self._children.pop(process.pid, None)

@@ -34,6 +34,7 @@ class Entry:
     create_time: float | None = None
     port: int | None = None
     gpu: str | None = None  # absent from files written before GPUs were handed out
+    stopping: bool = False  # being stopped on purpose (by whichever serve process releases it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,20 @@ class Registry:
             entry = _read(path)
             if entry is not None and (pid is None or entry.pid == pid):
                 path.unlink(missing_ok=True)
+
+    def mark_stopping(self, slug: str, pid: int) -> None:
+        """`slug`'s WebUI (process `pid`) is about to be stopped on purpose: whichever serve
+        process started it then knows its exit is no crash."""
+        with self._locked():
+            entry = _read(self._folder / f"{slug}.json")
+            if entry is not None and entry.pid == pid:
+                entry.stopping = True
+                self._write(entry)
+
+    def stopped_on_purpose(self, slug: str, pid: int) -> bool:
+        with self._locked():
+            entry = _read(self._folder / f"{slug}.json")
+        return entry is not None and entry.pid == pid and entry.stopping
 
     def entry_of(self, slug: str) -> Entry | None:
         with self._locked():
@@ -155,6 +170,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "create_time": (int, float, type(None)),
     "port": (int, type(None)),
     "gpu": (str, type(None)),
+    "stopping": (bool,),
 }
 
 
@@ -184,7 +200,8 @@ def _entry(values: Any) -> Entry:
         raise TypeError("not a JSON object")
     known = {f.name: values[f.name] for f in fields(Entry) if f.name in values}
     for name, value in known.items():
-        if not isinstance(value, _TYPES[name]) or isinstance(value, bool):
+        wanted = _TYPES[name]
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
             raise TypeError(f"{name} is {value!r}")
     return Entry(**known)
 
