@@ -84,7 +84,7 @@ class Reaper:
         now = time.time()
         options = self._options
         if options.pressure_idle_timeout > 0:
-            summary.queued = await WaitQueue(self._store).length()
+            summary.queued = await WaitQueue(self._store).unserved()
         after = reclaim_after(options.idle_timeout, options.pressure_idle_timeout, summary.queued)
         cutoff, idle_cutoff = now - after, now - options.idle_timeout
         reasons = {
