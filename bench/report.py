@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+from bench import scarcity_report
 from bench.results import NOT_MEASURED, Json
 
 LABELS = {
@@ -479,6 +480,11 @@ def console(data: Json) -> str:
             parts += ["", cpu]
     if data.get("cruise"):
         parts += ["\nCruiser pass", cruise_table(data)]
+    if data.get("scarcity"):
+        parts += ["\nScarcity", scarcity_report.table(data, _table)]
+        sentences = [scarcity_report.comparison(data), scarcity_report.pause_cost(data)]
+        parts += ["", " ".join(s for s in sentences if s)]
+        parts += [f"  {line}" for line in scarcity_report.evidence(data)]
     parts += ["\nGoals", goal_table(data)]
     notes = missing_notes(data)
     if notes:
@@ -515,7 +521,7 @@ def markdown(data: Json) -> str:
         "",
         "Reproduce with `make bench` (runs `.venv/bin/python -m bench.run`; options: "
         "`--duration`, `--connections`, `--rounds`, "
-        "`--only throughput|memory|clients|allocation|cruise`, `--client-requests`, "
+        "`--only throughput|memory|clients|allocation|cruise|scarcity`, `--client-requests`, "
         "`--allocation-rounds`; "
         "`--help` for all). Raw numbers: "
         "`bench/results/latest.json`.",
@@ -617,6 +623,19 @@ def markdown(data: Json) -> str:
             "",
             cruise_table(data, markdown=True),
         ]
+    if data.get("scarcity"):
+        out += [
+            "",
+            "## Scarcity",
+            "",
+            scarcity_report.method(data),
+            "",
+            scarcity_report.table(data, _table, markdown=True),
+        ]
+        sentences = [scarcity_report.comparison(data), scarcity_report.pause_cost(data)]
+        out += ["", " ".join(s for s in sentences if s)]
+        found = scarcity_report.evidence(data)
+        out += ["", "In the real run:", "", *(f"- {line}" for line in found)] if found else []
     out += ["", "## Goals", "", goal_table(data, markdown=True)]
     notes = missing_notes(data)
     if notes:

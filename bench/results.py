@@ -13,6 +13,8 @@ from bench.allocation import AllocationResults, Step
 from bench.clients import BASELINE, ClientsResults
 from bench.cruise import CruiseResult
 from bench.memory import MemoryResult
+from bench.scarcity import OURS, PREDECESSOR, ScarcityResults
+from bench.scarcity import to_json as _scarcity_to_json
 from bench.throughput import ThroughputResults
 
 Json = dict[str, Any]
@@ -28,8 +30,9 @@ ALLOCATION_API_MS = 5.0  # ... and the API answering after this many ms
 
 CRUISE_LIMIT_SECONDS = 1.0  # one pass over 100 000 sessions with 1 % idle
 CRUISE_SESSIONS = 100_000
+SCARCITY_PEOPLE, SCARCITY_GPUS = 30, 6
 
-SCENARIOS = ("throughput", "memory", "clients", "allocation", "cruise")
+SCENARIOS = ("throughput", "memory", "clients", "allocation", "cruise", "scarcity")
 
 MET, NOT_MET, NOT_MEASURED = "met", "NOT met", "not measured"
 
@@ -110,6 +113,34 @@ def allocation_json(results: AllocationResults) -> Json:
 
 def cruise_json(result: CruiseResult) -> Json:
     return {**asdict(result), "speedup": result.speedup}
+
+
+def scarcity_json(results: ScarcityResults) -> Json:
+    return _scarcity_to_json(results)
+
+
+def scarcity_goal(data: Json) -> Json:
+    goal = (
+        f"scarcity ({SCARCITY_PEOPLE} people, {SCARCITY_GPUS} GPUs, compressed time): nobody "
+        "served out of order, no busy session reclaimed"
+    )
+    part: Json | None = data.get("scarcity")
+    if not part:
+        return _goal(goal, NOT_MEASURED, "scarcity scenario not run")
+    ours, theirs = part["policies"][OURS], part["policies"][PREDECESSOR]
+    detail = (
+        f"{ours['out_of_order']} out of order, {ours['busy_reclaimed']} busy reclaimed; "
+        f"{ours['gpu_seconds_per_served']} GPU-s per person served vs "
+        f"{theirs['gpu_seconds_per_served']} under the predecessor's policy (simulated)"
+    )
+    if part["problems"]:
+        return _goal(goal, NOT_MET, detail + "; " + "; ".join(part["problems"]))
+    load = part["load"]
+    if load["people"] != SCARCITY_PEOPLE or load["gpus"] != SCARCITY_GPUS:
+        changed = f" ({load['people']} people, {load['gpus']} GPUs)"
+        return _goal(goal, NOT_MEASURED, detail + changed)
+    ok = ours["out_of_order"] == 0 and ours["busy_reclaimed"] == 0
+    return _goal(goal, MET if ok else NOT_MET, detail)
 
 
 def cruise_goal(data: Json) -> Json:
@@ -263,7 +294,13 @@ def iap_goals(data: Json) -> list[Json]:
 
 
 def goals(data: Json) -> list[Json]:
-    return [*_proxy_goals(data), *iap_goals(data), allocation_goal(data), cruise_goal(data)]
+    return [
+        *_proxy_goals(data),
+        *iap_goals(data),
+        allocation_goal(data),
+        cruise_goal(data),
+        scarcity_goal(data),
+    ]
 
 
 def _proxy_goals(data: Json) -> list[Json]:

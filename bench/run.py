@@ -1,7 +1,7 @@
 """`make bench`: measure the allocator against nginx and configurable-http-proxy (brief §6).
 
     .venv/bin/python -m bench.run [--duration 10] [--connections 32]
-                                  [--only throughput|memory|clients|allocation|cruise]
+                                  [--only throughput|memory|clients|allocation|cruise|scarcity]
 
 Prints a table, writes bench/results/latest.json and (after a full run) BENCHMARKS.md. A run
 with --only keeps the other scenarios' results from the previous latest.json (marked as carried
@@ -38,6 +38,7 @@ from bench import (
     procs,
     report,
     results,
+    scarcity,
     services,
     throughput,
     tools,
@@ -105,6 +106,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=allocation.AllocationLoad.api_latency_ms,
         help="allocation: the fake Kubernetes API's latency per request (ms)",
+    )
+    parser.add_argument(
+        "--scarcity-seed",
+        type=int,
+        default=scarcity.ScarcityLoad.seed,
+        help="scarcity: seed of the people's script (the same seed, the same script)",
+    )
+    parser.add_argument(
+        "--scarcity-seconds",
+        type=float,
+        default=scarcity.ScarcityLoad.seconds,
+        help="scarcity: how long the people come and work",
     )
     parser.add_argument(
         "--allocator-cmd",
@@ -176,6 +189,7 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
         "clients": None,
         "allocation": None,
         "cruise": None,
+        "scarcity": None,
     }
     workdir = Path(tempfile.mkdtemp(prefix="sda-bench-"))
     try:
@@ -202,6 +216,13 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
                 print("Scenario 5: one cruiser pass", flush=True)
                 sizes_cruise = cruise.CruiseSizes(sessions=args.cruise_sessions)
                 data["cruise"] = results.cruise_json(cruise.run(processes, found, sizes_cruise))
+            if args.only in (None, "scarcity"):
+                print("Scenario 6: scarcity, ours and the predecessor's policy", flush=True)
+                load_scarcity = scarcity.ScarcityLoad(
+                    seed=args.scarcity_seed, seconds=args.scarcity_seconds
+                )
+                measured_scarcity = scarcity.run(processes, found, load_scarcity, allocator_command)
+                data["scarcity"] = results.scarcity_json(measured_scarcity)
     finally:
         if args.keep_temp:
             print(f"logs and configs kept in {workdir}")
