@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     kube_ca_cert: str | None = None  # ... and its CA (base64 of the PEM, as GKE reports it)
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    # Everyone's folders (outputs): SDA_USERS_DIR; unset, <data_dir>/users. Behind Agones
+    # the share's users/ folder, mounted read-only.
+    users_dir: Path = Field(default_factory=lambda: default_data_dir() / "users")
     secret_key: SecretStr | None = None
     force_dev_identity: bool = False
     idle_exempt_paths: CommaList = tuple(DEFAULT_IDLE_EXEMPT.split(","))
@@ -190,6 +193,14 @@ class Settings(BaseSettings):
         if value != MEMORY_STORE and not re.match(r"^(redis|rediss|unix)://", value):
             raise ValueError("must be 'memory' or a redis://, rediss:// or unix:// URL")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _users_under_data_dir(cls, values: Any) -> Any:
+        """Unset, SDA_USERS_DIR follows SDA_DATA_DIR."""
+        if isinstance(values, dict) and not values.get("users_dir") and values.get("data_dir"):
+            return {**values, "users_dir": Path(values["data_dir"]) / "users"}
+        return values
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:

@@ -67,9 +67,10 @@ class LocalBackend:
         max_sessions: int,
         start_timeout: float,
         gpus: tuple[str, ...] = (),
+        users_dir: Path | None = None,
     ) -> None:
         self._command = command
-        self._users = data_dir / "users"
+        self._users = users_dir or data_dir / "users"
         self._run = data_dir / "run"
         self._max = max_sessions
         self._gpus = gpus  # empty: children inherit CUDA_VISIBLE_DEVICES as it is
@@ -89,6 +90,7 @@ class LocalBackend:
             settings.local_capacity,
             settings.start_timeout,
             settings.local_gpus,
+            settings.users_dir,
         )
 
     async def start(self) -> None:
