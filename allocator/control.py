@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from allocator import pages, replies
 from allocator.checks import CROSS_SITE, NO_PROOF, same_site
 from allocator.identity.dev import MAX_AGE_SECONDS, DevIdentity
+from allocator.pictures_routes import add_picture_routes
 from allocator.runtime import Runtime
 from allocator.status import SessionStatus, describe, status_of
 from allocator.store import StoreUnavailable
@@ -59,6 +60,7 @@ def build_control(runtime: Runtime) -> FastAPI:
     _add_security_headers(app)
     _add_health(app, runtime)
     _add_person_routes(app, runtime)
+    add_picture_routes(app, runtime, _person_dependency(runtime))
     _add_sign_in(app, runtime)
     _add_admin(app, runtime)
     return app

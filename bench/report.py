@@ -374,6 +374,43 @@ def _cruise_method(data: Json) -> str:
     )
 
 
+def pictures_table(data: Json, markdown: bool = False) -> str:
+    part = data["pictures"]
+    cold, warm, zipped = part["cold_ms"], part["warm_ms"], part["zip"]
+    rows = [
+        ["first page, folder walked (no kept listing)", f"{cold['p50']:.2f}",
+         f"{cold['p99']:.2f}", f"{cold['max']:.2f}", str(cold["samples"])],
+        [f"every page of {part['load']['page_size']}, paging through all",
+         f"{warm['p50']:.2f}", f"{warm['p99']:.2f}", f"{warm['max']:.2f}", str(warm["samples"])],
+    ]  # fmt: skip
+    table = _table(["", "p50 ms", "p99 ms", "max ms", "requests"], rows, markdown)
+    mib = zipped["bytes"] / 2**20
+    sentence = (
+        f"Download all: a {mib:,.0f} MiB zip in {zipped['seconds']:.2f} s "
+        f"({mib / zipped['seconds']:,.0f} MiB/s), server RSS "
+        f"{zipped['rss_before'] / 1e6:.0f} MB before, +{zipped['rss_growth'] / 1e6:.1f} MB while "
+        "it streamed."
+    )
+    return f"{table}\n\n{sentence}"
+
+
+def _pictures_method(data: Json) -> str:
+    part = data["pictures"]
+    load = part["load"]
+    return (
+        f"One person's folder holds {load['pictures']:,} pictures in 20 date folders, as "
+        "AUTOMATIC1111 lays them out; a real `sd-allocator serve` process (static backend "
+        "pointing nowhere, memory store: no WebUI is involved) answers "
+        "`GET /_allocator/api/pictures` on one keep-alive connection. The first page is "
+        f"measured {load['cold_samples']} times, each after the kept listing expired (the "
+        "whole folder walked with `scandir`, no link followed); then every page of "
+        f"{load['page_size']} through all of them, {load['rounds']} times. The zip is another "
+        f"person's {load['zip_bytes_on_disk'] / 2**20:,.0f} MiB of large files, read to the end "
+        "while the server's RSS is sampled every 20 ms. "
+        f"Set-up took {part['setup_seconds']:.0f} s and is not measured."
+    )
+
+
 def allocation_cpu(data: Json) -> str | None:
     """One sentence: CPU per person while the allocator was answering (median over rounds)."""
     part: Json = data.get("allocation") or {}
@@ -485,6 +522,8 @@ def console(data: Json) -> str:
         sentences = [scarcity_report.comparison(data), scarcity_report.pause_cost(data)]
         parts += ["", " ".join(s for s in sentences if s)]
         parts += [f"  {line}" for line in scarcity_report.evidence(data)]
+    if data.get("pictures"):
+        parts += ["\nMy pictures", pictures_table(data)]
     parts += ["\nGoals", goal_table(data)]
     notes = missing_notes(data)
     if notes:
@@ -521,7 +560,8 @@ def markdown(data: Json) -> str:
         "",
         "Reproduce with `make bench` (runs `.venv/bin/python -m bench.run`; options: "
         "`--duration`, `--connections`, `--rounds`, "
-        "`--only throughput|memory|clients|allocation|cruise|scarcity`, `--client-requests`, "
+        "`--only throughput|memory|clients|allocation|cruise|scarcity|pictures`, "
+        "`--client-requests`, "
         "`--allocation-rounds`; "
         "`--help` for all). Raw numbers: "
         "`bench/results/latest.json`.",
@@ -636,6 +676,15 @@ def markdown(data: Json) -> str:
         out += ["", " ".join(s for s in sentences if s)]
         found = scarcity_report.evidence(data)
         out += ["", "In the real run:", "", *(f"- {line}" for line in found)] if found else []
+    if data.get("pictures"):
+        out += [
+            "",
+            "## My pictures",
+            "",
+            _pictures_method(data),
+            "",
+            pictures_table(data, markdown=True),
+        ]
     out += ["", "## Goals", "", goal_table(data, markdown=True)]
     notes = missing_notes(data)
     if notes:

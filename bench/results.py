@@ -13,6 +13,8 @@ from bench.allocation import AllocationResults, Step
 from bench.clients import BASELINE, ClientsResults
 from bench.cruise import CruiseResult
 from bench.memory import MemoryResult
+from bench.pictures import PicturesResult
+from bench.pictures import to_json as _pictures_to_json
 from bench.scarcity import OURS, PREDECESSOR, ScarcityResults
 from bench.scarcity import to_json as _scarcity_to_json
 from bench.throughput import ThroughputResults
@@ -32,7 +34,11 @@ CRUISE_LIMIT_SECONDS = 1.0  # one pass over 100 000 sessions with 1 % idle
 CRUISE_SESSIONS = 100_000
 SCARCITY_PEOPLE, SCARCITY_GPUS = 30, 6
 
-SCENARIOS = ("throughput", "memory", "clients", "allocation", "cruise", "scarcity")
+PICTURES_COUNT = 10_000  # pictures in one person's folder
+PICTURES_PAGE_LIMIT_MS = 100.0  # ... and a page of them lists in less
+ZIP_GROWTH_LIMIT = 50_000_000  # bytes of RSS growth while the zip of all streams
+
+SCENARIOS = ("throughput", "memory", "clients", "allocation", "cruise", "scarcity", "pictures")
 
 MET, NOT_MET, NOT_MEASURED = "met", "NOT met", "not measured"
 
@@ -117,6 +123,37 @@ def cruise_json(result: CruiseResult) -> Json:
 
 def scarcity_json(results: ScarcityResults) -> Json:
     return _scarcity_to_json(results)
+
+
+def pictures_json(result: PicturesResult) -> Json:
+    return _pictures_to_json(result)
+
+
+def pictures_goals(data: Json) -> list[Json]:
+    page_goal = "10 000 pictures: a page lists in < 100 ms"  # PICTURES_COUNT, ..._LIMIT_MS
+    zip_goal = f"download all: the zip streams with RSS growth < {ZIP_GROWTH_LIMIT / 1e6:g} MB"
+    part: Json | None = data.get("pictures")
+    if not part:
+        why = "pictures scenario not run"
+        return [_goal(page_goal, NOT_MEASURED, why), _goal(zip_goal, NOT_MEASURED, why)]
+    cold, warm = part["cold_ms"], part["warm_ms"]
+    worst = max(cold["max"], warm["p99"])
+    detail = (
+        f"walking the folder (no kept listing): p50 {cold['p50']:.1f}, max {cold['max']:.1f} ms; "
+        f"paging: p50 {warm['p50']:.2f}, p99 {warm['p99']:.2f} ms "
+        f"({part['load']['page_size']} a page)"
+    )
+    if part["load"]["pictures"] < PICTURES_COUNT:
+        page = _goal(page_goal, NOT_MEASURED, detail + f" ({part['load']['pictures']:,})")
+    else:
+        page = _goal(page_goal, MET if worst < PICTURES_PAGE_LIMIT_MS else NOT_MET, detail)
+    zipped = part["zip"]
+    growth = zipped["rss_growth"]
+    detail = (
+        f"+{growth / 1e6:.1f} MB for a {zipped['bytes'] / 2**20:,.0f} MiB zip "
+        f"({zipped['bytes'] / 2**20 / zipped['seconds']:,.0f} MiB/s)"
+    )
+    return [page, _goal(zip_goal, MET if growth < ZIP_GROWTH_LIMIT else NOT_MET, detail)]
 
 
 def scarcity_goal(data: Json) -> Json:
@@ -300,6 +337,7 @@ def goals(data: Json) -> list[Json]:
         allocation_goal(data),
         cruise_goal(data),
         scarcity_goal(data),
+        *pictures_goals(data),
     ]
 
 

@@ -1,7 +1,7 @@
 """`make bench`: measure the allocator against nginx and configurable-http-proxy (brief §6).
 
-    .venv/bin/python -m bench.run [--duration 10] [--connections 32]
-                                  [--only throughput|memory|clients|allocation|cruise|scarcity]
+    .venv/bin/python -m bench.run [--duration 10] [--connections 32] [--only throughput|
+                                  memory|clients|allocation|cruise|scarcity|pictures]
 
 Prints a table, writes bench/results/latest.json and (after a full run) BENCHMARKS.md. A run
 with --only keeps the other scenarios' results from the previous latest.json (marked as carried
@@ -35,6 +35,7 @@ from bench import (
     clients,
     cruise,
     memory,
+    pictures,
     procs,
     report,
     results,
@@ -120,6 +121,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="scarcity: how long the people come and work",
     )
     parser.add_argument(
+        "--pictures",
+        type=int,
+        default=pictures.PicturesLoad.pictures,
+        help="pictures: pictures in one person's folder",
+    )
+    parser.add_argument(
         "--allocator-cmd",
         default=shlex.join(services.DEFAULT_ALLOCATOR_COMMAND),
         help="command that starts the allocator (SDA_* settings come from the environment)",
@@ -190,6 +197,7 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
         "allocation": None,
         "cruise": None,
         "scarcity": None,
+        "pictures": None,
     }
     workdir = Path(tempfile.mkdtemp(prefix="sda-bench-"))
     try:
@@ -223,6 +231,11 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
                 )
                 measured_scarcity = scarcity.run(processes, found, load_scarcity, allocator_command)
                 data["scarcity"] = results.scarcity_json(measured_scarcity)
+            if args.only in (None, "pictures"):
+                print(f"Scenario 7: My pictures, {args.pictures:,} in one folder", flush=True)
+                load_pictures = pictures.PicturesLoad(pictures=args.pictures)
+                measured_pictures = pictures.run(processes, load_pictures, allocator_command)
+                data["pictures"] = results.pictures_json(measured_pictures)
     finally:
         if args.keep_temp:
             print(f"logs and configs kept in {workdir}")

@@ -1,0 +1,181 @@
+""" "My pictures": the person's own outputs, with or without a WebUI (never allocates).
+
+Routes only: the folder access is `allocator.pictures`. Every file is served as hostile
+content: a fixed list of image types shown inline, everything else (SVG too) as a download;
+always `nosniff` and a sandboxing CSP, so nothing in a file can run as this site.
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the route functions'
+# annotations, and `CurrentPerson` is local to `add_picture_routes`.
+import asyncio
+import os
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from allocator import pages
+from allocator.checks import CROSS_SITE, NO_PROOF, same_site
+from allocator.pictures import NoSuchPicture, Page, Picture, PictureShelf, read_chunks, zip_stream
+from allocator.runtime import Runtime
+from allocator.types import Person
+
+PREFIX = "/_allocator"
+FILE_PATH = f"{PREFIX}/pictures/file/"
+DEFAULT_LIMIT, MAX_LIMIT, PAGE_SIZE = 100, 1000, 60
+IMAGE_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
+ZIP_DISPOSITION = 'attachment; filename="pictures.zip"'
+FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+    "Cache-Control": "private, max-age=300",
+}
+
+
+class PictureEntry(BaseModel):
+    name: str  # relative to the person's outputs folder
+    size: int  # bytes
+    modified: float  # epoch seconds
+    url: str
+
+
+class PictureList(BaseModel):
+    pictures: list[PictureEntry]
+    next: str | None  # pass as `cursor` for the page after; null on the last page
+
+
+def picture_url(name: str) -> str:
+    return FILE_PATH + quote(name, safe="/")
+
+
+def media_type(name: str) -> str | None:
+    """The content type shown inline, None for anything else (served as a download)."""
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return IMAGE_TYPES.get(extension)
+
+
+def _entry(picture: Picture) -> PictureEntry:
+    return PictureEntry(
+        name=picture.name,
+        size=picture.size,
+        modified=picture.modified,
+        url=picture_url(picture.name),
+    )
+
+
+def _check_origin(request: Request) -> None:
+    """The same rule as the control app's forms: a page of this site must have sent it."""
+    verdict = same_site(request.scope)
+    if not verdict:
+        raise HTTPException(403, CROSS_SITE if verdict is False else NO_PROOF)
+
+
+def _disposition(kind: str, name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    fallback = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "_" for c in base)
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(base, safe='')}"
+
+
+def file_response(shelf: PictureShelf, person: Person, name: str, download: bool) -> Response:
+    try:
+        descriptor, info = shelf.folder(person.email).open(name)
+    except NoSuchPicture:
+        raise HTTPException(404) from None
+    shown = media_type(name)
+    kind = "attachment" if download or shown is None else "inline"
+    headers = {
+        **FILE_HEADERS,
+        "Content-Length": str(info.st_size),
+        "Content-Disposition": _disposition(kind, name),
+    }
+    return StreamingResponse(
+        read_chunks(os.fdopen(descriptor, "rb")),
+        media_type=shown or "application/octet-stream",
+        headers=headers,
+    )
+
+
+async def _page_of(shelf: PictureShelf, person: Person, limit: int, cursor: str | None) -> Page:
+    try:
+        return await asyncio.to_thread(shelf.page, person.email, limit, cursor)
+    except ValueError:
+        raise HTTPException(400, "That page link is not valid any more.") from None
+
+
+def add_picture_routes(app: FastAPI, runtime: Runtime, person_dependency: Any) -> None:
+    """The "My pictures" page and API, reading `settings.users_dir`."""
+    shelf = PictureShelf(runtime.settings.users_dir)
+    CurrentPerson = Annotated[Person, Depends(person_dependency)]
+
+    @app.get(f"{PREFIX}/api/pictures", response_model=PictureList, tags=["pictures"])
+    async def list_pictures(
+        person: CurrentPerson,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, Query(max_length=MAX_LIMIT * 8)] = None,
+    ) -> PictureList:
+        """My pictures, newest first, a page at a time (`next` is the cursor of the next)."""
+        found = await _page_of(shelf, person, limit, cursor)
+        return PictureList(pictures=[_entry(p) for p in found.pictures], next=found.next)
+
+    @app.delete(f"{PREFIX}/api/pictures/{{name:path}}", status_code=204, tags=["pictures"])
+    async def delete_picture(request: Request, name: str, person: CurrentPerson) -> Response:
+        """Delete one of my pictures (404 when there is no such picture)."""
+        _check_origin(request)
+        try:
+            await asyncio.to_thread(shelf.delete, person.email, name)
+        except NoSuchPicture:
+            raise HTTPException(404) from None
+        return Response(status_code=204)
+
+    @app.get(f"{PREFIX}/pictures/file/{{name:path}}", tags=["pictures"])
+    async def picture_file(name: str, person: CurrentPerson, download: bool = False) -> Response:
+        """One of my pictures; `download=true` asks the browser to save it."""
+        return await asyncio.to_thread(file_response, shelf, person, name, download)
+
+    @app.get(f"{PREFIX}/pictures/download", tags=["pictures"])
+    async def download_all(person: CurrentPerson) -> Response:
+        """All my pictures as one zip, streamed."""
+        pictures = await asyncio.to_thread(shelf.listing, person.email)
+        folder = shelf.folder(person.email)
+        return StreamingResponse(
+            zip_stream(folder, pictures),
+            media_type="application/zip",
+            headers={**FILE_HEADERS, "Content-Disposition": ZIP_DISPOSITION},
+        )
+
+    @app.get(f"{PREFIX}/pictures", include_in_schema=False)
+    async def pictures_page(
+        person: CurrentPerson, cursor: Annotated[str | None, Query(max_length=8000)] = None
+    ) -> Response:
+        found = await _page_of(shelf, person, PAGE_SIZE, cursor)
+        body = pages.render(
+            "pictures.html",
+            title="My pictures",
+            refresh=None,
+            email=person.email,
+            pictures=[_entry(p) for p in found.pictures],
+            shown=[media_type(p.name) is not None for p in found.pictures],
+            next=found.next,
+            first=cursor is None,
+        )
+        return HTMLResponse(body)
+
+    @app.post(f"{PREFIX}/pictures/delete", include_in_schema=False)
+    async def delete_from_page(
+        request: Request, person: CurrentPerson, name: Annotated[str, Form(max_length=4096)]
+    ) -> Response:
+        _check_origin(request)
+        try:
+            await asyncio.to_thread(shelf.delete, person.email, name)
+        except NoSuchPicture:
+            raise HTTPException(404) from None
+        return RedirectResponse(f"{PREFIX}/pictures", status_code=303)
