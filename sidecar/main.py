@@ -1,9 +1,10 @@
-"""The sidecar: take the outputs link over, then run until SIGTERM or SIGINT: become Ready, stay
-healthy, watch the owner."""
+"""The sidecar: read the journal, then run until SIGTERM or SIGINT — become Ready, stay healthy,
+watch the owner, deliver files — and on the signal deliver what is still pending, then exit."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -11,9 +12,10 @@ import sys
 
 import aiohttp
 
+from sidecar.delivery import Delivery, Limits
 from sidecar.errors import describe
 from sidecar.health import Health
-from sidecar.link import LinkError, OutputsLink
+from sidecar.journal import Journal
 from sidecar.ownership import USER_LABEL, Ownership
 from sidecar.pacing import Backoff, Every
 from sidecar.sdk import AgonesSDK, GameServer, SDKError
@@ -34,49 +36,63 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    link = OutputsLink(settings.outputs_link, settings.unassigned_dir, settings.share_dir)
     try:
-        owner = link.adopt()
-    except (LinkError, OSError) as error:
-        print(f"sidecar: cannot start: {describe(error)}", file=sys.stderr)
+        journal = Journal(settings.state_dir).load()
+    except OSError as error:
+        print(f"sidecar: cannot start: STATE_DIR: {describe(error)}", file=sys.stderr)
         sys.exit(2)
-    asyncio.run(run(settings, link, owner))
+    asyncio.run(run(settings, journal))
 
 
-async def run(settings: Settings, link: OutputsLink, owner: str | None) -> None:
-    """``owner``: the slug whose folder the link already pointed at (`OutputsLink.adopt`)."""
-    _stop_on_signals(asyncio.current_task())
+async def run(settings: Settings, journal: Journal) -> None:
+    stop = _stop_on_signals()
     log.info(
-        "Agones SDK server at %s, WebUI at %s, share at %s, outputs link at %s",
+        "Agones SDK server at %s, WebUI at %s, delivering from %s to %s/users",
         settings.sdk_url,
         settings.webui_url,
+        settings.outputs_dir,
         settings.share_dir,
-        settings.outputs_link,
     )
-    try:
-        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tasks:
-            sdk = AgonesSDK(session, settings.sdk_url)
-            webui = WebUI(session, settings.webui_url, settings.ping_timeout)
-            health = Health(settings, sdk, webui)
-            ownership = Ownership(settings.share_dir, link, sdk, tasks, owner)
-            ownership.resume()
-            tasks.create_task(health.become_ready())
-            tasks.create_task(health.keep_alive())
-            tasks.create_task(watch(sdk, settings, ownership))
-    except asyncio.CancelledError:
-        log.info("stopped")
+    limits = Limits(settings.max_file_bytes, settings.max_files)
+    delivery = Delivery(settings.outputs_dir, journal, limits)
+    async with aiohttp.ClientSession() as session:
+        serving = asyncio.create_task(serve(settings, session, journal, delivery))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (serving, stopping):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    await delivery.drain(settings.poll_seconds, settings.drain_timeout)
+    log.info("stopped")
 
 
-def _stop_on_signals(task: asyncio.Task[None] | None) -> None:
+async def serve(
+    settings: Settings, session: aiohttp.ClientSession, journal: Journal, delivery: Delivery
+) -> None:
+    async with asyncio.TaskGroup() as tasks:
+        sdk = AgonesSDK(session, settings.sdk_url)
+        webui = WebUI(session, settings.webui_url, settings.ping_timeout)
+        health = Health(settings, sdk, webui)
+        ownership = Ownership(settings.share_dir, journal, delivery, sdk, tasks)
+        ownership.resume()
+        tasks.create_task(health.become_ready())
+        tasks.create_task(health.keep_alive())
+        tasks.create_task(watch(sdk, settings, ownership))
+        tasks.create_task(delivery.run(settings.poll_seconds))
+
+
+def _stop_on_signals() -> asyncio.Event:
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
 
-        def stop(name: str = signum.name) -> None:
-            log.info("%s: stopping", name)
-            if task is not None:
-                task.cancel()
+        def on_signal(name: str = signum.name) -> None:
+            log.info("%s: delivering what is pending, then stopping", name)
+            stop.set()
 
-        loop.add_signal_handler(signum, stop)
+        loop.add_signal_handler(signum, on_signal)
+    return stop
 
 
 async def watch(sdk: AgonesSDK, settings: Settings, ownership: Ownership) -> None:

@@ -28,7 +28,7 @@ SUBFOLDERS = {
     "outdir_init_images": "init-images",
 }
 """A1111's option for each kind of picture, and its folder in A1111's default layout: the WebUI
-is started with each option set to ``<OUTPUTS_LINK>/<folder>`` (and ``outdir_samples`` and
+is started with each option set to ``<OUTPUTS_DIR>/<folder>`` (and ``outdir_samples`` and
 ``outdir_grids``, which override them when set, empty)."""
 
 

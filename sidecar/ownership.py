@@ -1,21 +1,17 @@
-"""Whose pod this is, and pointing the outputs link at that person's folder.
+"""Whose pod this is, and delivering the WebUI's files to that person's folder.
 
-The first value of the label ``sd-allocator/user`` the pod sees makes its owner for life; a sidecar
-restarted in the same pod starts from the owner its outputs link already names
-(`sidecar.link.OutputsLink.adopt`), checks that folder again and confirms it again. The same value
-again changes nothing. A different one means the pod was given to a second person: the link goes
-back to the pod-local unassigned folder, never to the second person's folder, and the sidecar asks
-Agones to shut the pod down (the Fleet replaces it), because the second person would otherwise see,
-and add to, the first one's pictures. A value that is no safe slug, or whose folder resolves
-elsewhere, is refused: the link stays on (or goes back to) the unassigned folder, and the pod still
-belongs to that value.
+The first value of the label ``sd-allocator/user`` the pod sees makes its owner for life; it is
+kept in the sidecar's journal, so a sidecar restarted in the same pod starts from it, checks that
+folder again and confirms it again. The same value again changes nothing. A different one means
+the pod was given to a second person: delivery stops for good (the second person must neither see
+nor add to the first one's pictures) and the sidecar asks Agones to shut the pod down (the Fleet
+replaces it). A value that is no safe slug, or whose folder resolves elsewhere, is refused: files
+are held, nothing is delivered, and the pod still belongs to that value.
 
-Once the link points at the person's folder, the sidecar confirms it to Agones: ``PUT
+Once the person's folder exists and is checked, the sidecar confirms it to Agones: ``PUT
 /metadata/annotation`` ``sd-allocator-outputs`` = the slug, which Agones stores as the GameServer
-annotation ``agones.dev/sdk-sd-allocator-outputs``. The allocator may wait for it before routing.
-
-The link is pod-local, so switching it takes microseconds and is done on the event loop: a switch
-and a refusal or conflict never interleave. Only the checks on the share run in a worker thread.
+annotation ``agones.dev/sdk-sd-allocator-outputs`` — "this pod delivers to <slug>'s folder". The
+allocator may wait for it before routing.
 """
 
 from __future__ import annotations
@@ -25,8 +21,9 @@ import enum
 import logging
 from pathlib import Path
 
+from sidecar.delivery import Delivery
 from sidecar.errors import describe
-from sidecar.link import LinkError, OutputsLink
+from sidecar.journal import Journal
 from sidecar.outputs import UnsafeFolder, prepare_folders
 from sidecar.pacing import retry_forever
 from sidecar.sdk import AgonesSDK, GameServer, SDKError
@@ -64,23 +61,25 @@ class Ownership:
     def __init__(
         self,
         share_dir: Path,
-        link: OutputsLink,
+        journal: Journal,
+        delivery: Delivery,
         sdk: AgonesSDK,
         tasks: asyncio.TaskGroup,
-        owner: str | None = None,
     ) -> None:
         self._share_dir = share_dir
-        self._link = link
+        self._journal = journal
+        self._delivery = delivery
         self._sdk = sdk
         self._tasks = tasks
-        self._claim = Claim(owner)
-        self._switching: asyncio.Task[None] | None = None
+        self._claim = Claim(journal.owner)
+        self._preparing: asyncio.Task[None] | None = None
         self._shutting_down = False
 
     def resume(self) -> None:
-        """After a restart with the link on a person's folder: check it again, confirm it again."""
+        """After a restart in a pod that had an owner: check the folder again, confirm again."""
         if self._claim.owner is not None:
-            self._switching = self._tasks.create_task(self._switch_outputs(self._claim.owner))
+            log.info("the pod was given to %.80r before this sidecar restarted", self._claim.owner)
+            self._preparing = self._tasks.create_task(self._deliver_to(self._claim.owner))
 
     def observe(self, gameserver: GameServer) -> None:
         label = gameserver.labels.get(USER_LABEL)
@@ -89,50 +88,45 @@ class Ownership:
         verdict = self._claim.observe(label)
         if verdict is Verdict.CLAIMED:
             log.info("the pod is given to %.80r", label)
-            self._switching = self._tasks.create_task(self._switch_outputs(label))
+            self._remember(label)
+            self._preparing = self._tasks.create_task(self._deliver_to(label))
         elif verdict is Verdict.CONFLICT and not self._shutting_down:
             self._shutting_down = True
             log.error(
-                "the pod belongs to %.80r but its label now says %.80r; not switching, asking "
-                "Agones to shut the pod down",
+                "the pod belongs to %.80r but its label now says %.80r; delivering nothing more, "
+                "asking Agones to shut the pod down",
                 self._claim.owner,
                 label,
             )
-            if self._switching is not None:
-                self._switching.cancel()
-            self._detach()
+            if self._preparing is not None:
+                self._preparing.cancel()
+            self._delivery.close()
             self._tasks.create_task(self._shut_down())
 
-    async def _switch_outputs(self, slug: str) -> None:
-        async def switch() -> Path:
+    def _remember(self, label: str) -> None:
+        try:
+            self._journal.set_owner(label)
+        except OSError as error:
+            log.error("the owner could not be written to the journal: %s", describe(error))
+
+    async def _deliver_to(self, slug: str) -> None:
+        async def prepare() -> Path:
             folders = await asyncio.to_thread(prepare_folders, self._share_dir, slug)
-            self._link.point_at(folders.root)
             return folders.root
 
         try:
-            root = await retry_forever(
-                switch, f"pointing the outputs at {slug}'s folder", retry_on=(OSError,)
-            )
-        except (UnsafeFolder, LinkError) as error:
-            log.error("refusing to point the outputs at %.80r: %s", slug, error)
-            self._detach()
+            root = await retry_forever(prepare, f"preparing {slug}'s folder", retry_on=(OSError,))
+        except UnsafeFolder as error:
+            log.error("refusing to deliver to %.80r: %s", slug, error)
             return
-        log.info("the WebUI now saves %s's pictures in %s", slug, root)
+        self._delivery.deliver_to(root)
+        log.info("the WebUI's files are delivered to %s's folder %s", slug, root)
         await retry_forever(
             lambda: self._sdk.set_annotation(OUTPUTS_ANNOTATION, slug),
             "PUT /metadata/annotation",
             retry_on=(SDKError,),
         )
         log.info("Agones was told: %s=%s", OUTPUTS_ANNOTATION_SEEN_AS, slug)
-
-    def _detach(self) -> None:
-        try:
-            self._link.detach()
-        except (OSError, LinkError) as error:
-            log.error(
-                "pointing the outputs link back at the unassigned folder failed: %s",
-                describe(error),
-            )
 
     async def _shut_down(self) -> None:
         await retry_forever(self._sdk.shutdown, "POST /shutdown", retry_on=(SDKError,))

@@ -5,14 +5,23 @@
 ``WEBUI_URL`` (default ``http://127.0.0.1:7860``)
     The WebUI in the same pod.
 ``SHARE_DIR`` (default ``/share``)
-    The shared volume, an absolute path; pictures go to ``SHARE_DIR/users/<slug>/outputs``. The
-    WebUI container must see it at the same path.
-``OUTPUTS_LINK`` (default ``/workspace/outputs``)
-    The symlink every outputs folder of the WebUI lies under, on pod-local storage that both
-    containers mount at the same path (`sidecar.link`). The sidecar creates it; it must not exist
-    as a real folder or file.
-``UNASSIGNED_DIR`` (default ``/workspace/unassigned-outputs``)
-    Pod-local; where the link points until the pod is given to a person, and after a refusal.
+    The shared volume, an absolute path; pictures go to ``SHARE_DIR/users/<slug>/outputs``. Only
+    the sidecar mounts ``users/`` there; the WebUI container never sees it.
+``OUTPUTS_DIR`` (default ``/workspace/outputs``)
+    Where the WebUI saves, on pod-local storage the sidecar mounts too (read-only is enough).
+    Treated as hostile: only regular files are delivered, no symlink is followed.
+``STATE_DIR`` (default ``/sidecar-state``)
+    Pod-local storage only the sidecar mounts: its journal of delivered files and the owner.
+``MAX_FILE_BYTES`` (default ``268435456``, 256 MiB)
+    Larger files are not delivered (one log line each).
+``MAX_FILES`` (default ``10000``)
+    Files delivered per session (the pod's life); beyond it nothing more is (one log line).
+``DELIVERY_POLL_SECONDS`` (default ``0.5``)
+    How often the outputs folder is looked at; a file is finished when two looks agree, so it
+    is delivered within about two periods of being complete.
+``DRAIN_TIMEOUT_SECONDS`` (default ``20``)
+    After SIGTERM, how long files still being written are waited for; keep it well below the
+    pod's ``terminationGracePeriodSeconds``.
 ``HEALTH_PERIOD_SECONDS`` (default ``5``)
     How often the WebUI is pinged and, while it answers, Agones told it is healthy. Must be below
     the GameServer's ``spec.health.periodSeconds`` (a warning is logged if it is not).
@@ -26,7 +35,7 @@
     ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``.
 
 A bad value stops the sidecar at start with one line naming the variable, and exit status 2. The
-three paths must not overlap: the link and the unassigned folder are pod-local, the share is not.
+three folders must not overlap: the outputs and the state are pod-local, the share is not.
 """
 
 from __future__ import annotations
@@ -53,8 +62,12 @@ class Settings:
     sdk_port: int = 9358
     webui_url: str = "http://127.0.0.1:7860"
     share_dir: Path = Path("/share")
-    outputs_link: Path = Path("/workspace/outputs")
-    unassigned_dir: Path = Path("/workspace/unassigned-outputs")
+    outputs_dir: Path = Path("/workspace/outputs")
+    state_dir: Path = Path("/sidecar-state")
+    max_file_bytes: int = 256 * 2**20
+    max_files: int = 10_000
+    poll_seconds: float = 0.5
+    drain_timeout: float = 20.0
     health_period: float = 5.0
     ping_timeout: float = DEFAULT_PING_TIMEOUT
     start_timeout: float = 1800.0
@@ -85,8 +98,8 @@ class Settings:
             name: read(name, _absolute_path, default)
             for name, default in (
                 ("SHARE_DIR", cls.share_dir),
-                ("OUTPUTS_LINK", cls.outputs_link),
-                ("UNASSIGNED_DIR", cls.unassigned_dir),
+                ("OUTPUTS_DIR", cls.outputs_dir),
+                ("STATE_DIR", cls.state_dir),
             )
         }
         _check_apart(paths)
@@ -94,8 +107,12 @@ class Settings:
             sdk_port=read("AGONES_SDK_HTTP_PORT", _port, 9358),
             webui_url=read("WEBUI_URL", _http_url, cls.webui_url),
             share_dir=paths["SHARE_DIR"],
-            outputs_link=paths["OUTPUTS_LINK"],
-            unassigned_dir=paths["UNASSIGNED_DIR"],
+            outputs_dir=paths["OUTPUTS_DIR"],
+            state_dir=paths["STATE_DIR"],
+            max_file_bytes=read("MAX_FILE_BYTES", _count(1, 2**40), cls.max_file_bytes),
+            max_files=read("MAX_FILES", _count(1, 10**7), cls.max_files),
+            poll_seconds=read("DELIVERY_POLL_SECONDS", _seconds(0.01, 3600), cls.poll_seconds),
+            drain_timeout=read("DRAIN_TIMEOUT_SECONDS", _seconds(0, 3600), cls.drain_timeout),
             health_period=period,
             ping_timeout=ping_timeout,
             start_timeout=read("WEBUI_START_TIMEOUT_SECONDS", _seconds(0, math.inf), 1800.0),
@@ -107,6 +124,15 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise ValueError("not a TCP port (1-65535)")
     return int(text)
+
+
+def _count(minimum: int, maximum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or not minimum <= int(text) <= maximum:
+            raise ValueError(f"must be a whole number from {minimum} to {maximum}")
+        return int(text)
+
+    return parse
 
 
 def _seconds(minimum: float, maximum: float) -> Callable[[str], float]:
@@ -144,7 +170,7 @@ def _absolute_path(text: str) -> Path:
 
 def _check_apart(paths: Mapping[str, Path]) -> None:
     """None of the folders may be, or lie inside, another: the share is seen by every pod, the
-    link and the unassigned folder by this pod only."""
+    outputs by this pod's WebUI too, the state by this sidecar only."""
     for name, path in paths.items():
         for other, other_path in paths.items():
             if other != name and path.is_relative_to(other_path):

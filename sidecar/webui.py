@@ -1,6 +1,6 @@
 """A client for the WebUI in the same pod: only its readiness probe.
 
-The sidecar never changes the WebUI's settings: where it saves is decided by `sidecar.link`.
+The sidecar never changes the WebUI's settings; it only reads the files the WebUI saves.
 """
 
 from __future__ import annotations

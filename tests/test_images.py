@@ -152,15 +152,15 @@ def test_the_webui_image_starts_with_the_start_script() -> None:
 # --- The WebUI's outputs and start flags ----------------------------------------------------
 
 
-def test_every_outputs_folder_is_the_sidecars_under_its_link() -> None:
+def test_every_outputs_folder_is_under_the_folder_the_sidecar_delivers_from() -> None:
     settings = json.loads((WEBUI / "outputs-settings.json").read_text())
-    link = SidecarSettings.outputs_link
+    folder = SidecarSettings.outputs_dir
     assert settings == {
         "outdir_samples": "",
         "outdir_grids": "",
-        **{key: f"{link}/{folder}" for key, folder in SUBFOLDERS.items()},
+        **{key: f"{folder}/{sub}" for key, sub in SUBFOLDERS.items()},
     }
-    assert re.search(rf"^OUTPUTS_LINK={re.escape(str(link))}$", START.read_text(), re.M)
+    assert re.search(rf"^OUTPUTS_DIR={re.escape(str(folder))}$", START.read_text(), re.M)
 
 
 class StartScript:
@@ -170,17 +170,16 @@ class StartScript:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.webui = root / "opt/sd-webui"
-        self.link = root / "workspace/outputs"
+        self.outputs = root / "workspace/outputs"
         self.data = root / "workspace/data"
         self.models = root / "share/models"
         text = START.read_text()
         for name, value in {
             "WEBUI_DIR": self.webui,
             "POD_DIR": WEBUI,
-            "OUTPUTS_LINK": self.link,
+            "OUTPUTS_DIR": self.outputs,
             "DATA_DIR": self.data,
             "MODELS": self.models,
-            "LINK_WAIT_SECONDS": 1,
         }.items():
             text, count = re.subn(rf"^{name}=.*$", f"{name}={value}", text, flags=re.M)
             assert count == 1, f"start.sh should set {name} once"
@@ -247,10 +246,6 @@ class StartScript:
             (self.models / sub).mkdir(parents=True)
         (self.models / "Stable-diffusion/model.safetensors").write_bytes(b"")
 
-    def make_link(self) -> None:
-        (self.root / "workspace/unassigned").mkdir(parents=True)
-        self.link.symlink_to(self.root / "workspace/unassigned")
-
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         environment = {
             key: value for key, value in os.environ.items() if not key.startswith("WEBUI_")
@@ -268,7 +263,6 @@ def start_script(tmp_path: Path) -> StartScript:
 
 def test_the_webui_starts_with_the_flags_the_pod_needs(start_script: StartScript) -> None:
     start_script.make_share()
-    start_script.make_link()
     result = start_script.run()
     assert result.returncode == 0, result.stderr
     argv = json.loads(result.stdout)
@@ -282,43 +276,41 @@ def test_the_webui_starts_with_the_flags_the_pod_needs(start_script: StartScript
 
 def test_the_outputs_folders_are_written_over_existing_settings(start_script: StartScript) -> None:
     start_script.make_share()
-    start_script.make_link()
     start_script.data.mkdir(parents=True)
     kept = {"sd_model_checkpoint": "model.safetensors", "outdir_save": "/somewhere/else"}
     (start_script.data / "config.json").write_text(json.dumps(kept))
     assert start_script.run().returncode == 0
     written = json.loads((start_script.data / "config.json").read_text())
     assert written["sd_model_checkpoint"] == "model.safetensors"
-    assert written["outdir_save"] == f"{SidecarSettings.outputs_link}/saved"
-    assert written["outdir_txt2img_samples"] == f"{SidecarSettings.outputs_link}/txt2img-images"
+    assert written["outdir_save"] == f"{SidecarSettings.outputs_dir}/saved"
+    assert written["outdir_txt2img_samples"] == f"{SidecarSettings.outputs_dir}/txt2img-images"
 
 
 def test_extra_flags_are_split_on_whitespace_and_come_last(start_script: StartScript) -> None:
     start_script.make_share()
-    start_script.make_link()
     result = start_script.run("--from-args", WEBUI_EXTRA_ARGS="--no-hashing   --medvram\n*")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[-4:] == ["--no-hashing", "--medvram", "*", "--from-args"]
 
 
-def test_the_webui_waits_for_the_sidecars_link(start_script: StartScript) -> None:
+def test_the_webui_makes_its_pod_local_outputs_folder(start_script: StartScript) -> None:
     start_script.make_share()
-    result = start_script.run()
-    assert result.returncode == 1
-    assert "the sidecar has not made" in result.stderr
-    assert not start_script.data.exists(), "nothing may start before the link exists"
+    assert start_script.run().returncode == 0
+    assert start_script.outputs.is_dir() and not start_script.outputs.is_symlink()
 
 
-def test_the_webui_refuses_a_real_folder_where_the_link_belongs(start_script: StartScript) -> None:
+def test_the_webui_refuses_a_link_where_its_outputs_folder_belongs(
+    start_script: StartScript,
+) -> None:
     start_script.make_share()
-    start_script.link.mkdir(parents=True)
+    start_script.outputs.parent.mkdir(parents=True)
+    start_script.outputs.symlink_to(start_script.root)
     result = start_script.run()
-    assert result.returncode == 2
-    assert "not the sidecar's link" in result.stderr
+    assert result.returncode == 2 and "is a symlink" in result.stderr
+    assert not start_script.data.exists(), "nothing may start with a link there"
 
 
 def test_a_share_without_models_is_reported(start_script: StartScript) -> None:
-    start_script.make_link()
     result = start_script.run()
     assert result.returncode == 0
     assert f"{start_script.models}/Lora does not exist" in result.stderr

@@ -68,7 +68,13 @@ STEPS = (
         "cluster",
         "the GKE cluster and its autoscaling GPU node pool",
         cluster.ensure,
-        gives=("kube_context", "cluster_endpoint", "cluster_ca"),
+        gives=(
+            "kube_context",
+            "cluster_endpoint",
+            "cluster_ca",
+            "cluster_ranges",
+            "cluster_private_endpoint",
+        ),
     ),
     Step(
         "filestore",
@@ -80,7 +86,7 @@ STEPS = (
         "redis",
         "Memorystore for Redis with AUTH and TLS, which remembers who has which WebUI",
         redis.ensure,
-        gives=REDIS,
+        gives=(*REDIS, "redis_range"),
     ),
     Step(
         "secret",
@@ -99,7 +105,16 @@ STEPS = (
         "our Helm chart with the allocator, the Fleet and the Ingress behind IAP",
         chart.ensure,
         gives=("audience", "backend_service"),
-        needs=("kube_context", "image_tag", "filestore_ip"),
+        # ... and the ranges of the WebUIs' egress policy
+        needs=(
+            "kube_context",
+            "image_tag",
+            "filestore_ip",
+            "cluster_endpoint",
+            "cluster_ranges",
+            "redis_host",
+            "redis_range",
+        ),
     ),
     Step(
         "cruiser-account",

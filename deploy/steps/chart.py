@@ -7,6 +7,8 @@ first without waiting, the audience is looked up, and the chart is upgraded with
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from typing import Any
 
 from deploy import helm, yamlfile
@@ -86,7 +88,32 @@ def values(ctx: Context, audience: str | None) -> dict[str, Any]:
     }
     if config.iap.oauth_secret:  # otherwise Google's managed OAuth client
         chosen["iap"] = {"oauthSecretName": config.iap.oauth_secret}
+    chosen["networkPolicy"] = {"webuiEgress": webui_egress(ctx.facts.values)}
     return chosen
+
+
+def webui_egress(found: dict[str, str]) -> dict[str, list[str]]:
+    """The ranges the WebUI pods' egress policy needs, from what the cluster and Redis steps
+    found: the control plane (Agones' SDK server in each pod talks to it), and the ranges
+    never reachable even with the internet allowed (Redis, the cluster's Pods and Services).
+    Placeholders of a plan are left out."""
+    endpoints = (found.get("cluster_endpoint", ""), found.get("cluster_private_endpoint", ""))
+    redis_range = found.get("redis_range") or f"{found.get('redis_host', '')}/32"
+    return {
+        "kubernetesApiCidrs": ipv4_ranges(f"{address}/32" for address in endpoints),
+        "redisCidrs": ipv4_ranges([redis_range]),
+        "clusterCidrs": ipv4_ranges(found.get("cluster_ranges", "").split(",")),
+    }
+
+
+def ipv4_ranges(candidates: Iterable[str]) -> list[str]:
+    ranges = []
+    for candidate in candidates:
+        try:
+            ranges.append(str(ipaddress.IPv4Network(candidate.strip(), strict=False)))
+        except ValueError:
+            continue  # "<cluster-endpoint>/32" in a plan, or nothing found
+    return ranges
 
 
 def capacity(gigabytes: int) -> str:

@@ -76,6 +76,11 @@ def ensure(ctx: Context) -> None:
     ctx.facts["kube_context"] = kube_context(ctx.config)
     ctx.facts["cluster_endpoint"] = found["endpoint"]
     ctx.facts["cluster_ca"] = found["masterAuth"]["clusterCaCertificate"]
+    # For the WebUI pods' egress policy: the Pod and Service ranges, a private endpoint.
+    ranges = (found.get("clusterIpv4Cidr"), found.get("servicesIpv4Cidr"))
+    ctx.facts["cluster_ranges"] = ",".join(r for r in ranges if r)
+    private = (found.get("privateClusterConfig") or {}).get("privateEndpoint", "")
+    ctx.facts["cluster_private_endpoint"] = private
 
 
 def _zone(ctx: Context) -> str:

@@ -36,6 +36,7 @@ def ensure(ctx: Context) -> None:
         _command(ctx, "get-auth-string", "--format=json"), {"authString": "<redis-auth-string>"}
     )
     ctx.facts["redis_host"] = found["host"]
+    ctx.facts["redis_range"] = found.get("reservedIpRange", "")  # the WebUIs' egress policy
     ctx.facts["redis_port"] = str(found["port"])
     ctx.facts["redis_ca"] = ca_bundle(found)
     ctx.facts.redis_auth = Secret(auth["authString"])

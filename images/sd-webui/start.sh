@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts AUTOMATIC1111's WebUI the way a sd-allocator GameServer pod needs it (README.md beside
 # this file): listening on 7860 for the allocator, with its API, with every outputs folder
-# under the sidecar's link /workspace/outputs, models read from the share, no installs, and no
+# under /workspace/outputs, models read from the share, no installs, and no
 # outputs-folder settings a person could change.
+# Pictures go to the pod-local /workspace/outputs; the sidecar delivers each finished file to
+# the person's folder on the share, which this container never mounts.
 #
 # Environment:
 #   WEBUI_EXTRA_ARGS  more A1111 flags, split on whitespace on purpose (no quoting, no globbing:
@@ -14,11 +16,10 @@ set -euo pipefail
 
 WEBUI_DIR=/opt/sd-webui
 POD_DIR=/opt/sd-webui-pod
-# Must equal the sidecar's OUTPUTS_LINK (its default); outputs-settings.json names it too.
-OUTPUTS_LINK=/workspace/outputs
+# Must equal the sidecar's OUTPUTS_DIR (its default); outputs-settings.json names it too.
+OUTPUTS_DIR=/workspace/outputs
 DATA_DIR=/workspace/data
 MODELS=/share/models
-LINK_WAIT_SECONDS=600
 
 log() {
   printf 'sd-webui: %s\n' "$*" >&2
@@ -65,25 +66,14 @@ print("sd-webui: A1111 accepts every start flag", file=sys.stderr)
 PY
 }
 
-# A1111 creates an outputs folder where none exists; before the sidecar has made the link,
-# that would be a real folder in its place (and the sidecar refuses to start on one).
-wait_for_link() {
-  local waited=0
-  until [ -L "$OUTPUTS_LINK" ]; do
-    if [ -e "$OUTPUTS_LINK" ]; then
-      log "$OUTPUTS_LINK is a real folder or file, not the sidecar's link; not starting"
-      exit 2
-    fi
-    if [ "$waited" -ge "$LINK_WAIT_SECONDS" ]; then
-      log "the sidecar has not made $OUTPUTS_LINK within $LINK_WAIT_SECONDS s; is it running?"
-      exit 1
-    fi
-    if [ $((waited % 30)) -eq 0 ]; then
-      log "waiting for the sidecar to make the outputs link $OUTPUTS_LINK"
-    fi
-    sleep 1
-    waited=$((waited + 1))
-  done
+# A plain pod-local folder; a link in its place (nothing of ours makes one) is refused: the
+# sidecar reads this folder and must see the WebUI's own files.
+make_outputs() {
+  if [ -L "$OUTPUTS_DIR" ]; then
+    log "$OUTPUTS_DIR is a symlink, not the pod-local outputs folder; not starting"
+    exit 2
+  fi
+  mkdir -p "$OUTPUTS_DIR"
 }
 
 # The outputs folders, in the settings file A1111 reads at start (with --hide-ui-dir-config the
@@ -129,7 +119,7 @@ if [ "${WEBUI_CHECK_ARGS:-}" = 1 ]; then
   check_flags
   exit 0
 fi
-wait_for_link
+make_outputs
 write_settings
 check_models
 cd "$WEBUI_DIR"

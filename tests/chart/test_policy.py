@@ -114,7 +114,7 @@ def test_webui_pods_accept_connections_only_from_allocator_pods() -> None:
     allocator_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert selector.items() <= fleet_labels["labels"].items()
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     (rule,) = policy["spec"]["ingress"]
     (source,) = rule["from"]
     assert source.keys() == {"podSelector"}, "no namespace- or IP-wide sources"
@@ -138,3 +138,105 @@ def test_secrets_reach_pods_only_by_reference(objects: list[Obj]) -> None:
         for variable in container.get("env", []):
             if variable["name"] == "SDA_REDIS_URL":
                 assert "value" not in variable and "secretKeyRef" in variable["valueFrom"]
+
+
+# --- people's folders: only the sidecar writes them --------------------------------------------
+
+USERS = "users"
+
+
+def share_mounts(pod: Obj, container: Obj) -> list[Obj]:
+    """The container's mounts of the chart's shared volume (the PersistentVolumeClaim)."""
+    claims = {v["name"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v}
+    return [m for m in container.get("volumeMounts", []) if m["name"] in claims]
+
+
+def test_no_container_but_the_sidecar_mounts_users_writable(objects: list[Obj]) -> None:
+    for owner, pod, container in containers(objects):
+        if owner["metadata"]["name"] == ROOT_HOOK or container["name"] == "sidecar":
+            continue
+        for mount in share_mounts(pod, container):
+            if mount.get("subPath") in (USERS, None):
+                assert mount.get("readOnly") is True, (owner["metadata"]["name"], mount)
+
+
+def test_the_webui_mounts_only_models_read_only_and_pod_local_volumes(objects: list[Obj]) -> None:
+    fleets = [o for o in objects if o["kind"] == "Fleet"]
+    for fleet in fleets:
+        pod = fleet["spec"]["template"]["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        webui = next(c for c in pod["containers"] if c["name"] == "sd-webui")
+        for mount in webui["volumeMounts"]:
+            volume = volumes[mount["name"]]
+            if "persistentVolumeClaim" in volume:
+                assert mount["subPath"] == "models" and mount["readOnly"] is True, mount
+            else:
+                assert volume.keys() == {"name", "emptyDir"}, volume
+        assert pod["terminationGracePeriodSeconds"] >= 30
+
+
+def test_the_allocator_reads_users_and_the_cruiser_mounts_no_share() -> None:
+    objects = render("cruiser.mode=cronjob")
+    allocator = one(objects, "Deployment")["spec"]["template"]["spec"]
+    (mount,) = share_mounts(allocator, allocator["containers"][0])
+    assert (mount["subPath"], mount["readOnly"]) == (USERS, True)
+    claim = next(v for v in allocator["volumes"] if "persistentVolumeClaim" in v)
+    assert claim["persistentVolumeClaim"]["readOnly"] is True
+    cron = one(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert not [v for v in cron["volumes"] if "persistentVolumeClaim" in v]
+
+
+# --- egress from WebUI pods --------------------------------------------------------------------
+
+METADATA = "169.254.169.254"
+
+
+def webui_egress(*sets: str) -> list[Obj]:
+    rules: list[Obj] = one(render(*sets), "NetworkPolicy", "sd-allocator-webui")["spec"]["egress"]
+    return rules
+
+
+def test_webui_pods_reach_dns_and_nothing_else_by_default() -> None:
+    (dns,) = webui_egress()
+    assert sorted((p["port"], p["protocol"]) for p in dns["ports"]) == [(53, "TCP"), (53, "UDP")]
+    blocks = [peer["ipBlock"]["cidr"] for peer in dns["to"] if "ipBlock" in peer]
+    assert blocks == [f"{METADATA}/32", "169.254.20.10/32"], "the metadata address: DNS only"
+    (kube_dns,) = [peer for peer in dns["to"] if "podSelector" in peer]
+    assert kube_dns["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert kube_dns["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "kube-system"
+    }
+
+
+def test_the_kubernetes_api_only_on_443_for_agones_sdk_server() -> None:
+    _, api = webui_egress("networkPolicy.webuiEgress.kubernetesApiCidrs={172.16.0.2/32}")
+    assert api == {
+        "to": [{"ipBlock": {"cidr": "172.16.0.2/32"}}],
+        "ports": [{"port": 443, "protocol": "TCP"}],
+    }
+
+
+def test_the_internet_when_allowed_never_metadata_redis_api_or_the_cluster() -> None:
+    sets = (
+        "networkPolicy.webuiEgress.allowInternet=true",
+        "networkPolicy.webuiEgress.redisCidrs={10.1.0.0/29}",
+        "networkPolicy.webuiEgress.kubernetesApiCidrs={172.16.0.2/32}",
+        "networkPolicy.webuiEgress.clusterCidrs={10.4.0.0/14,10.8.0.0/20}",
+    )
+    internet = webui_egress(*sets)[-1]
+    assert "ports" not in internet
+    (peer,) = internet["to"]
+    assert peer["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert peer["ipBlock"]["except"] == [
+        "169.254.0.0/16",
+        "10.1.0.0/29",
+        "172.16.0.2/32",
+        "10.4.0.0/14",
+        "10.8.0.0/20",
+    ]
+    for rule in webui_egress(*sets):
+        for target in rule["to"]:
+            whole_namespace = "namespaceSelector" in target and "podSelector" not in target
+            assert not whole_namespace, target
+            selector = target.get("podSelector", {}).get("matchLabels", {})
+            assert selector.get("app.kubernetes.io/component") != "allocator"

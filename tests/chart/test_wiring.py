@@ -96,7 +96,11 @@ def test_the_sidecar_accepts_its_environment_and_pings_within_each_health_period
     settings = SidecarSettings.from_env(env_of(sidecar, {}, {}))
     assert settings.health_period < spec["health"]["periodSeconds"]
     assert settings.webui_url.endswith(f":{spec['ports'][0]['containerPort']}")
-    assert str(settings.outputs_link).startswith("/workspace/")
+    assert settings.drain_timeout < pod["terminationGracePeriodSeconds"]
+    mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
+    assert settings.outputs_dir.parent == Path("/workspace") and "/workspace" in mounts
+    assert str(settings.state_dir) in mounts
+    assert str(settings.share_dir / "users") in mounts
 
 
 def test_the_webui_pod_wiring() -> None:
@@ -110,16 +114,21 @@ def test_the_webui_pod_wiring() -> None:
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     mounts = {(m["name"], m.get("subPath"), m["mountPath"]): m for m in webui["volumeMounts"]}
     assert mounts["share", "models", "/share/models"]["readOnly"] is True
-    assert not mounts["share", "users", "/share/users"].get("readOnly")
+    assert ("share", "users", "/share/users") not in mounts, "the WebUI never sees users/"
     sidecar_mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
-    assert set(sidecar_mounts) == {"/share/users", "/workspace"}, "no models, no more"
-    workspace = next(v for v in pod["volumes"] if v["name"] == "workspace")
-    assert "emptyDir" in workspace, "the outputs link is pod-local"
+    assert set(sidecar_mounts) == {"/share/users", "/workspace", "/sidecar-state"}, "no models"
+    assert not sidecar_mounts["/share/users"].get("readOnly"), "it delivers there"
+    assert sidecar_mounts["/workspace"]["readOnly"] is True, "it only reads the outputs"
+    for name in ("workspace", "sidecar-state"):
+        assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == name), name
+    assert "sidecar-state" not in {m["name"] for m in webui["volumeMounts"]}
     claim = next(v for v in pod["volumes"] if v["name"] == "share")
     assert claim["persistentVolumeClaim"]["claimName"] == "sd-allocator-share"
     assert spec["health"]["initialDelaySeconds"] >= 30
     allocator_env = {v["name"]: v.get("value") for v in allocator_container(objects)["env"]}
     assert allocator_env["SDA_FLEET"] == fleet["metadata"]["name"]
+    users = next(m for m in allocator_container(objects)["volumeMounts"] if m["name"] == "share")
+    assert allocator_env["SDA_USERS_DIR"] == users["mountPath"] and users["readOnly"] is True
     assert Settings.model_fields["agones_port_name"].default == spec["ports"][0]["name"]
 
 

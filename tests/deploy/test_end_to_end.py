@@ -213,6 +213,7 @@ def test_a_new_redis_auth_string_updates_the_secrets(world: World) -> None:
     assert [" ".join(argv[:4]) for argv in changing(world.commands())] == [
         "kubectl --context=gke_sd-test-project_europe-west4-b_sd-allocator replace --filename=-",
         "kubectl --context=gke_sd-test-project_europe-west4-b_sd-allocator rollout restart",
+        "helm upgrade --install sd-allocator",  # the WebUIs' egress policy: the new Redis address
         "gcloud secrets versions add",
         "gcloud functions deploy sd-cruiser",
     ]
@@ -269,9 +270,9 @@ def test_only_reads_what_the_chosen_steps_need(world: World) -> None:
     assert world.deploy().exit_code == 0
     result = world.deploy("--only", "chart")
     assert result.exit_code == 0, result.output
-    assert "[1/4] images: " in result.output
+    assert "[1/5] images: " in result.output
     assert "(only reading what later steps need)" in result.output
-    assert "[4/4] chart: " in result.output
+    assert "[5/5] chart: " in result.output
     assert changing(world.commands()) == []
 
 

@@ -116,7 +116,7 @@ def test_only_reads_the_steps_that_provide_what_it_needs(config: Config) -> None
     def chosen(*picked: str) -> list[str]:
         return names(providers([s for s in STEPS if s.name in picked], config))
 
-    assert chosen("chart") == ["images", "cluster", "filestore"]
+    assert chosen("chart") == ["images", "cluster", "filestore", "redis"]
     assert chosen("scheduler") == ["cluster", "redis", "function"]
     assert chosen("secret") == ["cluster", "redis"]
     assert chosen("cluster", "secret") == ["redis"]

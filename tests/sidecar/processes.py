@@ -18,8 +18,12 @@ SIDECAR_VARIABLES = (
     "AGONES_SDK_HTTP_PORT",
     "WEBUI_URL",
     "SHARE_DIR",
-    "OUTPUTS_LINK",
-    "UNASSIGNED_DIR",
+    "OUTPUTS_DIR",
+    "STATE_DIR",
+    "MAX_FILE_BYTES",
+    "MAX_FILES",
+    "DELIVERY_POLL_SECONDS",
+    "DRAIN_TIMEOUT_SECONDS",
     "HEALTH_PERIOD_SECONDS",
     "WEBUI_PING_TIMEOUT_SECONDS",
     "WEBUI_START_TIMEOUT_SECONDS",
@@ -36,15 +40,18 @@ def sidecar_environment(**settings: str) -> dict[str, str]:
 
 
 class SidecarProcess:
-    def __init__(self, log_path: Path, **settings: str) -> None:
+    def __init__(self, log_path: Path, module: str = "sidecar", **settings: str) -> None:
+        """``module``: what ``python -m`` runs; `tests.sidecar.paused_sidecar` for a sidecar
+        that stops in the middle of its first copy."""
         self.log_path = log_path
+        self.module = module
         self.env = sidecar_environment(**settings)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SidecarProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sidecar"],
+                [sys.executable, "-m", self.module],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -75,6 +82,7 @@ class SidecarProcess:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
+        """SIGKILL: the container crashed or was killed; nothing is delivered on the way out."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
@@ -82,12 +90,12 @@ class SidecarProcess:
 
 class DemoWebUI:
     """``python -m demo_webui`` in ``base``, set up as in a pod: it saves txt2img pictures in
-    ``<outputs_link>/txt2img-images`` and is started with ``--hide-ui-dir-config``."""
+    ``<outputs>/txt2img-images`` (pod-local) and is started with ``--hide-ui-dir-config``."""
 
-    def __init__(self, base: Path, outputs_link: Path) -> None:
+    def __init__(self, base: Path, outputs: Path) -> None:
         self.base = base
         self.port = free_port()
-        self.outputs_dir = outputs_link / "txt2img-images"
+        self.outputs_dir = outputs / "txt2img-images"
         self.user_dir = base / f"webui-{self.port}"
         self.log_path = base / f"webui-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None

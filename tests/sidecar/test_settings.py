@@ -14,8 +14,10 @@ def test_defaults() -> None:
     assert settings.sdk_url == "http://localhost:9358"
     assert settings.webui_url == "http://127.0.0.1:7860"
     assert settings.share_dir == Path("/share")
-    assert settings.outputs_link == Path("/workspace/outputs")
-    assert settings.unassigned_dir == Path("/workspace/unassigned-outputs")
+    assert settings.outputs_dir == Path("/workspace/outputs")
+    assert settings.state_dir == Path("/sidecar-state")
+    assert (settings.max_file_bytes, settings.max_files) == (256 * 2**20, 10_000)
+    assert (settings.poll_seconds, settings.drain_timeout) == (0.5, 20.0)
     assert (settings.health_period, settings.ping_timeout) == (5.0, 3.0)
     assert (settings.start_timeout, settings.log_level) == (1800.0, "INFO")
 
@@ -26,8 +28,12 @@ def test_values_are_read_and_tidied() -> None:
             "AGONES_SDK_HTTP_PORT": "9400",
             "WEBUI_URL": "http://[::1]:7861/",
             "SHARE_DIR": "/mnt/filestore",
-            "OUTPUTS_LINK": "/data/webui/outputs/",
-            "UNASSIGNED_DIR": "/data/before",
+            "OUTPUTS_DIR": "/data/webui/outputs/",
+            "STATE_DIR": "/data/sidecar",
+            "MAX_FILE_BYTES": "1024",
+            "MAX_FILES": "5",
+            "DELIVERY_POLL_SECONDS": "0.2",
+            "DRAIN_TIMEOUT_SECONDS": "0",
             "HEALTH_PERIOD_SECONDS": "2",
             "WEBUI_START_TIMEOUT_SECONDS": "0",
             "LOG_LEVEL": "debug",
@@ -36,8 +42,10 @@ def test_values_are_read_and_tidied() -> None:
     assert settings.sdk_url == "http://localhost:9400"
     assert settings.webui_url == "http://[::1]:7861"
     assert settings.share_dir == Path("/mnt/filestore")
-    assert settings.outputs_link == Path("/data/webui/outputs")
-    assert settings.unassigned_dir == Path("/data/before")
+    assert settings.outputs_dir == Path("/data/webui/outputs")
+    assert settings.state_dir == Path("/data/sidecar")
+    assert (settings.max_file_bytes, settings.max_files) == (1024, 5)
+    assert (settings.poll_seconds, settings.drain_timeout) == (0.2, 0.0)
     assert (settings.health_period, settings.ping_timeout) == (2.0, 2.0)  # never above the period
     assert (settings.start_timeout, settings.log_level) == (0.0, "DEBUG")
 
@@ -54,11 +62,16 @@ def test_values_are_read_and_tidied() -> None:
         ("WEBUI_URL", "http://127.0.0.1:7860/?x=1"),
         ("SHARE_DIR", "share"),
         ("SHARE_DIR", "/share/../etc"),
-        ("OUTPUTS_LINK", "outputs"),
-        ("OUTPUTS_LINK", "/workspace/../outputs"),
-        ("OUTPUTS_LINK", "/share/users/alice/outputs"),
-        ("OUTPUTS_LINK", "/workspace/unassigned-outputs/x"),
-        ("UNASSIGNED_DIR", "/share/unassigned"),
+        ("OUTPUTS_DIR", "outputs"),
+        ("OUTPUTS_DIR", "/workspace/../outputs"),
+        ("OUTPUTS_DIR", "/share/users/alice/outputs"),
+        ("OUTPUTS_DIR", "/sidecar-state/x"),
+        ("STATE_DIR", "/share/state"),
+        ("MAX_FILE_BYTES", "0"),
+        ("MAX_FILE_BYTES", "1e6"),
+        ("MAX_FILES", "-1"),
+        ("DELIVERY_POLL_SECONDS", "0"),
+        ("DRAIN_TIMEOUT_SECONDS", "-1"),
         ("HEALTH_PERIOD_SECONDS", "0"),
         ("HEALTH_PERIOD_SECONDS", "nan"),
         ("HEALTH_PERIOD_SECONDS", "five"),
@@ -77,15 +90,15 @@ def test_a_bad_value_names_the_variable_on_one_line(name: str, value: str) -> No
 @pytest.mark.parametrize(
     ("name", "value", "other"),
     [
-        ("UNASSIGNED_DIR", "/workspace/outputs", "OUTPUTS_LINK"),
-        ("OUTPUTS_LINK", "/", "SHARE_DIR"),
-        ("SHARE_DIR", "/workspace", "OUTPUTS_LINK"),
+        ("STATE_DIR", "/workspace/outputs", "OUTPUTS_DIR"),
+        ("OUTPUTS_DIR", "/", "SHARE_DIR"),
+        ("SHARE_DIR", "/workspace", "OUTPUTS_DIR"),
     ],
 )
 def test_the_share_and_the_pod_local_folders_must_not_overlap(
     name: str, value: str, other: str
 ) -> None:
-    """The link and the unassigned folder are this pod's alone; the share is every pod's."""
+    """The outputs and the state are this pod's alone; the share is every pod's."""
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({name: value})
     message = str(raised.value)

@@ -135,3 +135,28 @@ def test_the_audience_is_the_backend_of_our_service() -> None:
     metrics = service("sd-allocator/sd-allocator", "9090", "4")
     assert pick([*others, metrics, ours]) == ours
     assert pick([{"name": "x", "id": "5", "description": "not json"}]) is None
+
+
+def test_the_webuis_egress_ranges_come_from_what_was_found(config: Config) -> None:
+    ctx, _, _ = planned(config, Path("/nonexistent"))
+    ctx.facts = Facts(
+        {
+            "image_tag": "abc1234",
+            "filestore_ip": "10.0.0.2",
+            "cluster_endpoint": "34.90.1.2",
+            "cluster_private_endpoint": "172.16.0.2",
+            "cluster_ranges": "10.4.0.0/14,10.8.0.0/20",
+            "redis_host": "10.9.0.3",
+            "redis_range": "10.9.0.0/29",
+        }
+    )
+    assert chart.values(ctx, AUDIENCE)["networkPolicy"]["webuiEgress"] == {
+        "kubernetesApiCidrs": ["34.90.1.2/32", "172.16.0.2/32"],
+        "redisCidrs": ["10.9.0.0/29"],
+        "clusterCidrs": ["10.4.0.0/14", "10.8.0.0/20"],
+    }
+
+
+def test_a_plan_leaves_placeholders_out_of_the_egress_ranges(config: Config) -> None:
+    egress = generated(config, AUDIENCE)["networkPolicy"]["webuiEgress"]
+    assert egress == {"kubernetesApiCidrs": [], "redisCidrs": [], "clusterCidrs": []}

@@ -1,0 +1,45 @@
+"""Which relative paths from the WebUI's outputs folder may become paths in a person's folder.
+
+The WebUI's folder is written by code we do not trust, so every component of a path is checked
+on its own before it is used: a plain, non-empty name, no ``.``/``..``, no ``/`` or NUL, and no
+leading dot (the sidecar's own part files start with one, and readers skip dot-names).
+"""
+
+from __future__ import annotations
+
+MAX_DEPTH = 16
+"""Folders below the outputs folder that are still looked into; A1111 uses one or two."""
+MAX_NAME_BYTES = 255
+
+
+class UnsafeName(ValueError):
+    """A path that could lead outside the person's folder, or clash with the sidecar's files."""
+
+
+def check_parts(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """``parts`` unchanged if every component is a safe name; raises `UnsafeName` otherwise."""
+    if not parts or len(parts) > MAX_DEPTH + 1:
+        raise UnsafeName(f"{len(parts)} path components")
+    for part in parts:
+        check_name(part)
+    return parts
+
+
+def check_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        raise UnsafeName(f"{name!r} is not a plain name")
+    if name.startswith("."):
+        raise UnsafeName(f"{name!r} starts with a dot")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise UnsafeName(f"{name[:40]!r}... is too long")
+    return name
+
+
+def numbered(name: str, number: int) -> str:
+    """``picture.png`` → ``picture (2).png``: the name for the ``number``-th different file."""
+    if number == 1:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not stem:
+        return f"{name} ({number})"
+    return f"{stem} ({number}){dot}{suffix}"

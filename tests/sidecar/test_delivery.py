@@ -1,0 +1,271 @@
+"""Delivery: every finished file reaches the owner's folder whole, once, under a name of its own,
+and nothing the WebUI plants there reaches anyone else's."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sidecar.copying import PART_PREFIX, part_name
+from sidecar.delivery import Delivery, Limits
+from sidecar.journal import Journal
+from sidecar.names import UnsafeName, check_parts, numbered
+from sidecar.outputs import prepare_folders
+
+LIMITS = Limits(max_file_bytes=1000, max_files=100)
+
+
+class Pod:
+    """A pod's folders: the WebUI's outputs, the sidecar's state, the share."""
+
+    def __init__(self, base: Path, limits: Limits = LIMITS) -> None:
+        self.outputs = base / "workspace" / "outputs"
+        self.outputs.mkdir(parents=True)
+        self.state = base / "state"
+        self.share = base / "share"
+        self.limits = limits
+        self.journal = Journal(self.state).load()
+        self.delivery = Delivery(self.outputs, self.journal, limits)
+
+    def give_to(self, slug: str) -> Path:
+        root = prepare_folders(self.share, slug).root
+        self.delivery.deliver_to(root)
+        return root
+
+    def passes(self, count: int = 2) -> None:
+        """A file is finished when two looks agree: two passes deliver what is there now."""
+        for _ in range(count):
+            self.delivery.one_pass()
+
+    def write(self, relative: str, data: bytes) -> Path:
+        path = self.outputs / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def restarted(self) -> Pod:
+        """The same folders with a new sidecar process (its memory gone, its journal kept)."""
+        again = object.__new__(Pod)
+        again.__dict__.update(self.__dict__)
+        again.journal = Journal(self.state).load()
+        again.delivery = Delivery(self.outputs, again.journal, self.limits)
+        return again
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, links not followed."""
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink():
+                found[str(path.relative_to(root))] = path.read_bytes()
+    return found
+
+
+@pytest.fixture
+def pod(tmp_path: Path) -> Pod:
+    return Pod(tmp_path)
+
+
+@pytest.fixture
+def caplog_info(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    with caplog.at_level(logging.INFO, logger="sidecar"):
+        yield caplog
+
+
+def test_files_saved_before_the_pod_has_an_owner_are_held_then_delivered(pod: Pod) -> None:
+    pod.write("txt2img-images/00001-1.png", b"early")
+    pod.passes()
+    assert not pod.share.exists()
+
+    alice = pod.give_to("alice")
+    pod.passes(1)  # already finished: the first pass with an owner delivers it
+    assert files(alice) == {"txt2img-images/00001-1.png": b"early"}
+
+
+def test_the_webuis_sub_folders_are_kept_and_made_group_only(pod: Pod) -> None:
+    alice = pod.give_to("alice")
+    pod.write("txt2img-images/2024-05-01/00002-2.png", b"dated")
+    pod.write("img2img-grids/grid.jpg", b"grid")
+    pod.passes()
+    assert files(alice) == {
+        "txt2img-images/2024-05-01/00002-2.png": b"dated",
+        "img2img-grids/grid.jpg": b"grid",
+    }
+    made = alice / "txt2img-images" / "2024-05-01"
+    assert stat.S_IMODE(made.stat().st_mode) == 0o770
+    assert stat.S_IMODE((made / "00002-2.png").stat().st_mode) == 0o660
+
+
+def test_a_file_still_being_written_waits_for_two_looks_that_agree(pod: Pod) -> None:
+    alice = pod.give_to("alice")
+    picture = pod.write("saved/x.png", b"half")
+    pod.passes(1)
+    with picture.open("ab") as more:
+        more.write(b" and the rest")
+    pod.passes(1)
+    assert files(alice) == {}
+    pod.passes(1)
+    assert files(alice) == {"saved/x.png": b"half and the rest"}
+
+
+def test_a_different_file_of_the_same_name_gets_a_new_name(pod: Pod) -> None:
+    alice = pod.give_to("alice")
+    (alice / "saved" / "x.png").write_bytes(b"from an earlier pod")
+    (alice / "saved" / "x (2).png").write_bytes(b"also earlier")
+    pod.write("saved/x.png", b"new")
+    pod.passes()
+    assert files(alice / "saved") == {
+        "x.png": b"from an earlier pod",
+        "x (2).png": b"also earlier",
+        "x (3).png": b"new",
+    }
+
+
+def test_the_same_file_is_delivered_once_even_by_a_restarted_sidecar(pod: Pod) -> None:
+    alice = pod.give_to("alice")
+    pod.write("saved/x.png", b"once")
+    pod.passes()
+    pod.passes()
+    again = pod.restarted()
+    again.give_to("alice")
+    again.passes()
+    (pod.state / "delivered.jsonl").unlink()  # even with the journal lost: same bytes, no copy
+    third = pod.restarted()
+    third.give_to("alice")
+    third.passes()
+    assert files(alice) == {"saved/x.png": b"once"}
+
+
+def test_a_rewritten_file_is_delivered_again_beside_the_first(pod: Pod) -> None:
+    alice = pod.give_to("alice")
+    picture = pod.write("saved/x.png", b"first")
+    pod.passes()
+    picture.write_bytes(b"second version")
+    pod.passes()
+    assert files(alice / "saved") == {"x.png": b"first", "x (2).png": b"second version"}
+
+
+def test_a_link_to_someone_elses_folder_delivers_nothing(pod: Pod) -> None:
+    bob = prepare_folders(pod.share, "bob").root
+    (bob / "saved" / "secret.png").write_bytes(b"bob's")
+    alice = pod.give_to("alice")
+    (pod.outputs / "saved").mkdir()
+    (pod.outputs / "saved" / "stolen.png").symlink_to(bob / "saved" / "secret.png")
+    (pod.outputs / "bobs-folder").symlink_to(bob)
+    (pod.outputs / "etc").symlink_to("/etc")
+    pod.write("saved/mine.png", b"mine")
+    pod.passes()
+    assert files(alice) == {"saved/mine.png": b"mine"}
+
+
+def test_fifos_sockets_and_devices_are_passed_over(pod: Pod) -> None:
+    alice = pod.give_to("alice")
+    (pod.outputs / "saved").mkdir()
+    os.mkfifo(pod.outputs / "saved" / "fifo.png")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(pod.outputs / "saved" / "socket.png"))
+    if os.geteuid() == 0:
+        os.mknod(pod.outputs / "saved" / "null.png", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    pod.write("saved/mine.png", b"mine")
+    try:
+        pod.passes()
+    finally:
+        server.close()
+    assert files(alice) == {"saved/mine.png": b"mine"}
+
+
+def test_dot_names_are_never_delivered(pod: Pod) -> None:
+    alice = pod.give_to("alice")
+    pod.write(".hidden/x.png", b"x")
+    pod.write(f"saved/{PART_PREFIX}x", b"x")
+    pod.write("saved/.x.png", b"x")
+    pod.passes()
+    assert files(alice) == {}
+
+
+def test_a_planted_link_in_the_persons_folder_is_not_written_through(
+    pod: Pod, tmp_path: Path
+) -> None:
+    alice = pod.give_to("alice")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (alice / "extras-images").rmdir()
+    (alice / "extras-images").symlink_to(elsewhere)
+    (alice / "saved" / "x.png").symlink_to(elsewhere / "x.png")
+    pod.write("extras-images/a.png", b"a")
+    pod.write("saved/x.png", b"x")
+    pod.passes()
+    assert list(elsewhere.iterdir()) == []
+    assert (alice / "saved" / "x (2).png").read_bytes() == b"x"
+
+
+def test_too_big_and_too_many_are_logged_and_the_rest_goes_on(
+    tmp_path: Path, caplog_info: pytest.LogCaptureFixture
+) -> None:
+    pod = Pod(tmp_path, Limits(max_file_bytes=10, max_files=2))
+    alice = pod.give_to("alice")
+    pod.write("saved/big.png", b"x" * 11)
+    pod.write("saved/a.png", b"a")
+    pod.passes()
+    pod.write("saved/b.png", b"b")
+    pod.passes()
+    pod.write("saved/c.png", b"c")
+    pod.passes()
+    assert files(alice) == {"saved/a.png": b"a", "saved/b.png": b"b"}
+    text = caplog_info.text
+    assert text.count("11 bytes, over MAX_FILE_BYTES=10") == 1
+    assert text.count("MAX_FILES=2 files delivered in this session") == 1
+
+
+def test_part_files_of_a_killed_copy_are_removed_and_never_look_like_pictures(pod: Pod) -> None:
+    alice = prepare_folders(pod.share, "alice").root
+    left = alice / "saved" / part_name()
+    left.write_bytes(b"half a pic")
+    someone_elses = alice / "saved" / f"{PART_PREFIX}other-pod-0123"
+    someone_elses.write_bytes(b"copy under way")
+    assert left.name.startswith(".")
+    pod.give_to("alice")
+    pod.passes()
+    assert not left.exists(), "this pod's own leftovers go at once"
+    assert someone_elses.exists(), "another pod of the same person may be copying it now"
+
+
+def test_a_conflict_stops_delivery_for_good(pod: Pod) -> None:
+    alice = pod.give_to("alice")
+    pod.delivery.close()
+    pod.delivery.deliver_to(alice)
+    pod.write("saved/x.png", b"x")
+    pod.passes()
+    assert files(alice) == {}
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [(), ("..",), (".",), ("",), ("a/b",), ("a\x00",), (".sda-part-1",), ("a", "..", "b"),
+     ("x" * 256,), ("d",) * 20],
+)  # fmt: skip
+def test_names_that_could_escape_are_refused(parts: tuple[str, ...]) -> None:
+    with pytest.raises(UnsafeName):
+        check_parts(parts)
+
+
+def test_numbered_names() -> None:
+    assert numbered("a.png", 1) == "a.png"
+    assert numbered("a.b.png", 2) == "a.b (2).png"
+    assert numbered("README", 3) == "README (3)"
+
+
+def test_a_torn_journal_line_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "delivered.jsonl").write_text(
+        '{"path": "a.png", "size": 1, "mtime_ns": 2, "to": "a.png"}\n{"path": "b.p'
+    )
+    journal = Journal(tmp_path).load()
+    assert journal.delivered == {("a.png", 1, 2): "a.png"}
