@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import errno
 import json
 import os
 import re
@@ -33,14 +34,21 @@ CHUNK = 64 * 1024
 LISTING_TTL = 2.0  # seconds a person's listing is reused (paging; thumbnails of one page)
 MAX_DEPTH = 16
 MAX_NAME = 4096
+ZIP_FIRST, ZIP_LAST = 315532800.0, 4354819199.0  # 1980-01-01, 2107-12-31 23:59:59 UTC
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO
 _CACHED_PEOPLE = 256
+_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\/]")  # controls, NUL, either separator
 
 
 class NoSuchPicture(Exception):
     """Not a picture of this person (missing, hidden, a link, a directory, outside)."""
+
+
+class ReadOnly(Exception):
+    """The pictures are readable here but cannot be changed (behind Agones the allocator
+    mounts the share's users/ read-only: only the pods' sidecars write it)."""
 
 
 class Picture(NamedTuple):
@@ -77,7 +85,11 @@ def plain_component(part: str) -> bool:
     separators of any system, no NUL or other control character."""
     if not part or part[0] == "." or _UNSAFE.search(part) is not None:
         return False
-    return len(part) <= 63 or len(part.encode(errors="surrogateescape")) <= 255
+    try:  # a name that is not UTF-8 (a lone surrogate from scandir) cannot be shown or sent
+        encoded = part.encode()
+    except UnicodeEncodeError:
+        return False
+    return len(encoded) <= 255
 
 
 def encode_cursor(picture: Picture) -> str:
@@ -90,7 +102,7 @@ def decode_cursor(cursor: str) -> tuple[int, str] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         modified_ns, name = json.loads(raw)
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, RecursionError, binascii.Error):
         return None
     if not isinstance(modified_ns, int) or not isinstance(name, str):
         return None
@@ -152,7 +164,9 @@ class PersonFolder:
             if not stat.S_ISREG(info.st_mode):
                 raise NoSuchPicture(name)
             os.unlink(parts[-1], dir_fd=parent)
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _READ_ONLY:
+                raise ReadOnly(name) from None
             raise NoSuchPicture(name) from None
         finally:
             os.close(parent)
@@ -189,11 +203,15 @@ def _open_regular(parent: int, part: str) -> tuple[int, os.stat_result]:
         descriptor = os.open(part, _FILE, dir_fd=parent)
     except OSError:
         raise NoSuchPicture(part) from None
-    info = os.fstat(descriptor)
-    if not stat.S_ISREG(info.st_mode):
+    try:
+        info = os.fstat(descriptor)
+        # Not a regular file, or a hard link: a picture has exactly one name, in this folder.
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise NoSuchPicture(part)
+        os.set_blocking(descriptor, True)
+    except (OSError, NoSuchPicture):
         os.close(descriptor)
-        raise NoSuchPicture(part)
-    os.set_blocking(descriptor, True)
+        raise NoSuchPicture(part) from None
     return descriptor, info
 
 
@@ -208,6 +226,8 @@ def _scan(directory: int, prefix: str, found: list[Picture], depth: int) -> None
                 try:
                     info = entry.stat(follow_symlinks=False)
                 except OSError:  # gone since the directory was read
+                    continue
+                if info.st_nlink != 1:  # a hard link (to someone else's file?): never shown
                     continue
                 found.append(Picture(prefix + name, info.st_size, info.st_mtime_ns))
             elif entry.is_dir(follow_symlinks=False):
@@ -237,6 +257,13 @@ class PictureShelf:
     def folder(self, email: str) -> PersonFolder:
         return PersonFolder(self.users_dir, slug_for(email))
 
+    def writable(self) -> bool:
+        """Whether pictures can be deleted here (not behind Agones' read-only mount)."""
+        try:
+            return not os.statvfs(self.users_dir).f_flag & os.ST_RDONLY
+        except OSError:
+            return False
+
     def listing(self, email: str) -> list[Picture]:
         """All of the person's pictures, newest first (blocking: call from a thread)."""
         slug = slug_for(email)
@@ -246,10 +273,15 @@ class PictureShelf:
         if kept is not None and now - kept[0] < self.listing_ttl:
             return kept[1]
         pictures = PersonFolder(self.users_dir, slug).scan()
+        scanned = time.monotonic()  # a slow scan (NFS) is still fresh when it ends
         with self._lock:
-            if len(self._listings) >= _CACHED_PEOPLE:
-                self._listings.clear()
-            self._listings[slug] = (now, pictures)
+            self._listings = {
+                kept_slug: entry
+                for kept_slug, entry in self._listings.items()
+                if scanned - entry[0] < self.listing_ttl
+            }
+            if len(self._listings) < _CACHED_PEOPLE:
+                self._listings[slug] = (scanned, pictures)
         return pictures
 
     def forget(self, email: str) -> None:
@@ -313,8 +345,8 @@ def zip_stream(folder: PersonFolder, pictures: list[Picture]) -> Iterator[bytes]
                 entry = zipfile.ZipInfo(picture.name, _zip_time(info.st_mtime))
                 entry.compress_type = zipfile.ZIP_STORED
                 entry.file_size = info.st_size
-                with archive.open(entry, "w", force_zip64=info.st_size > 1 << 31) as target:
-                    while chunk := source.read(CHUNK):
+                with archive.open(entry, "w", force_zip64=True) as target:
+                    for chunk in read_exactly(source, info.st_size):
                         target.write(chunk)
                         if len(sink.buffer) >= CHUNK:
                             yield sink.take()
@@ -323,14 +355,23 @@ def zip_stream(folder: PersonFolder, pictures: list[Picture]) -> Iterator[bytes]
 
 
 def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
-    moment = time.localtime(max(mtime, 315532800.0))  # zip cannot say before 1980
+    # zip says 1980 to 2107; any other time (a hostile mtime) is said as the nearest end
+    moment = time.gmtime(min(max(mtime, ZIP_FIRST), ZIP_LAST))
     return (moment.tm_year, moment.tm_mon, moment.tm_mday, moment.tm_hour, moment.tm_min,
             moment.tm_sec)  # fmt: skip
 
 
-def read_chunks(source: BinaryIO) -> Iterator[bytes]:
-    """The bytes of an opened picture, a chunk at a time; closed at the end (or, should the
-    reader go before the first chunk, when the file object is collected)."""
+def read_chunks(source: BinaryIO, size: int) -> Iterator[bytes]:
+    """The first `size` bytes of an opened picture (what Content-Length announced, even if
+    the file grows meanwhile), a chunk at a time; closed at the end (or, should the reader
+    go before the first chunk, when the file object is collected)."""
     with source:
-        while chunk := source.read(CHUNK):
-            yield chunk
+        yield from read_exactly(source, size)
+
+
+def read_exactly(source: BinaryIO, size: int) -> Iterator[bytes]:
+    """At most `size` bytes; short if the file shrank (the receiver then sees it cut)."""
+    left = size
+    while left > 0 and (chunk := source.read(min(CHUNK, left))):
+        left -= len(chunk)
+        yield chunk

@@ -8,8 +8,10 @@ always `nosniff` and a sandboxing CSP, so nothing in a file can run as this site
 # No `from __future__ import annotations`: FastAPI must resolve the route functions'
 # annotations, and `CurrentPerson` is local to `add_picture_routes`.
 import asyncio
+import concurrent.futures
 import os
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Form, Query, Request, Response
@@ -19,10 +21,19 @@ from starlette.exceptions import HTTPException
 
 from allocator import pages
 from allocator.checks import CROSS_SITE, NO_PROOF, same_site
-from allocator.pictures import NoSuchPicture, Page, Picture, PictureShelf, read_chunks, zip_stream
+from allocator.pictures import (
+    NoSuchPicture,
+    Page,
+    Picture,
+    PictureShelf,
+    ReadOnly,
+    read_chunks,
+    zip_stream,
+)
 from allocator.runtime import Runtime
 from allocator.types import Person
 
+T = TypeVar("T")
 PREFIX = "/_allocator"
 FILE_PATH = f"{PREFIX}/pictures/file/"
 DEFAULT_LIMIT, MAX_LIMIT, PAGE_SIZE = 100, 1000, 60
@@ -37,8 +48,21 @@ ZIP_DISPOSITION = 'attachment; filename="pictures.zip"'
 FILE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
-    "Cache-Control": "private, max-age=300",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    # Names repeat (grid-0000.png every day, another person after a sign-out): ask each time.
+    "Cache-Control": "private, no-cache",
 }
+ZIP_HEADERS = {**FILE_HEADERS, "Cache-Control": "no-store"}
+READ_ONLY = (
+    "Pictures cannot be deleted here: this allocator reads everyone's folders read-only "
+    "(only the WebUI pods' sidecars write them)."
+)
+# Folder work (NFS behind Agones) in its own few threads: never the pool the proxy uses.
+_files = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="pictures")
+
+
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_files, function, *args)
 
 
 class PictureEntry(BaseModel):
@@ -98,7 +122,7 @@ def file_response(shelf: PictureShelf, person: Person, name: str, download: bool
         "Content-Disposition": _disposition(kind, name),
     }
     return StreamingResponse(
-        read_chunks(os.fdopen(descriptor, "rb")),
+        read_chunks(os.fdopen(descriptor, "rb"), info.st_size),
         media_type=shown or "application/octet-stream",
         headers=headers,
     )
@@ -106,7 +130,7 @@ def file_response(shelf: PictureShelf, person: Person, name: str, download: bool
 
 async def _page_of(shelf: PictureShelf, person: Person, limit: int, cursor: str | None) -> Page:
     try:
-        return await asyncio.to_thread(shelf.page, person.email, limit, cursor)
+        return await _in_thread(shelf.page, person.email, limit, cursor)
     except ValueError:
         raise HTTPException(400, "That page link is not valid any more.") from None
 
@@ -131,25 +155,27 @@ def add_picture_routes(app: FastAPI, runtime: Runtime, person_dependency: Any) -
         """Delete one of my pictures (404 when there is no such picture)."""
         _check_origin(request)
         try:
-            await asyncio.to_thread(shelf.delete, person.email, name)
+            await _in_thread(shelf.delete, person.email, name)
         except NoSuchPicture:
             raise HTTPException(404) from None
+        except ReadOnly:
+            raise HTTPException(409, READ_ONLY) from None
         return Response(status_code=204)
 
     @app.get(f"{PREFIX}/pictures/file/{{name:path}}", tags=["pictures"])
     async def picture_file(name: str, person: CurrentPerson, download: bool = False) -> Response:
         """One of my pictures; `download=true` asks the browser to save it."""
-        return await asyncio.to_thread(file_response, shelf, person, name, download)
+        return await _in_thread(file_response, shelf, person, name, download)
 
     @app.get(f"{PREFIX}/pictures/download", tags=["pictures"])
     async def download_all(person: CurrentPerson) -> Response:
         """All my pictures as one zip, streamed."""
-        pictures = await asyncio.to_thread(shelf.listing, person.email)
+        pictures = await _in_thread(shelf.listing, person.email)
         folder = shelf.folder(person.email)
         return StreamingResponse(
             zip_stream(folder, pictures),
             media_type="application/zip",
-            headers={**FILE_HEADERS, "Content-Disposition": ZIP_DISPOSITION},
+            headers={**ZIP_HEADERS, "Content-Disposition": ZIP_DISPOSITION},
         )
 
     @app.get(f"{PREFIX}/pictures", include_in_schema=False)
@@ -166,6 +192,7 @@ def add_picture_routes(app: FastAPI, runtime: Runtime, person_dependency: Any) -
             shown=[media_type(p.name) is not None for p in found.pictures],
             next=found.next,
             first=cursor is None,
+            can_delete=shelf.writable(),
         )
         return HTMLResponse(body)
 
@@ -175,7 +202,9 @@ def add_picture_routes(app: FastAPI, runtime: Runtime, person_dependency: Any) -
     ) -> Response:
         _check_origin(request)
         try:
-            await asyncio.to_thread(shelf.delete, person.email, name)
+            await _in_thread(shelf.delete, person.email, name)
         except NoSuchPicture:
             raise HTTPException(404) from None
+        except ReadOnly:
+            raise HTTPException(409, READ_ONLY) from None
         return RedirectResponse(f"{PREFIX}/pictures", status_code=303)

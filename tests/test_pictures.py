@@ -8,6 +8,8 @@ anything were allocated), with raw request lines so no client tidies a hostile p
 
 from __future__ import annotations
 
+import base64
+import errno
 import io
 import os
 import socket
@@ -491,3 +493,56 @@ def test_in_a_browser_the_page_shows_the_picture_itself(browser: Browser, site: 
         "img => img.complete && img.naturalWidth === 32", arg=thumbnail.element_handle()
     )
     assert site.backend.allocated == []
+
+
+def test_a_name_that_is_not_utf8_is_left_out_and_breaks_nothing(
+    site: Site, ann_outputs: Path
+) -> None:
+    """A hostile WebUI's one badly named file must not take the listing, the page or the zip
+    down with it."""
+    os.close(os.open(os.fsencode(ann_outputs) + b"/bad\xff.png", os.O_CREAT | os.O_WRONLY))
+    with site.client() as client:
+        listed = client.get(API)
+        assert listed.status_code == 200
+        assert len(listed.json()["pictures"]) == 4  # the fixture's four, not the bad one
+        assert client.get("/_allocator/pictures").status_code == 200
+        archive = zipfile.ZipFile(io.BytesIO(client.get("/_allocator/pictures/download").content))
+        assert len(archive.namelist()) == 4
+
+
+def test_a_hard_link_is_neither_listed_nor_served(
+    site: Site, ann_outputs: Path, bob_outputs: Path
+) -> None:
+    os.link(bob_outputs / "secret.png", ann_outputs / "linked.png")
+    with site.client() as client:
+        names = [p["name"] for p in client.get(API).json()["pictures"]]
+        assert "linked.png" not in names
+        assert client.get(f"{FILES}linked.png").status_code == 404
+
+
+def test_a_time_zip_cannot_say_still_makes_a_whole_zip(site: Site, ann_outputs: Path) -> None:
+    put(ann_outputs, "future.png", PNG, 2**40)
+    with site.client() as client:
+        archive = zipfile.ZipFile(io.BytesIO(client.get("/_allocator/pictures/download").content))
+        assert archive.testzip() is None and "future.png" in archive.namelist()
+
+
+def test_a_cursor_nested_too_deep_is_a_bad_request_not_an_error(site: Site) -> None:
+    deep = base64.urlsafe_b64encode(b"[" * 5000).decode()
+    with site.client() as client:
+        assert client.get(API, params={"cursor": deep}).status_code == 400
+
+
+def test_where_the_folders_are_read_only_delete_says_so(
+    site: Site, ann_outputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind Agones the allocator mounts users/ read-only: a clear 409, not a 404."""
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "unlink", read_only)
+    with site.client() as client:
+        answer = client.delete(f"{API}/old.png", headers={"Origin": site.url})
+    assert answer.status_code == 409 and "read-only" in answer.json()["message"]
+    assert (ann_outputs / "old.png").exists()
