@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException
 
 from demo_webui.generation import Generator
 from demo_webui.models import ProgressResponse, Txt2ImgRequest, Txt2ImgResponse
-from demo_webui.options import Options, OptionsUpdate, OutsideRoot, Restricted
+from demo_webui.options import Options, OptionsUpdate, OptionValue, OutsideRoot, Restricted
 from demo_webui.progress import GenerationTracker
 
 
@@ -37,7 +37,7 @@ def build_api(generator: Generator, tracker: GenerationTracker, options: Options
         return tracker.snapshot()
 
     @router.get("/sdapi/v1/options")
-    async def get_options() -> dict[str, str]:
+    async def get_options() -> dict[str, OptionValue]:
         return options.snapshot()
 
     @router.post("/sdapi/v1/options")

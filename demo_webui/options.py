@@ -1,4 +1,5 @@
-"""A1111's "Paths for saving" settings: the part of ``/sdapi/v1/options`` that places pictures.
+"""A1111's settings through ``/sdapi/v1/options``: the "Paths for saving" that place pictures,
+and a few everyday ones (picture format, CLIP skip, quick settings) that are only kept.
 
 As in A1111, ``outdir_samples`` (empty by default) overrides every per-kind folder when set, and
 a relative folder is taken relative to the WebUI's own folder (A1111: its install folder). The demo
@@ -40,8 +41,12 @@ OUTDIR_KEYS = (
 )
 
 
+OptionValue = str | int | float | bool | list[str]
+
+
 class OptionsUpdate(BaseModel):
-    """A POST body: any of the known keys, strings only; an unknown key is a 422."""
+    """A POST body: any of the known keys; an unknown key is a 422. Besides the folders, a
+    few of A1111's everyday settings (what a person expects to find again next time)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +59,9 @@ class OptionsUpdate(BaseModel):
     outdir_img2img_grids: str | None = None
     outdir_save: str | None = None
     outdir_init_images: str | None = None
+    samples_format: str | None = None
+    CLIP_stop_at_last_layers: int | None = None
+    quicksettings_list: list[str] | None = None
 
 
 class OutsideRoot(ValueError):
@@ -64,9 +72,12 @@ class Restricted(ValueError):
     """A folder change while the folders are fixed (``--hide-ui-dir-config``)."""
 
 
-def default_options(outputs_dir: Path) -> dict[str, str]:
+def default_options(outputs_dir: Path) -> dict[str, OptionValue]:
     """A1111's defaults, except that txt2img pictures go straight into ``outputs_dir``."""
     return {
+        "samples_format": "png",
+        "CLIP_stop_at_last_layers": 1,
+        "quicksettings_list": ["sd_model_checkpoint"],
         "outdir_samples": "",
         "outdir_txt2img_samples": str(outputs_dir),
         "outdir_img2img_samples": str(outputs_dir / "img2img-images"),
@@ -83,7 +94,7 @@ class Options:
     """The current values, changed as a whole by `update`; ``on_change`` runs after each change."""
 
     def __init__(
-        self, values: Mapping[str, str], base: Path, root: Path, fixed: bool = False
+        self, values: Mapping[str, OptionValue], base: Path, root: Path, fixed: bool = False
     ) -> None:
         self._values = dict(values)
         self._base = base
@@ -92,25 +103,27 @@ class Options:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
-    def snapshot(self) -> dict[str, str]:
+    def snapshot(self) -> dict[str, OptionValue]:
         with self._lock:
             return dict(self._values)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
-    def update(self, changes: Mapping[str, str]) -> None:
+    def update(self, changes: Mapping[str, OptionValue]) -> None:
         """Apply all of ``changes`` or, if one is refused, none of them; a value that stays the
-        same is no change."""
+        same is no change. Only the folders are checked."""
         with self._lock:
             changed = {k: v for k, v in changes.items() if v != self._values[k]}
             for key, value in changed.items():
+                if key not in OUTDIR_KEYS:
+                    continue
                 if self._fixed:
                     raise Restricted(
                         f"not possible to set '{key}' because it is restricted with "
                         "--hide-ui-dir-config"
                     )
-                if value and not self._resolve(value).is_relative_to(self._root):
+                if value and not self._resolve(str(value)).is_relative_to(self._root):
                     raise OutsideRoot(f"{key}: {value} is not inside {self._root}")
             self._values.update(changed)
         for listener in self._listeners:
@@ -120,7 +133,7 @@ class Options:
         """Absolute, ``..`` removed, symlinks kept."""
         with self._lock:
             chosen = self._values["outdir_samples"] or self._values["outdir_txt2img_samples"]
-        return self._absolute(chosen)
+        return self._absolute(str(chosen))
 
     def _absolute(self, folder: str) -> Path:
         return Path(os.path.abspath(self._base / folder))

@@ -36,6 +36,7 @@ from allocator.types import (
     Session,
     State,
 )
+from allocator.webui_options import KeptOptions
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class LocalBackend:
     ) -> None:
         self._command = command
         self._users = users_dir or data_dir / "users"
+        self._options = KeptOptions(self._users)  # a person's settings, for their next WebUI
         self._run = data_dir / "run"
         self._max = max_sessions
         self._gpus = gpus  # empty: children inherit CUDA_VISIBLE_DEVICES as it is
@@ -141,8 +143,12 @@ class LocalBackend:
             watcher.cancel()
         if self._client:
             await self._client.close()
+        await self._options.close()
 
     async def _stop_and_forget(self, pid: int, slug: str) -> None:
+        entry = await asyncio.to_thread(self._registry.entry_of, slug)
+        if entry is not None and entry.pid == pid and entry.port is not None:
+            await self._options.capture(slug, Placement("", HOST, entry.port))
         await self._stop(pid)
         await asyncio.to_thread(self._registry.forget, slug, pid)
 
@@ -174,6 +180,7 @@ class LocalBackend:
         pid = session.placement.handle.get("pid")
         created = session.placement.handle.get("create_time")
         if isinstance(pid, int) and same_process(pid, created):
+            await self._options.capture(session.slug, session.placement)  # for the next one
             await asyncio.to_thread(self._registry.mark_stopping, session.slug, pid)
             await self._stop(pid)
         await asyncio.to_thread(self._registry.forget, session.slug, pid)
