@@ -26,6 +26,7 @@ from sidecar.names import UnsafeName
 
 log = logging.getLogger(__name__)
 
+DELIVERED, FAILED, SKIPPED = "delivered", "failed", "skipped"
 DRAIN_POLL_SECONDS = 0.25
 """After SIGTERM, files still being written are looked at at least this often."""
 STALE_PART_SECONDS = 600.0
@@ -42,8 +43,10 @@ class Limits:
 class PassResult:
     delivered: int
     waiting: int
-    """Files seen that a later pass may still deliver: changing, or held without an owner."""
+    """Files seen that a later pass may still deliver: changing, failed (retried), or held
+    without an owner."""
     changing: int
+    failed: int = 0
 
 
 class Delivery:
@@ -81,7 +84,13 @@ class Delivery:
         deadline = time.monotonic() + within
         poll = min(poll_seconds, DRAIN_POLL_SECONDS)
         result = await asyncio.to_thread(self.one_pass)
-        while result.changing and time.monotonic() + poll < deadline:
+        if result.waiting:  # said at once: on Spot nodes the pod may get only 15 s
+            log.warning(
+                "stopping: %d file(s) pending, delivering them for up to %.0f s",
+                result.waiting,
+                within,
+            )
+        while (result.changing or result.failed) and time.monotonic() + poll < deadline:
             await asyncio.sleep(poll)
             result = await asyncio.to_thread(self.one_pass)
         if result.waiting:
@@ -101,28 +110,30 @@ class Delivery:
             if target is None:
                 self._report_held(len(fresh))
                 return PassResult(0, len(fresh) + len(changing), len(changing))
-            delivered = sum(self._deliver_one(version, target) for version in fresh)
-            return PassResult(delivered, len(changing), len(changing))
+            outcomes = [self._deliver_one(version, target) for version in fresh]
+            delivered, failed = outcomes.count(DELIVERED), outcomes.count(FAILED)
+            return PassResult(delivered, len(changing) + failed, len(changing), failed)
 
-    def _deliver_one(self, version: Version, target: Path) -> bool:
+    def _deliver_one(self, version: Version, target: Path) -> str:
+        """DELIVERED, FAILED (tried again next pass) or SKIPPED (changing, refused, full)."""
         key = key_of(version)
         if key in self._refused:
-            return False
+            return SKIPPED
         if len(self._journal.delivered) >= self._limits.max_files:
             self._report_full()
-            return False
+            return SKIPPED
         started = time.monotonic()
         try:
             delivered_as = deliver(self._outputs, version, target, self._limits.max_file_bytes)
         except Changed:
-            return False
+            return SKIPPED
         except (Refused, UnsafeName) as error:
             self._refused.add(key)
             log.warning("not delivering %r: %s", version.path, error)
-            return False
+            return SKIPPED
         except OSError as error:
             self._report_failure(key, f"delivering {version.path!r} failed, retrying: {error}")
-            return False
+            return FAILED
         self._failures.pop(key, None)
         try:
             self._journal.record(version, delivered_as)
@@ -135,7 +146,7 @@ class Delivery:
             version.size,
             time.monotonic() - started,
         )
-        return True
+        return DELIVERED
 
     def _report_failure(self, key: Key, message: str) -> None:
         """Logged when it first happens to this file version or says something new."""

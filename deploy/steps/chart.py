@@ -98,10 +98,11 @@ def webui_egress(found: dict[str, str]) -> dict[str, list[str]]:
     never reachable even with the internet allowed (Redis, the cluster's Pods and Services).
     Placeholders of a plan are left out."""
     endpoints = (found.get("cluster_endpoint", ""), found.get("cluster_private_endpoint", ""))
-    redis_range = found.get("redis_range") or f"{found.get('redis_host', '')}/32"
+    # reservedIpRange is a CIDR for DIRECT_PEERING, a range's name for PRIVATE_SERVICE_ACCESS
+    redis = (found.get("redis_range", ""), f"{found.get('redis_host', '')}/32")
     return {
         "kubernetesApiCidrs": ipv4_ranges(f"{address}/32" for address in endpoints),
-        "redisCidrs": ipv4_ranges([redis_range]),
+        "redisCidrs": ipv4_ranges(redis),
         "clusterCidrs": ipv4_ranges(found.get("cluster_ranges", "").split(",")),
     }
 

@@ -114,7 +114,7 @@ def test_webui_pods_accept_connections_only_from_allocator_pods() -> None:
     allocator_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert selector.items() <= fleet_labels["labels"].items()
-    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["policyTypes"][0] == "Ingress"
     (rule,) = policy["spec"]["ingress"]
     (source,) = rule["from"]
     assert source.keys() == {"podSelector"}, "no namespace- or IP-wide sources"
@@ -189,15 +189,30 @@ def test_the_allocator_reads_users_and_the_cruiser_mounts_no_share() -> None:
 # --- egress from WebUI pods --------------------------------------------------------------------
 
 METADATA = "169.254.169.254"
+API = "networkPolicy.webuiEgress.kubernetesApiCidrs={172.16.0.2/32}"
+PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
+
+
+def webui_policy(*sets: str) -> Obj:
+    policy: Obj = one(render(*sets), "NetworkPolicy", "sd-allocator-webui")["spec"]
+    return policy
 
 
 def webui_egress(*sets: str) -> list[Obj]:
-    rules: list[Obj] = one(render(*sets), "NetworkPolicy", "sd-allocator-webui")["spec"]["egress"]
+    rules: list[Obj] = webui_policy(API, *sets)["egress"]
     return rules
 
 
-def test_webui_pods_reach_dns_and_nothing_else_by_default() -> None:
-    (dns,) = webui_egress()
+def test_without_the_control_planes_address_egress_is_not_limited() -> None:
+    """Agones' SDK server runs in the pod: limiting egress before its API address is known
+    would keep every WebUI from becoming Ready (make deploy fills the address)."""
+    policy = webui_policy()
+    assert policy["policyTypes"] == ["Ingress"] and "egress" not in policy
+    assert webui_policy(API)["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_webui_pods_reach_dns_and_the_api_and_nothing_else_by_default() -> None:
+    dns, _ = webui_egress()
     assert sorted((p["port"], p["protocol"]) for p in dns["ports"]) == [(53, "TCP"), (53, "UDP")]
     blocks = [peer["ipBlock"]["cidr"] for peer in dns["to"] if "ipBlock" in peer]
     assert blocks == [f"{METADATA}/32", "169.254.20.10/32"], "the metadata address: DNS only"
@@ -209,7 +224,7 @@ def test_webui_pods_reach_dns_and_nothing_else_by_default() -> None:
 
 
 def test_the_kubernetes_api_only_on_443_for_agones_sdk_server() -> None:
-    _, api = webui_egress("networkPolicy.webuiEgress.kubernetesApiCidrs={172.16.0.2/32}")
+    _, api = webui_egress()
     assert api == {
         "to": [{"ipBlock": {"cidr": "172.16.0.2/32"}}],
         "ports": [{"port": 443, "protocol": "TCP"}],
@@ -229,6 +244,7 @@ def test_the_internet_when_allowed_never_metadata_redis_api_or_the_cluster() -> 
     assert peer["ipBlock"]["cidr"] == "0.0.0.0/0"
     assert peer["ipBlock"]["except"] == [
         "169.254.0.0/16",
+        *PRIVATE,  # Filestore's NFS among them: only the node may talk to it
         "10.1.0.0/29",
         "172.16.0.2/32",
         "10.4.0.0/14",

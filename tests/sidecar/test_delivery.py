@@ -3,6 +3,7 @@ and nothing the WebUI plants there reaches anyone else's."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -250,7 +251,8 @@ def test_a_conflict_stops_delivery_for_good(pod: Pod) -> None:
 @pytest.mark.parametrize(
     "parts",
     [(), ("..",), (".",), ("",), ("a/b",), ("a\x00",), (".sda-part-1",), ("a", "..", "b"),
-     ("x" * 256,), ("d",) * 20],
+     ("x" * 256,), ("d",) * 20, ("a\\b.png",), ("a\nb.png",), ("bad\udcff.png",),
+     ("picture.png.tmp",), ("x" * 200,) * 6],
 )  # fmt: skip
 def test_names_that_could_escape_are_refused(parts: tuple[str, ...]) -> None:
     with pytest.raises(UnsafeName):
@@ -269,3 +271,20 @@ def test_a_torn_journal_line_is_ignored(tmp_path: Path) -> None:
     )
     journal = Journal(tmp_path).load()
     assert journal.delivered == {("a.png", 1, 2): "a.png"}
+
+
+async def test_a_file_that_fails_to_deliver_is_retried_and_reported_at_shutdown(
+    pod: Pod, monkeypatch: pytest.MonkeyPatch, caplog_info: pytest.LogCaptureFixture
+) -> None:
+    """A full share, say: the drain keeps trying, and says the file was not delivered."""
+
+    def share_full(*args: object) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    pod.give_to("ann")
+    pod.write("a.png", b"picture")
+    pod.passes(1)
+    monkeypatch.setattr("sidecar.delivery.deliver", share_full)
+    await pod.delivery.drain(poll_seconds=0.01, within=0.1)
+    assert "1 file(s) not delivered" in caplog_info.text
+    assert "every finished file is delivered" not in caplog_info.text

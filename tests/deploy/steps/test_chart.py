@@ -152,7 +152,7 @@ def test_the_webuis_egress_ranges_come_from_what_was_found(config: Config) -> No
     )
     assert chart.values(ctx, AUDIENCE)["networkPolicy"]["webuiEgress"] == {
         "kubernetesApiCidrs": ["34.90.1.2/32", "172.16.0.2/32"],
-        "redisCidrs": ["10.9.0.0/29"],
+        "redisCidrs": ["10.9.0.0/29", "10.9.0.3/32"],
         "clusterCidrs": ["10.4.0.0/14", "10.8.0.0/20"],
     }
 
