@@ -55,16 +55,18 @@ async def run(settings: Settings, journal: Journal) -> None:
     )
     limits = Limits(settings.max_file_bytes, settings.max_files)
     delivery = Delivery(settings.outputs_dir, journal, limits)
-    async with aiohttp.ClientSession() as session:
-        serving = asyncio.create_task(serve(settings, session, journal, delivery))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (serving, stopping):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    await delivery.drain(settings.poll_seconds, settings.drain_timeout)
-    log.info("stopped")
+    try:
+        async with aiohttp.ClientSession() as session:
+            serving = asyncio.create_task(serve(settings, session, journal, delivery))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (serving, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    finally:  # also after a failure: what the WebUI saved still reaches the person
+        await delivery.drain(settings.poll_seconds, settings.drain_timeout)
+        log.info("stopped")
 
 
 async def serve(

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from sidecar import main
 from sidecar.copying import PART_PREFIX, part_name
 from sidecar.delivery import Delivery, Limits
 from sidecar.journal import Journal
 from sidecar.names import UnsafeName, check_parts, numbered
 from sidecar.outputs import prepare_folders
+from sidecar.settings import Settings
 
 LIMITS = Limits(max_file_bytes=1000, max_files=100)
 
@@ -288,3 +290,24 @@ async def test_a_file_that_fails_to_deliver_is_retried_and_reported_at_shutdown(
     await pod.delivery.drain(poll_seconds=0.01, within=0.1)
     assert "1 file(s) not delivered" in caplog_info.text
     assert "every finished file is delivered" not in caplog_info.text
+
+
+async def test_a_failure_while_serving_still_delivers_what_is_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever ends the sidecar, what the WebUI saved is delivered before it exits."""
+    drained: list[float] = []
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("the share went away")
+
+    async def drain(self: Delivery, poll_seconds: float, within: float) -> None:
+        drained.append(within)
+
+    monkeypatch.setattr(main, "serve", broken)
+    monkeypatch.setattr(Delivery, "drain", drain)
+    folders = {"OUTPUTS_DIR": str(tmp_path / "outputs"), "STATE_DIR": str(tmp_path / "state")}
+    settings = Settings.from_env(folders)
+    with pytest.raises(RuntimeError):
+        await main.run(settings, Journal(tmp_path / "state").load())
+    assert drained == [settings.drain_timeout]
