@@ -124,8 +124,9 @@ class PersonFolder:
         finally:
             os.close(top)
 
-    def open(self, name: str) -> tuple[int, os.stat_result]:
-        """A read descriptor of the regular file `name` and its stat; NoSuchPicture else."""
+    def _parent_of(self, name: str) -> tuple[int, str]:
+        """A descriptor of the folder holding `name`, and its last component; NoSuchPicture
+        for a name that is not plain or a folder that is not there (or is a link)."""
         parts = components(name)
         if parts is None:
             raise NoSuchPicture(name)
@@ -134,36 +135,28 @@ class PersonFolder:
         except OSError:
             raise NoSuchPicture(name) from None
         try:
-            parent = _walk(root, parts[:-1])
+            return _walk(root, parts[:-1]), parts[-1]
         except OSError:
             raise NoSuchPicture(name) from None
         finally:
             os.close(root)
+
+    def open(self, name: str) -> tuple[int, os.stat_result]:
+        """A read descriptor of the regular file `name` and its stat; NoSuchPicture else."""
+        parent, last = self._parent_of(name)
         try:
-            return _open_regular(parent, parts[-1])
+            return _open_regular(parent, last)
         finally:
             os.close(parent)
 
     def delete(self, name: str) -> None:
         """Remove the regular file `name`; NoSuchPicture when there is none."""
-        parts = components(name)
-        if parts is None:
-            raise NoSuchPicture(name)
+        parent, last = self._parent_of(name)
         try:
-            root = self._open_root()
-        except OSError:
-            raise NoSuchPicture(name) from None
-        try:
-            parent = _walk(root, parts[:-1])
-        except OSError:
-            raise NoSuchPicture(name) from None
-        finally:
-            os.close(root)
-        try:
-            info = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+            info = os.stat(last, dir_fd=parent, follow_symlinks=False)
             if not stat.S_ISREG(info.st_mode):
                 raise NoSuchPicture(name)
-            os.unlink(parts[-1], dir_fd=parent)
+            os.unlink(last, dir_fd=parent)
         except OSError as exc:
             if exc.errno in _READ_ONLY:
                 raise ReadOnly(name) from None

@@ -128,6 +128,15 @@ def file_response(shelf: PictureShelf, person: Person, name: str, download: bool
     )
 
 
+async def _delete(shelf: PictureShelf, person: Person, name: str) -> None:
+    try:
+        await _in_thread(shelf.delete, person.email, name)
+    except NoSuchPicture:
+        raise HTTPException(404) from None
+    except ReadOnly:
+        raise HTTPException(409, READ_ONLY) from None
+
+
 async def _page_of(shelf: PictureShelf, person: Person, limit: int, cursor: str | None) -> Page:
     try:
         return await _in_thread(shelf.page, person.email, limit, cursor)
@@ -154,12 +163,7 @@ def add_picture_routes(app: FastAPI, runtime: Runtime, person_dependency: Any) -
     async def delete_picture(request: Request, name: str, person: CurrentPerson) -> Response:
         """Delete one of my pictures (404 when there is no such picture)."""
         _check_origin(request)
-        try:
-            await _in_thread(shelf.delete, person.email, name)
-        except NoSuchPicture:
-            raise HTTPException(404) from None
-        except ReadOnly:
-            raise HTTPException(409, READ_ONLY) from None
+        await _delete(shelf, person, name)
         return Response(status_code=204)
 
     @app.get(f"{PREFIX}/pictures/file/{{name:path}}", tags=["pictures"])
@@ -201,10 +205,5 @@ def add_picture_routes(app: FastAPI, runtime: Runtime, person_dependency: Any) -
         request: Request, person: CurrentPerson, name: Annotated[str, Form(max_length=4096)]
     ) -> Response:
         _check_origin(request)
-        try:
-            await _in_thread(shelf.delete, person.email, name)
-        except NoSuchPicture:
-            raise HTTPException(404) from None
-        except ReadOnly:
-            raise HTTPException(409, READ_ONLY) from None
+        await _delete(shelf, person, name)
         return RedirectResponse(f"{PREFIX}/pictures", status_code=303)
