@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from watchfiles import awatch
 
 from sidecar.copying import PART_PREFIX
 from sidecar.outputs import SUBFOLDERS
@@ -151,11 +152,30 @@ def outputs_of(share: Path, slug: str) -> Path:
 
 async def delivered(folder: Path, pattern: str, within: float = 30.0) -> Path:
     """The one file matching ``pattern`` in ``folder``, once it is there."""
-    deadline = time.monotonic() + within
-    while not (found := matching(folder, pattern)):
-        assert time.monotonic() < deadline, f"nothing like {pattern} in {folder}"
-        await asyncio.sleep(0.005)
-    [path] = found
+    await appeared(folder, lambda: bool(matching(folder, pattern)), within)
+    [path] = matching(folder, pattern)
+    return path
+
+
+async def appeared(
+    watched: Path, there: Callable[[], bool], within: float, alive: Callable[[], bool] = bool
+) -> None:
+    """Wait for the file-system event that makes `there()` true under `watched` (inotify;
+    `alive()` is asked when nothing happens for a second: a process that died fails fast).
+    A folder not made yet is watched from the nearest one that is, recursively."""
+    async with asyncio.timeout(within):
+        if there():
+            return
+        folder = nearest_folder(watched)
+        async for _ in awatch(folder, yield_on_timeout=True, rust_timeout=1000):
+            if there():
+                return
+            assert alive(), f"gave up waiting under {watched}"
+
+
+def nearest_folder(path: Path) -> Path:
+    while not path.is_dir():
+        path = path.parent
     return path
 
 
@@ -513,10 +533,7 @@ async def test_a_kill_in_the_middle_of_a_copy_shows_no_half_file_and_the_next_ru
     )
     await sdk.wait_until(lambda: sdk.watch_connections == 1)
     await sdk.allocate({USER_LABEL: ALICE})
-    deadline = time.monotonic() + 30
-    while not marker.exists():
-        assert time.monotonic() < deadline and first.running(), first.log()
-        await asyncio.sleep(0.01)
+    await appeared(marker.parent, marker.exists, 30, alive=first.running)
 
     folder = outputs_of(share, ALICE) / "txt2img-images"
     [part] = part_files(share)
