@@ -39,6 +39,7 @@ from allocator.types import (
 from allocator.webui_options import KeptOptions
 
 log = logging.getLogger(__name__)
+STALE_MARK_SECONDS = 3600.0  # "stopped on purpose" marks no watcher took
 
 HOST = "127.0.0.1"
 PING_PATH = "/internal/ping"
@@ -97,6 +98,7 @@ class LocalBackend:
 
     async def start(self) -> None:
         self._run.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._registry.drop_old_marks, STALE_MARK_SECONDS)
         self._users.mkdir(parents=True, exist_ok=True)
         self._warn_of_dot_folders()
         self._point_at_former_folders()
@@ -181,7 +183,8 @@ class LocalBackend:
         created = session.placement.handle.get("create_time")
         if isinstance(pid, int) and same_process(pid, created):
             await self._options.capture(session.slug, session.placement)  # for the next one
-            await asyncio.to_thread(self._registry.mark_stopping, session.slug, pid)
+            if pid not in self._children:  # another serve process's: tell its watcher
+                await asyncio.to_thread(self._registry.mark_stopping, session.slug, pid)
             await self._stop(pid)
         await asyncio.to_thread(self._registry.forget, session.slug, pid)
 

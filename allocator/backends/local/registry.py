@@ -21,6 +21,8 @@ from allocator.types import NoCapacity, Person
 
 log = logging.getLogger(__name__)
 
+STOPPING = ".stopping"  # mark files: a WebUI stopped on purpose (never a *.json entry)
+
 
 @dataclass(slots=True)
 class Entry:
@@ -34,7 +36,6 @@ class Entry:
     create_time: float | None = None
     port: int | None = None
     gpu: str | None = None  # absent from files written before GPUs were handed out
-    stopping: bool = False  # being stopped on purpose (by whichever serve process releases it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,17 +85,31 @@ class Registry:
 
     def mark_stopping(self, slug: str, pid: int) -> None:
         """`slug`'s WebUI (process `pid`) is about to be stopped on purpose: whichever serve
-        process started it then knows its exit is no crash."""
+        process started it then knows its exit is no crash. A mark file beside the entries,
+        not in the entry: the stopper forgets the entry at once, maybe before the starter's
+        watcher looks."""
         with self._locked():
-            entry = _read(self._folder / f"{slug}.json")
-            if entry is not None and entry.pid == pid:
-                entry.stopping = True
-                self._write(entry)
+            self._mark(slug, pid).touch()
 
     def stopped_on_purpose(self, slug: str, pid: int) -> bool:
+        """Whether `mark_stopping` was said for this process (the mark is taken away)."""
         with self._locked():
-            entry = _read(self._folder / f"{slug}.json")
-        return entry is not None and entry.pid == pid and entry.stopping
+            mark = self._mark(slug, pid)
+            marked = mark.exists()
+            mark.unlink(missing_ok=True)
+        return marked
+
+    def drop_old_marks(self, older_than: float) -> None:
+        """Marks nobody took (their starter had gone) are dropped after a while."""
+        cutoff = time.time() - older_than
+        with self._locked():
+            for mark in self._folder.glob(f"*{STOPPING}"):
+                with contextlib.suppress(FileNotFoundError):
+                    if mark.stat().st_mtime < cutoff:
+                        mark.unlink()
+
+    def _mark(self, slug: str, pid: int) -> Path:
+        return self._folder / f"{slug}.{pid}{STOPPING}"
 
     def entry_of(self, slug: str) -> Entry | None:
         with self._locked():
@@ -170,7 +185,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "create_time": (int, float, type(None)),
     "port": (int, type(None)),
     "gpu": (str, type(None)),
-    "stopping": (bool,),
 }
 
 
@@ -200,8 +214,7 @@ def _entry(values: Any) -> Entry:
         raise TypeError("not a JSON object")
     known = {f.name: values[f.name] for f in fields(Entry) if f.name in values}
     for name, value in known.items():
-        wanted = _TYPES[name]
-        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+        if not isinstance(value, _TYPES[name]) or isinstance(value, bool):
             raise TypeError(f"{name} is {value!r}")
     return Entry(**known)
 
