@@ -35,7 +35,6 @@ from allocator.types import (
     State,
 )
 from allocator.waitqueue import QUEUE_TOKEN, WaitQueue
-from allocator.webui_options import KeptOptions
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,6 @@ class Allocations:
         self._cache = cache
         self._settings = settings
         self._queue = queue or WaitQueue(store)
-        self._options = KeptOptions(settings.users_dir)
         self._outlook = outlook or QueueOutlook(self._queue, store, settings)
         self._tasks: dict[str, asyncio.Task[Session | None]] = {}
         self.on_change: Changed = _nothing  # the queue may move: a GPU freed, someone queued
@@ -240,7 +238,6 @@ class Allocations:
                 await self._report(person, state, message, restarted)
 
             placement = await self._backend.allocate(person, progress)
-            await self._options.apply(person.slug, placement)  # before anyone is routed there
             session = Session(person.email, person.slug, self._backend.name, placement, time.time())
             told = True
             if await self._save(session, token):
@@ -409,7 +406,6 @@ class Allocations:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
-        await self._options.close()
 
 
 def _nothing() -> None:

@@ -1,5 +1,6 @@
 """The sidecar: read the journal, then run until SIGTERM or SIGINT — become Ready, stay healthy,
-watch the owner, deliver files — and on the signal deliver what is still pending, then exit."""
+watch the owner, deliver files, keep the WebUI's settings — and on the signal keep the settings
+once more and deliver what is still pending, then exit."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sidecar.delivery import Delivery, Limits
 from sidecar.errors import describe
 from sidecar.health import Health
 from sidecar.journal import Journal
+from sidecar.options_keeper import OptionsKeeper
 from sidecar.ownership import USER_LABEL, Ownership
 from sidecar.pacing import Backoff, Every
 from sidecar.sdk import AgonesSDK, GameServer, SDKError
@@ -57,26 +59,35 @@ async def run(settings: Settings, journal: Journal) -> None:
     delivery = Delivery(settings.outputs_dir, journal, limits)
     try:
         async with aiohttp.ClientSession() as session:
-            serving = asyncio.create_task(serve(settings, session, journal, delivery))
+            webui = WebUI(session, settings.webui_url, settings.ping_timeout)
+            keeper = OptionsKeeper(webui, settings.share_dir / "users", settings.options_period)
+            serving = asyncio.create_task(serve(settings, session, journal, delivery, keeper))
             stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (serving, stopping):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            try:
+                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (serving, stopping):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            finally:
+                await keeper.last_look()
     finally:  # also after a failure: what the WebUI saved still reaches the person
         await delivery.drain(settings.poll_seconds, settings.drain_timeout)
         log.info("stopped")
 
 
 async def serve(
-    settings: Settings, session: aiohttp.ClientSession, journal: Journal, delivery: Delivery
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    journal: Journal,
+    delivery: Delivery,
+    keeper: OptionsKeeper,
 ) -> None:
     async with asyncio.TaskGroup() as tasks:
         sdk = AgonesSDK(session, settings.sdk_url)
         webui = WebUI(session, settings.webui_url, settings.ping_timeout)
         health = Health(settings, sdk, webui)
-        ownership = Ownership(settings.share_dir, journal, delivery, sdk, tasks)
+        ownership = Ownership(settings.share_dir, journal, delivery, keeper, sdk, tasks)
         ownership.resume()
         tasks.create_task(health.become_ready())
         tasks.create_task(health.keep_alive())

@@ -8,7 +8,8 @@ nor add to the first one's pictures) and the sidecar asks Agones to shut the pod
 replaces it). A value that is no safe slug, or whose folder resolves elsewhere, is refused: files
 are held, nothing is delivered, and the pod still belongs to that value.
 
-Once the person's folder exists and is checked, the sidecar confirms it to Agones: ``PUT
+Once the person's folder exists and is checked, and their kept WebUI settings were given to the
+WebUI (`sidecar.options_keeper`), the sidecar confirms it to Agones: ``PUT
 /metadata/annotation`` ``sd-allocator-outputs`` = the slug, which Agones stores as the GameServer
 annotation ``agones.dev/sdk-sd-allocator-outputs`` — "this pod delivers to <slug>'s folder". The
 allocator may wait for it before routing.
@@ -24,6 +25,7 @@ from pathlib import Path
 from sidecar.delivery import Delivery
 from sidecar.errors import describe
 from sidecar.journal import Journal
+from sidecar.options_keeper import OptionsKeeper
 from sidecar.outputs import UnsafeFolder, prepare_folders
 from sidecar.pacing import retry_forever
 from sidecar.sdk import AgonesSDK, GameServer, SDKError
@@ -34,6 +36,9 @@ USER_LABEL = "sd-allocator/user"
 OUTPUTS_ANNOTATION = "sd-allocator-outputs"
 """The key of ``PUT /metadata/annotation``; on the GameServer it is `OUTPUTS_ANNOTATION_SEEN_AS`."""
 OUTPUTS_ANNOTATION_SEEN_AS = f"agones.dev/sdk-{OUTPUTS_ANNOTATION}"
+GIVE_WAIT = 8.0
+"""Seconds the confirmation waits for the person's kept settings to reach the WebUI: well below
+the allocator's wait for it (``SDA_OUTPUTS_WAIT``, 15 s), which fails the allocation."""
 
 
 class Verdict(enum.Enum):
@@ -63,12 +68,14 @@ class Ownership:
         share_dir: Path,
         journal: Journal,
         delivery: Delivery,
+        keeper: OptionsKeeper,
         sdk: AgonesSDK,
         tasks: asyncio.TaskGroup,
     ) -> None:
         self._share_dir = share_dir
         self._journal = journal
         self._delivery = delivery
+        self._keeper = keeper
         self._sdk = sdk
         self._tasks = tasks
         self._claim = Claim(journal.owner)
@@ -79,7 +86,9 @@ class Ownership:
         """After a restart in a pod that had an owner: check the folder again, confirm again."""
         if self._claim.owner is not None:
             log.info("the pod was given to %.80r before this sidecar restarted", self._claim.owner)
-            self._preparing = self._tasks.create_task(self._deliver_to(self._claim.owner))
+            self._preparing = self._tasks.create_task(
+                self._deliver_to(self._claim.owner, resumed=True)
+            )
 
     def observe(self, gameserver: GameServer) -> None:
         label = gameserver.labels.get(USER_LABEL)
@@ -101,6 +110,7 @@ class Ownership:
             if self._preparing is not None:
                 self._preparing.cancel()
             self._delivery.close()
+            self._keeper.stop()
             self._tasks.create_task(self._shut_down())
 
     def _remember(self, label: str) -> None:
@@ -109,7 +119,7 @@ class Ownership:
         except OSError as error:
             log.error("the owner could not be written to the journal: %s", describe(error))
 
-    async def _deliver_to(self, slug: str) -> None:
+    async def _deliver_to(self, slug: str, resumed: bool = False) -> None:
         async def prepare() -> Path:
             folders = await asyncio.to_thread(prepare_folders, self._share_dir, slug)
             return folders.root
@@ -121,6 +131,9 @@ class Ownership:
             return
         self._delivery.deliver_to(root)
         log.info("the WebUI's files are delivered to %s's folder %s", slug, root)
+        self._keeper.start(slug, self._tasks, resumed)
+        if not await self._keeper.given(GIVE_WAIT):
+            log.info("the WebUI is still taking %s's kept settings; confirming meanwhile", slug)
         await retry_forever(
             lambda: self._sdk.set_annotation(OUTPUTS_ANNOTATION, slug),
             "PUT /metadata/annotation",

@@ -19,6 +19,9 @@
 ``DELIVERY_POLL_SECONDS`` (default ``0.5``)
     How often the outputs folder is looked at; a file is finished when two looks agree, so it
     is delivered within about two periods of being complete.
+``OPTIONS_PERIOD_SECONDS`` (default ``60``)
+    How often the WebUI's settings are read and, when changed, kept in
+    ``SHARE_DIR/users/<slug>/webui/options.json`` (also once on SIGTERM).
 ``DRAIN_TIMEOUT_SECONDS`` (default ``20``)
     After SIGTERM, how long files still being written are waited for; keep it well below the
     pod's ``terminationGracePeriodSeconds``.
@@ -67,6 +70,7 @@ class Settings:
     max_file_bytes: int = 256 * 2**20
     max_files: int = 10_000
     poll_seconds: float = 0.5
+    options_period: float = 60.0
     drain_timeout: float = 20.0
     health_period: float = 5.0
     ping_timeout: float = DEFAULT_PING_TIMEOUT
@@ -112,6 +116,7 @@ class Settings:
             max_file_bytes=read("MAX_FILE_BYTES", _count(1, 2**40), cls.max_file_bytes),
             max_files=read("MAX_FILES", _count(1, 10**7), cls.max_files),
             poll_seconds=read("DELIVERY_POLL_SECONDS", _seconds(0.01, 3600), cls.poll_seconds),
+            options_period=read("OPTIONS_PERIOD_SECONDS", _seconds(0.01, 3600), cls.options_period),
             drain_timeout=read("DRAIN_TIMEOUT_SECONDS", _seconds(0, 3600), cls.drain_timeout),
             health_period=period,
             ping_timeout=ping_timeout,

@@ -6,11 +6,16 @@ import json
 import os
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 
 from allocator.slugs import slug_for
-from allocator.webui_options import KeptOptions, portable
+from allocator.webui_options import KeptOptions
+from sidecar import kept_options
+from sidecar.kept_options import portable
+from sidecar.webui import WebUI
+from tests.sidecar.fake_webui import FakeWebUI
 from tests.support.inprocess import InProcessAllocator
 from tests.support.processes import header_for, wait_until
 
@@ -103,3 +108,23 @@ def test_oversized_or_broken_files_are_no_settings(tmp_path: Path) -> None:
     assert kept.load("ann") is None
     (folder / "options.json").write_bytes(b'{"a": "' + b"x" * (1 << 20) + b'"}')
     assert kept.load("ann") is None
+
+
+def test_settings_nested_deeper_than_json_can_follow_are_no_settings() -> None:
+    assert kept_options.parse(b"[" * 100_000) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "kept"),
+    [
+        ({f"option_{n}": "x" * 100 for n in range(3000)}, "all"),  # many chunks, under 1 MiB
+        ({f"option_{n}": "x" * 100 for n in range(12000)}, None),  # over 1 MiB
+    ],
+)
+async def test_a_settings_answer_is_read_to_its_end_but_never_past_the_bound(
+    answer: dict[str, str], kept: str | None
+) -> None:
+    async with FakeWebUI(status=200) as webui, aiohttp.ClientSession() as session:
+        webui.options = answer
+        options = await WebUI(session, webui.url, 1.0).options(30.0)
+    assert options == (answer if kept else None)

@@ -97,6 +97,10 @@ def test_the_sidecar_accepts_its_environment_and_pings_within_each_health_period
     assert settings.health_period < spec["health"]["periodSeconds"]
     assert settings.webui_url.endswith(f":{spec['ports'][0]['containerPort']}")
     assert settings.drain_timeout < pod["terminationGracePeriodSeconds"]
+    assert settings.options_period == 60
+    webui = next(c for c in pod["containers"] if c["name"] == "sd-webui")
+    [sleep, seconds] = webui["lifecycle"]["preStop"]["exec"]["command"]  # for the last look
+    assert sleep == "sleep" and 0 < int(seconds) < pod["terminationGracePeriodSeconds"]
     mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
     assert settings.outputs_dir.parent == Path("/workspace") and "/workspace" in mounts
     assert str(settings.state_dir) in mounts

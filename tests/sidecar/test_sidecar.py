@@ -26,6 +26,7 @@ import httpx
 import pytest
 from watchfiles import awatch
 
+from sidecar import kept_options
 from sidecar.copying import PART_PREFIX
 from sidecar.outputs import SUBFOLDERS
 from sidecar.ownership import OUTPUTS_ANNOTATION, OUTPUTS_ANNOTATION_SEEN_AS, USER_LABEL
@@ -484,6 +485,105 @@ async def test_a_link_to_another_persons_picture_delivers_nothing(
     await delivered(alices, "later.png")
     assert sorted(p.name for p in alices.iterdir()) == ["later.png", "mine.png"]
     assert sorted(p.name for p in bobs.iterdir()) == ["secret.png"]
+
+
+# --- the person's WebUI settings --------------------------------------------------------------
+
+
+def kept_file(share: Path, slug: str) -> Path:
+    return share / "users" / slug / "webui" / "options.json"
+
+
+async def kept_shows(share: Path, slug: str, expected: dict[str, object]) -> None:
+    """Until the person's kept settings are ``expected`` (on the file-system event)."""
+
+    def there() -> bool:
+        return kept_options.load(share / "users", slug) == expected
+
+    await appeared(share, there, within=30.0)
+
+
+async def test_kept_settings_reach_the_webui_before_the_pod_is_confirmed_and_changes_are_kept(
+    sdk: FakeAgonesSDK, share: Path, start_sidecar: StartSidecar
+) -> None:
+    (share / "users").mkdir()
+    kept_options.save(share / "users", ALICE, {"samples_format": "jpg"})
+    async with FakeWebUI(status=200) as webui:
+        webui.options = {"samples_format": "png", "steps": 20}  # a fresh WebUI's defaults
+        start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=POLL)
+        await given_to(sdk, ALICE)
+        [(given_at, given)] = webui.posted
+        assert given == {"samples_format": "jpg"}
+        assert given_at < sdk.calls[-1].at, "the folder is confirmed once the settings are in"
+
+        await kept_shows(share, ALICE, {"samples_format": "jpg", "steps": 20})  # never the "png"
+        webui.options["steps"] = 35  # the person changes a setting
+        await kept_shows(share, ALICE, {"samples_format": "jpg", "steps": 35})
+        assert stat.S_IMODE(kept_file(share, ALICE).stat().st_mode) == 0o600
+
+
+async def test_sigterm_keeps_the_settings_the_webui_has_then(
+    sdk: FakeAgonesSDK, share: Path, start_sidecar: StartSidecar
+) -> None:
+    async with FakeWebUI(status=200) as webui:
+        webui.options = {"samples_format": "png"}
+        sidecar = start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=LONG)
+        await given_to(sdk, ALICE)
+        await webui.wait_for_option_reads(1)  # the first look; the next is minutes away
+        await kept_shows(share, ALICE, {"samples_format": "png"})
+        webui.options["samples_format"] = "webp"
+
+        assert await asyncio.to_thread(sidecar.signal_and_wait, signal.SIGTERM, STOP_WAIT) == 0
+    assert kept_options.load(share / "users", ALICE) == {"samples_format": "webp"}
+
+
+async def test_a_webui_that_refuses_the_kept_settings_never_overwrites_them(
+    sdk: FakeAgonesSDK, share: Path, start_sidecar: StartSidecar
+) -> None:
+    (share / "users").mkdir()
+    kept_options.save(share / "users", ALICE, {"samples_format": "jpg"})
+    async with FakeWebUI(status=200) as webui:
+        webui.options, webui.refuse = {"samples_format": "png"}, True
+        sidecar = start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=POLL)
+        await given_to(sdk, ALICE)  # the person still gets the pod
+        await sidecar.wait_for_log("the WebUI refused")
+        assert await asyncio.to_thread(sidecar.signal_and_wait, signal.SIGTERM, STOP_WAIT) == 0
+    assert webui.option_reads == 0
+    assert kept_options.load(share / "users", ALICE) == {"samples_format": "jpg"}
+
+
+async def test_hostile_settings_answers_keep_nothing_that_names_a_place(
+    sdk: FakeAgonesSDK, share: Path, start_sidecar: StartSidecar
+) -> None:
+    async with FakeWebUI(status=200) as webui:
+        webui.options = b'{"samples_format": "png", '  # cut short
+        start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=POLL)
+        await given_to(sdk, ALICE)
+        await webui.wait_for_option_reads(3)
+        assert not kept_file(share, ALICE).exists()
+        webui.options = b"[" * (2 << 20)  # too large to read
+        await webui.wait_for_option_reads(webui.option_reads + 3)
+        assert not kept_file(share, ALICE).exists()
+        webui.options = {"outdir_samples": f"/share/users/{BOB}", "ckpt_dir": "/", "k": 1}
+        await kept_shows(share, ALICE, {"k": 1})
+
+
+async def test_after_a_second_person_the_first_ones_settings_are_left_alone(
+    sdk: FakeAgonesSDK, share: Path, start_sidecar: StartSidecar
+) -> None:
+    async with FakeWebUI(status=200) as webui:
+        webui.options = {"samples_format": "png"}
+        sidecar = start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=POLL)
+        await given_to(sdk, ALICE)
+        await kept_shows(share, ALICE, {"samples_format": "png"})
+        await sdk.set_label(USER_LABEL, BOB)
+        await sdk.wait_for("/shutdown")
+        webui.options = {"samples_format": "bob's"}
+        reads = webui.option_reads
+        assert await asyncio.to_thread(sidecar.signal_and_wait, signal.SIGTERM, STOP_WAIT) == 0
+    assert webui.option_reads == reads, "no look after the pod went to a second person"
+    assert kept_options.load(share / "users", ALICE) == {"samples_format": "png"}
+    assert not (share / "users" / BOB).exists()
 
 
 # --- stopping: SIGTERM delivers, SIGKILL leaves nothing half-done ------------------------------

@@ -165,10 +165,12 @@ class LocalBackend:
             claim = await asyncio.to_thread(self._registry.claim, person, replace=True)
         await progress(State.STARTING, "Your WebUI is loading; this usually takes a few seconds.")
         try:
-            return await self._spawn(person, claim.gpu)
+            placement = await self._spawn(person, claim.gpu)
         except BaseException:
             await asyncio.to_thread(self._registry.forget, person.slug)
             raise
+        await self._options.apply(person.slug, placement)  # before anyone is routed there
+        return placement
 
     async def find_running(self, person: Person) -> Session | None:
         entry = await asyncio.to_thread(self._registry.entry_of, person.slug)
