@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -73,14 +74,20 @@ def load(users_dir: Path, slug: str) -> Options | None:
         folder = _open_folder(users_dir, slug, create=False)
     except OSError:
         return None
-    try:
-        descriptor = os.open(FILE, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+    try:  # NONBLOCK: a FIFO planted there must not hang the reader
+        descriptor = os.open(FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
     except OSError:
         return None
     finally:
         os.close(folder)
-    with os.fdopen(descriptor, "rb") as source:
-        return parse(source.read(MAX_BYTES + 1))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        return parse(_read_at_most(descriptor, MAX_BYTES + 1))
+    except OSError:  # an I/O error of the share: as good as no file
+        return None
+    finally:
+        os.close(descriptor)
 
 
 def save(users_dir: Path, slug: str, options: Options) -> None:
@@ -99,6 +106,10 @@ def save(users_dir: Path, slug: str, options: Options) -> None:
             target.flush()
             os.fsync(target.fileno())
         os.replace(draft, FILE, src_dir_fd=folder, dst_dir_fd=folder)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(draft, dir_fd=folder)
+        raise
     finally:
         os.close(folder)
 
@@ -116,3 +127,14 @@ def _open_folder(users_dir: Path, slug: str, create: bool) -> int:
             os.close(current)
         current = following
     return current
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    """The file from where it stands to its end or to ``limit`` bytes (reads may come short)."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = os.read(descriptor, limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from pathlib import Path
 
 from sidecar.delivery import Delivery
@@ -37,8 +38,9 @@ OUTPUTS_ANNOTATION = "sd-allocator-outputs"
 """The key of ``PUT /metadata/annotation``; on the GameServer it is `OUTPUTS_ANNOTATION_SEEN_AS`."""
 OUTPUTS_ANNOTATION_SEEN_AS = f"agones.dev/sdk-{OUTPUTS_ANNOTATION}"
 GIVE_WAIT = 8.0
-"""Seconds the confirmation waits for the person's kept settings to reach the WebUI: well below
-the allocator's wait for it (``SDA_OUTPUTS_WAIT``, 15 s), which fails the allocation."""
+"""Seconds from the label to the confirmation that may go to giving the person's kept settings to
+the WebUI: well below the allocator's wait for it (``SDA_OUTPUTS_WAIT``, 15 s), which fails the
+allocation."""
 
 
 class Verdict(enum.Enum):
@@ -86,9 +88,7 @@ class Ownership:
         """After a restart in a pod that had an owner: check the folder again, confirm again."""
         if self._claim.owner is not None:
             log.info("the pod was given to %.80r before this sidecar restarted", self._claim.owner)
-            self._preparing = self._tasks.create_task(
-                self._deliver_to(self._claim.owner, resumed=True)
-            )
+            self._preparing = self._tasks.create_task(self._deliver_to(self._claim.owner))
 
     def observe(self, gameserver: GameServer) -> None:
         label = gameserver.labels.get(USER_LABEL)
@@ -119,7 +119,9 @@ class Ownership:
         except OSError as error:
             log.error("the owner could not be written to the journal: %s", describe(error))
 
-    async def _deliver_to(self, slug: str, resumed: bool = False) -> None:
+    async def _deliver_to(self, slug: str) -> None:
+        claimed = time.monotonic()
+
         async def prepare() -> Path:
             folders = await asyncio.to_thread(prepare_folders, self._share_dir, slug)
             return folders.root
@@ -131,8 +133,8 @@ class Ownership:
             return
         self._delivery.deliver_to(root)
         log.info("the WebUI's files are delivered to %s's folder %s", slug, root)
-        self._keeper.start(slug, self._tasks, resumed)
-        if not await self._keeper.given(GIVE_WAIT):
+        self._keeper.start(slug, self._tasks)
+        if not await self._keeper.given(GIVE_WAIT - (time.monotonic() - claimed)):
             log.info("the WebUI is still taking %s's kept settings; confirming meanwhile", slug)
         await retry_forever(
             lambda: self._sdk.set_annotation(OUTPUTS_ANNOTATION, slug),

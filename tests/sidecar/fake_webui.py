@@ -7,7 +7,8 @@ of checks without a health ping to Agones is that many periods without one, on a
 
 It also has A1111's settings (``GET``/``POST /sdapi/v1/options``): ``options`` is what a read
 answers (a JSON value, or raw bytes for a broken answer), each ``POST`` is recorded in ``posted``
-with the moment it came, and merged into ``options`` unless ``refuse`` is set.
+with the moment it came, and merged into ``options`` unless ``refuse`` is set or it has one
+of ``refuse_keys`` (A1111 fails a whole request for one bad key).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class FakeWebUI:
         self._pinged = asyncio.Condition()
         self.options: Any = {}
         self.refuse = False
+        self.refuse_keys: set[str] = set()
         self.posted: list[tuple[float, Any]] = []
         self.option_reads = 0
         self._never = asyncio.Event()
@@ -84,8 +86,8 @@ class FakeWebUI:
     async def _set_options(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.posted.append((time.monotonic(), body))
-        if self.refuse:
-            return web.json_response({"detail": "refused"}, status=422)
+        if self.refuse or self.refuse_keys & set(body):
+            return web.json_response({"detail": "refused"}, status=500)
         self.options.update(body)
         return web.json_response(True)
 

@@ -19,7 +19,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -494,7 +494,7 @@ def kept_file(share: Path, slug: str) -> Path:
     return share / "users" / slug / "webui" / "options.json"
 
 
-async def kept_shows(share: Path, slug: str, expected: dict[str, object]) -> None:
+async def kept_shows(share: Path, slug: str, expected: Mapping[str, object]) -> None:
     """Until the person's kept settings are ``expected`` (on the file-system event)."""
 
     def there() -> bool:
@@ -514,7 +514,8 @@ async def test_kept_settings_reach_the_webui_before_the_pod_is_confirmed_and_cha
         await given_to(sdk, ALICE)
         [(given_at, given)] = webui.posted
         assert given == {"samples_format": "jpg"}
-        assert given_at < sdk.calls[-1].at, "the folder is confirmed once the settings are in"
+        confirmed = await sdk.wait_for(CONFIRM)
+        assert given_at < confirmed.at, "the folder is confirmed once the settings are in"
 
         await kept_shows(share, ALICE, {"samples_format": "jpg", "steps": 20})  # never the "png"
         webui.options["steps"] = 35  # the person changes a setting
@@ -548,8 +549,63 @@ async def test_a_webui_that_refuses_the_kept_settings_never_overwrites_them(
         await given_to(sdk, ALICE)  # the person still gets the pod
         await sidecar.wait_for_log("the WebUI refused")
         assert await asyncio.to_thread(sidecar.signal_and_wait, signal.SIGTERM, STOP_WAIT) == 0
-    assert webui.option_reads == 0
+    assert [body for _, body in webui.posted] == [{"samples_format": "jpg"}] * 2
+    assert webui.option_reads == 1, "only the look before giving"
     assert kept_options.load(share / "users", ALICE) == {"samples_format": "jpg"}
+
+
+async def test_only_settings_the_webui_knows_are_given_and_a_lost_model_is_left_out(
+    sdk: FakeAgonesSDK, share: Path, start_sidecar: StartSidecar
+) -> None:
+    (share / "users").mkdir()
+    kept = {"samples_format": "jpg", "sd_model_checkpoint": "gone.safetensors", "old_ext": 1}
+    kept_options.save(share / "users", ALICE, kept)
+    async with FakeWebUI(status=200) as webui:
+        webui.options = {"samples_format": "png", "sd_model_checkpoint": "base.safetensors"}
+        webui.refuse_keys = {"sd_model_checkpoint"}  # A1111: not among this pod's models
+        start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=POLL)
+        await given_to(sdk, ALICE)
+        assert [body for _, body in webui.posted] == [
+            {"samples_format": "jpg", "sd_model_checkpoint": "gone.safetensors"},
+            {"samples_format": "jpg"},
+        ]
+        expected = {"samples_format": "jpg", "sd_model_checkpoint": "base.safetensors"}
+        await kept_shows(share, ALICE, expected)
+
+
+async def test_a_restarted_sidecar_gives_the_kept_settings_again_before_keeping(
+    sdk: FakeAgonesSDK, share: Path, start_sidecar: StartSidecar
+) -> None:
+    """Stopped before or while giving them: the WebUI still has its defaults, which must not
+    become what is kept."""
+    (share / "users").mkdir()
+    kept_options.save(share / "users", ALICE, {"samples_format": "jpg"})
+    async with FakeWebUI(status=200) as webui:
+        webui.options, webui.refuse = {"samples_format": "png"}, True
+        first = start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=POLL)
+        await given_to(sdk, ALICE)
+        await first.wait_for_log("the WebUI refused")
+        first.stop()  # SIGKILL
+        webui.refuse = False
+        second = start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=POLL)
+        await second.wait_for_log("gave the WebUI 1 of")
+        await webui.wait_for_option_reads(webui.option_reads + 2)
+    assert webui.options == {"samples_format": "jpg"}
+    assert kept_options.load(share / "users", ALICE) == {"samples_format": "jpg"}
+
+
+async def test_a_kept_file_that_cannot_be_read_stops_nothing_else(
+    sdk: FakeAgonesSDK, share: Path, outputs: Path, start_sidecar: StartSidecar
+) -> None:
+    (share / "users" / ALICE / "webui" / "options.json").mkdir(parents=True)  # not a file
+    async with FakeWebUI(status=200) as webui:
+        webui.options = {"samples_format": "png"}
+        sidecar = start_sidecar(sdk, webui.url, share, OPTIONS_PERIOD_SECONDS=POLL)
+        await given_to(sdk, ALICE)
+        await sidecar.wait_for_log("the WebUI's settings could not be kept")
+        (outputs / "txt2img-images" / "after.png").write_bytes(b"a picture")
+        await delivered(outputs_of(share, ALICE) / "txt2img-images", "after.png")
+        assert sidecar.running()
 
 
 async def test_hostile_settings_answers_keep_nothing_that_names_a_place(
