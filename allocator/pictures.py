@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from allocator.slugs import slug_for
+from sidecar import deletion_requests
+from sidecar.deletion_requests import Deletion, key_of
 
 OUTPUTS = "outputs"
 CHUNK = 64 * 1024
@@ -239,11 +241,16 @@ def _scan(directory: int, prefix: str, found: list[Picture], depth: int) -> None
 
 
 class PictureShelf:
-    """Everyone's pictures under `users_dir`, each person's listing kept for a few seconds."""
+    """Everyone's pictures under `users_dir`, each person's listing kept for a few seconds.
+    With `deletions_dir`, deleting asks the pods' sidecars to (`sidecar.deletion_requests`),
+    and a picture asked to go is hidden from then on."""
 
-    def __init__(self, users_dir: Path, listing_ttl: float = LISTING_TTL) -> None:
+    def __init__(
+        self, users_dir: Path, listing_ttl: float = LISTING_TTL, deletions_dir: Path | None = None
+    ) -> None:
         self.users_dir = users_dir
         self.listing_ttl = listing_ttl
+        self.deletions_dir = deletions_dir
         self._listings: dict[str, tuple[float, list[Picture]]] = {}
         self._lock = threading.Lock()
 
@@ -251,7 +258,9 @@ class PictureShelf:
         return PersonFolder(self.users_dir, slug_for(email))
 
     def writable(self) -> bool:
-        """Whether pictures can be deleted here (not behind Agones' read-only mount)."""
+        """Whether pictures can be deleted (directly, or by asking the sidecars)."""
+        if self.deletions_dir is not None:
+            return True
         try:
             return not os.statvfs(self.users_dir).f_flag & os.ST_RDONLY
         except OSError:
@@ -265,7 +274,7 @@ class PictureShelf:
             kept = self._listings.get(slug)
         if kept is not None and now - kept[0] < self.listing_ttl:
             return kept[1]
-        pictures = PersonFolder(self.users_dir, slug).scan()
+        pictures = self._without_deleted(slug, PersonFolder(self.users_dir, slug).scan())
         scanned = time.monotonic()  # a slow scan (NFS) is still fresh when it ends
         with self._lock:
             self._listings = {
@@ -294,11 +303,46 @@ class PictureShelf:
         more = start + limit < len(pictures)
         return Page(chosen, encode_cursor(chosen[-1]) if more and chosen else None)
 
+    def open(self, email: str, name: str) -> tuple[int, os.stat_result]:
+        """`PersonFolder.open`, but a picture asked to go is no picture."""
+        descriptor, info = self.folder(email).open(name)
+        if self._asked_to_go(slug_for(email), name, info):
+            os.close(descriptor)
+            raise NoSuchPicture(name)
+        return descriptor, info
+
     def delete(self, email: str, name: str) -> None:
         try:
-            self.folder(email).delete(name)
+            if self.deletions_dir is None:
+                self.folder(email).delete(name)
+            else:
+                self._ask_to_delete(email, name)
         finally:
             self.forget(email)
+
+    def _ask_to_delete(self, email: str, name: str) -> None:
+        descriptor, info = self.open(email, name)
+        os.close(descriptor)
+        deletion = Deletion(name, info.st_size, info.st_mtime_ns)
+        if deletion_requests.decode(deletion_requests.encode(deletion)) is None:
+            raise NoSuchPicture(name)  # a name no sidecar delivers or would delete
+        assert self.deletions_dir is not None
+        deletion_requests.write(self.deletions_dir, slug_for(email), deletion)
+
+    def _asked_to_go(self, slug: str, name: str, info: os.stat_result) -> bool:
+        if self.deletions_dir is None:
+            return False
+        asked = deletion_requests.pending(self.deletions_dir, slug).get(key_of(name))
+        return asked == Deletion(name, info.st_size, info.st_mtime_ns)
+
+    def _without_deleted(self, slug: str, pictures: list[Picture]) -> list[Picture]:
+        if self.deletions_dir is None:
+            return pictures
+        asked = deletion_requests.pending(self.deletions_dir, slug)
+        if not asked:
+            return pictures
+        gone = {(d.name, d.size, d.modified_ns) for d in asked.values()}
+        return [p for p in pictures if (p.name, p.size, p.modified_ns) not in gone]
 
 
 class _Sink:

@@ -9,6 +9,7 @@ always `nosniff` and a sandboxing CSP, so nothing in a file can run as this site
 # annotations, and `CurrentPerson` is local to `add_picture_routes`.
 import asyncio
 import concurrent.futures
+import logging
 import os
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -34,6 +35,8 @@ from allocator.runtime import Runtime
 from allocator.types import Person
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
 PREFIX = "/_allocator"
 FILE_PATH = f"{PREFIX}/pictures/file/"
 DEFAULT_LIMIT, MAX_LIMIT, PAGE_SIZE = 100, 1000, 60
@@ -53,6 +56,7 @@ FILE_HEADERS = {
     "Cache-Control": "private, no-cache",
 }
 ZIP_HEADERS = {**FILE_HEADERS, "Cache-Control": "no-store"}
+NOT_NOW = "Your picture could not be deleted just now. Please try again in a minute."
 READ_ONLY = (
     "Pictures cannot be deleted here: this allocator reads everyone's folders read-only "
     "(only the WebUI pods' sidecars write them)."
@@ -111,7 +115,7 @@ def _disposition(kind: str, name: str) -> str:
 
 def file_response(shelf: PictureShelf, person: Person, name: str, download: bool) -> Response:
     try:
-        descriptor, info = shelf.folder(person.email).open(name)
+        descriptor, info = shelf.open(person.email, name)
     except NoSuchPicture:
         raise HTTPException(404) from None
     shown = media_type(name)
@@ -135,6 +139,9 @@ async def _delete(shelf: PictureShelf, person: Person, name: str) -> None:
         raise HTTPException(404) from None
     except ReadOnly:
         raise HTTPException(409, READ_ONLY) from None
+    except OSError as error:  # the deletion requests' folder (behind Agones) is not usable
+        log.error("could not ask for the deletion of a picture of %s: %s", person.email, error)
+        raise HTTPException(503, NOT_NOW) from None
 
 
 async def _page_of(shelf: PictureShelf, person: Person, limit: int, cursor: str | None) -> Page:
@@ -146,7 +153,8 @@ async def _page_of(shelf: PictureShelf, person: Person, limit: int, cursor: str 
 
 def add_picture_routes(app: FastAPI, runtime: Runtime, person_dependency: Any) -> None:
     """The "My pictures" page and API, reading `settings.users_dir`."""
-    shelf = PictureShelf(runtime.settings.users_dir)
+    settings = runtime.settings
+    shelf = PictureShelf(settings.users_dir, deletions_dir=settings.deletions_dir)
     CurrentPerson = Annotated[Person, Depends(person_dependency)]
 
     @app.get(f"{PREFIX}/api/pictures", response_model=PictureList, tags=["pictures"])

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # Everyone's folders (outputs): SDA_USERS_DIR; unset, <data_dir>/users. Behind Agones
     # the share's users/ folder, mounted read-only.
     users_dir: Path = Field(default_factory=lambda: default_data_dir() / "users")
+    # Where "delete" in My pictures asks the pods' sidecars to delete (behind Agones, where
+    # users/ is read-only here): SDA_DELETIONS_DIR; unset, pictures are deleted directly.
+    deletions_dir: Path | None = None
     secret_key: SecretStr | None = None
     force_dev_identity: bool = False
     idle_exempt_paths: CommaList = tuple(DEFAULT_IDLE_EXEMPT.split(","))

@@ -1,6 +1,6 @@
 """The sidecar: read the journal, then run until SIGTERM or SIGINT — become Ready, stay healthy,
-watch the owner, deliver files, keep the WebUI's settings — and on the signal keep the settings
-once more and deliver what is still pending, then exit."""
+watch the owner, deliver files, keep the WebUI's settings, delete the pictures people asked to —
+and on the signal keep the settings once more and deliver what is still pending, then exit."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 
 import aiohttp
 
+from sidecar.deletions import Deletions
 from sidecar.delivery import Delivery, Limits
 from sidecar.errors import describe
 from sidecar.health import Health
@@ -93,6 +94,8 @@ async def serve(
         tasks.create_task(health.keep_alive())
         tasks.create_task(watch(sdk, settings, ownership))
         tasks.create_task(delivery.run(settings.poll_seconds))
+        deletions = Deletions(settings.share_dir / "users", settings.share_dir / "deletions")
+        tasks.create_task(deletions.run(settings.deletions_period))
 
 
 def _stop_on_signals() -> asyncio.Event:

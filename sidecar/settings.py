@@ -6,7 +6,7 @@
     The WebUI in the same pod.
 ``SHARE_DIR`` (default ``/share``)
     The shared volume, an absolute path; pictures go to ``SHARE_DIR/users/<slug>/outputs``. Only
-    the sidecar mounts ``users/`` there; the WebUI container never sees it.
+    the sidecar mounts ``users/`` (and ``deletions/``) there; the WebUI container never sees it.
 ``OUTPUTS_DIR`` (default ``/workspace/outputs``)
     Where the WebUI saves, on pod-local storage the sidecar mounts too (read-only is enough).
     Treated as hostile: only regular files are delivered, no symlink is followed.
@@ -19,6 +19,9 @@
 ``DELIVERY_POLL_SECONDS`` (default ``0.5``)
     How often the outputs folder is looked at; a file is finished when two looks agree, so it
     is delivered within about two periods of being complete.
+``DELETIONS_PERIOD_SECONDS`` (default ``2``)
+    How often people's requests to delete a picture (``SHARE_DIR/deletions``, written by the
+    allocator) are carried out; every pod's sidecar does it, owned or not.
 ``OPTIONS_PERIOD_SECONDS`` (default ``60``)
     How often the WebUI's settings are read and, when changed, kept in
     ``SHARE_DIR/users/<slug>/webui/options.json`` (also once on SIGTERM).
@@ -71,6 +74,7 @@ class Settings:
     max_files: int = 10_000
     poll_seconds: float = 0.5
     options_period: float = 60.0
+    deletions_period: float = 2.0
     drain_timeout: float = 20.0
     health_period: float = 5.0
     ping_timeout: float = DEFAULT_PING_TIMEOUT
@@ -116,6 +120,9 @@ class Settings:
             max_file_bytes=read("MAX_FILE_BYTES", _count(1, 2**40), cls.max_file_bytes),
             max_files=read("MAX_FILES", _count(1, 10**7), cls.max_files),
             poll_seconds=read("DELIVERY_POLL_SECONDS", _seconds(0.01, 3600), cls.poll_seconds),
+            deletions_period=read(
+                "DELETIONS_PERIOD_SECONDS", _seconds(0.01, 3600), cls.deletions_period
+            ),
             options_period=read("OPTIONS_PERIOD_SECONDS", _seconds(0.01, 3600), cls.options_period),
             drain_timeout=read("DRAIN_TIMEOUT_SECONDS", _seconds(0, 3600), cls.drain_timeout),
             health_period=period,

@@ -8,6 +8,7 @@ anything were allocated), with raw request lines so no client tidies a hostile p
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import io
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from playwright.sync_api import Browser, expect
+from watchfiles import awatch
 
 from allocator.identity import create_identity
 from allocator.pictures import (
@@ -36,8 +38,9 @@ from allocator.runtime import Core, Runtime
 from allocator.settings import Settings
 from allocator.slugs import slug_for
 from allocator.store import SessionStore
+from tests.sidecar.processes import SidecarProcess
 from tests.support.inprocess import InProcessAllocator, settings_for
-from tests.support.processes import header_for
+from tests.support.processes import free_port, header_for
 from tests.support.recording import RecordingBackend
 
 ANN, BOB = "ann@example.com", "bob@example.com"
@@ -63,11 +66,13 @@ def put(folder: Path, name: str, data: bytes, modified: float) -> Path:
 class Site:
     """A started allocator, the recording backend behind it, and the users folder."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, deletions_dir: Path | None = None) -> None:
+        """`deletions_dir`: delete as behind Agones, by asking the pods' sidecars."""
         self.backend = RecordingBackend()
         self.users_dir = tmp_path / "users"
         config = settings_for(tmp_path, identity="header", backend="static",
-                              static_target="127.0.0.1:1")  # fmt: skip
+                              static_target="127.0.0.1:1",
+                              deletions_dir=deletions_dir)  # fmt: skip
         self.allocator = InProcessAllocator(config, self._runtime)
 
     def _runtime(self, config: Settings) -> Runtime:
@@ -546,3 +551,83 @@ def test_where_the_folders_are_read_only_delete_says_so(
         answer = client.delete(f"{API}/old.png", headers={"Origin": site.url})
     assert answer.status_code == 409 and "read-only" in answer.json()["message"]
     assert (ann_outputs / "old.png").exists()
+
+
+# Deleting behind Agones: the allocator asks the pods' sidecars (sidecar.deletion_requests)
+
+
+@pytest.fixture
+def agones_site(tmp_path: Path) -> Iterator[Site]:
+    (tmp_path / "deletions").mkdir()
+    made = Site(tmp_path, deletions_dir=tmp_path / "deletions")
+    with made.allocator:
+        yield made
+
+
+def test_behind_agones_a_deleted_picture_is_gone_for_the_person_at_once(
+    agones_site: Site,
+) -> None:
+    site = agones_site
+    folder = outputs_of(site.users_dir, ANN)
+    put(folder, "old.png", PNG, 1_700_000_000)
+    put(folder, "kept.png", PNG, 1_700_000_100)
+    origin = {"Origin": site.url}
+    with site.client() as http:
+        assert http.delete(API + "/old.png", headers=origin).status_code == 204
+        assert (folder / "old.png").exists(), "only a sidecar deletes here"
+        names = [picture["name"] for picture in http.get(API).json()["pictures"]]
+        assert names == ["kept.png"]
+        assert http.get(FILES + "old.png").status_code == 404
+        assert http.delete(API + "/old.png", headers=origin).status_code == 404
+        with zipfile.ZipFile(io.BytesIO(http.get("/_allocator/pictures/download").content)) as z:
+            assert z.namelist() == ["kept.png"]
+        assert "Delete" in http.get("/_allocator/pictures").text
+    put(folder, "old.png", b"a new picture of the same name", 1_700_000_200)
+    with site.client() as http:
+        assert http.get(FILES + "old.png").content == b"a new picture of the same name"
+
+
+def test_behind_agones_deleting_when_requests_cannot_be_written_says_so(
+    agones_site: Site, tmp_path: Path
+) -> None:
+    folder = outputs_of(agones_site.users_dir, ANN)
+    put(folder, "old.png", PNG, 1_700_000_000)
+    (tmp_path / "deletions").rmdir()  # the share's deletions/ is not mounted
+    with agones_site.client() as http:
+        answer = http.delete(API + "/old.png", headers={"Origin": agones_site.url})
+        assert answer.status_code == 503 and "try again" in answer.json()["message"]
+        assert [p["name"] for p in http.get(API).json()["pictures"]] == ["old.png"]
+
+
+async def test_behind_agones_a_sidecar_deletes_the_picture_the_person_deleted(
+    agones_site: Site, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The allocator and a real sidecar process (as in any pod, owned or not) share the share."""
+    folder = outputs_of(agones_site.users_dir, ANN)
+    picture = put(folder, "txt2img-images/00001-1.png", PNG, 1_700_000_000)
+    pod = tmp_path_factory.mktemp("pod")  # its own folders lie outside the share
+    (pod / "outputs").mkdir()
+    sidecar = SidecarProcess(
+        pod / "sidecar.log",
+        AGONES_SDK_HTTP_PORT=str(free_port()),  # no SDK server: it deletes all the same
+        WEBUI_URL=f"http://127.0.0.1:{free_port()}",
+        SHARE_DIR=str(tmp_path),
+        OUTPUTS_DIR=str(pod / "outputs"),
+        STATE_DIR=str(pod / "state"),
+        DELETIONS_PERIOD_SECONDS="0.05",
+    ).start()
+    try:
+        async with httpx.AsyncClient(base_url=agones_site.url, headers=header_for(ANN)) as http:
+            answer = await http.delete(
+                API + "/txt2img-images/00001-1.png", headers={"Origin": agones_site.url}
+            )
+        assert answer.status_code == 204
+        async with asyncio.timeout(30):
+            async for _ in awatch(folder, yield_on_timeout=True, rust_timeout=1000):
+                if not picture.exists():
+                    break
+                assert sidecar.running(), sidecar.log()
+        assert "as they asked" in sidecar.log()
+        assert list((tmp_path / "deletions" / slug_for(ANN)).iterdir()) == []
+    finally:
+        sidecar.stop()

@@ -176,12 +176,15 @@ def test_the_webui_mounts_only_models_read_only_and_pod_local_volumes(objects: l
 
 
 def test_the_allocator_reads_users_and_the_cruiser_mounts_no_share() -> None:
+    """The allocator reads users/ through a read-only claim, and writes only deletions/."""
     objects = render("cruiser.mode=cronjob")
     allocator = one(objects, "Deployment")["spec"]["template"]["spec"]
-    (mount,) = share_mounts(allocator, allocator["containers"][0])
-    assert (mount["subPath"], mount["readOnly"]) == (USERS, True)
-    claim = next(v for v in allocator["volumes"] if "persistentVolumeClaim" in v)
-    assert claim["persistentVolumeClaim"]["readOnly"] is True
+    claims = {v["name"]: v["persistentVolumeClaim"] for v in allocator["volumes"]
+              if "persistentVolumeClaim" in v}  # fmt: skip
+    users, deletions = share_mounts(allocator, allocator["containers"][0])
+    assert (users["subPath"], users["readOnly"]) == (USERS, True)
+    assert claims[users["name"]]["readOnly"] is True
+    assert deletions["subPath"] == "deletions" and not deletions.get("readOnly")
     cron = one(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert not [v for v in cron["volumes"] if "persistentVolumeClaim" in v]
 

@@ -134,6 +134,8 @@ BAD_VALUES = {
     "max below min": ("fleet.maxReplicas=1,fleet.minReplicas=2,fleet.buffer=2", "maxReplicas"),
     "host": ("ingress.host=Not A Host", "/ingress/host"),
     "gpu": ("webui.gpuType=l4", "/webui/gpuType"),
+    "shared sub-folder": ("storage.deletionsSubPath=users", "three different folders"),
+    "kept settings period": ("webui.keptSettingsSeconds=0", "/webui/keptSettingsSeconds"),
 }
 
 

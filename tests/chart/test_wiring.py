@@ -119,9 +119,16 @@ def test_the_webui_pod_wiring() -> None:
     mounts = {(m["name"], m.get("subPath"), m["mountPath"]): m for m in webui["volumeMounts"]}
     assert mounts["share", "models", "/share/models"]["readOnly"] is True
     assert ("share", "users", "/share/users") not in mounts, "the WebUI never sees users/"
+    assert ("share", "deletions", "/share/deletions") not in mounts
     sidecar_mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
-    assert set(sidecar_mounts) == {"/share/users", "/workspace", "/sidecar-state"}, "no models"
+    assert set(sidecar_mounts) == {
+        "/share/users",
+        "/share/deletions",
+        "/workspace",
+        "/sidecar-state",
+    }, "no models"
     assert not sidecar_mounts["/share/users"].get("readOnly"), "it delivers there"
+    assert sidecar_mounts["/share/deletions"]["subPath"] == "deletions"
     assert sidecar_mounts["/workspace"]["readOnly"] is True, "it only reads the outputs"
     for name in ("workspace", "sidecar-state"):
         assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == name), name
@@ -131,8 +138,16 @@ def test_the_webui_pod_wiring() -> None:
     assert spec["health"]["initialDelaySeconds"] >= 30
     allocator_env = {v["name"]: v.get("value") for v in allocator_container(objects)["env"]}
     assert allocator_env["SDA_FLEET"] == fleet["metadata"]["name"]
-    users = next(m for m in allocator_container(objects)["volumeMounts"] if m["name"] == "share")
+    shares = {
+        m["subPath"]: m
+        for m in allocator_container(objects)["volumeMounts"]
+        if m["name"] in ("share", "deletions")
+    }
+    users, deletions = shares.pop("users"), shares.pop("deletions")
+    assert shares == {}, "the allocator mounts nothing else of the share"
     assert allocator_env["SDA_USERS_DIR"] == users["mountPath"] and users["readOnly"] is True
+    assert allocator_env["SDA_DELETIONS_DIR"] == deletions["mountPath"] == "/share/deletions"
+    assert sidecar_mounts["/share/deletions"]["subPath"] == deletions["subPath"]
     assert Settings.model_fields["agones_port_name"].default == spec["ports"][0]["name"]
 
 

@@ -114,4 +114,9 @@ seccompProfile:
 {{- if lt (int $fleet.maxReplicas) (max (int $fleet.buffer) (int $fleet.minReplicas) | int) -}}
 {{- fail (printf "fleet.maxReplicas (%v) must be at least fleet.buffer and fleet.minReplicas" $fleet.maxReplicas) -}}
 {{- end -}}
+{{- $storage := .Values.storage -}}
+{{- $subPaths := list $storage.modelsSubPath $storage.usersSubPath $storage.deletionsSubPath -}}
+{{- if ne (len (uniq $subPaths)) 3 -}}
+{{- fail "storage.modelsSubPath, usersSubPath and deletionsSubPath must be three different folders" -}}
+{{- end -}}
 {{- end -}}
