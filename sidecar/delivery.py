@@ -4,7 +4,8 @@ Every ``DELIVERY_POLL_SECONDS`` the WebUI's outputs folder is looked at (`sideca
 each file unchanged since the previous look, not delivered before (`sidecar.journal`), is copied
 into the owner's folder (`sidecar.copying`). Until the pod has an owner, finished files are held
 and delivered as soon as it has one. One bad file is logged once and passed over; the others go on.
-Limits per session (the pod's life): ``MAX_FILE_BYTES`` per file and ``MAX_FILES`` in all.
+Limits per session (the pod's life): ``MAX_FILE_BYTES`` per file, ``MAX_FILES`` and
+``MAX_SESSION_BYTES`` in all (a sparse file costs its full size once copied).
 
 A pass is blocking file-system work and runs in a worker thread; a lock keeps passes one at a
 time, also when the last pass on SIGTERM starts while a cancelled one is still copying.
@@ -37,6 +38,7 @@ STALE_PART_SECONDS = 600.0
 class Limits:
     max_file_bytes: int
     max_files: int
+    max_session_bytes: int = 20 * 2**30
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Delivery:
                 self._target_is_new = False
                 self._clean(target)
             finished, changing = self._files.look()
+            self._forget_gone({key_of(v) for v in (*finished, *changing)})
             fresh = [v for v in finished if key_of(v) not in self._journal.delivered]
             if target is None:
                 self._report_held(len(fresh))
@@ -120,7 +123,10 @@ class Delivery:
         if key in self._refused:
             return SKIPPED
         if len(self._journal.delivered) >= self._limits.max_files:
-            self._report_full()
+            self._report_full(f"MAX_FILES={self._limits.max_files} files")
+            return SKIPPED
+        if self._journal.delivered_bytes + version.size > self._limits.max_session_bytes:
+            self._report_full(f"MAX_SESSION_BYTES={self._limits.max_session_bytes} bytes")
             return SKIPPED
         started = time.monotonic()
         try:
@@ -148,19 +154,22 @@ class Delivery:
         )
         return DELIVERED
 
+    def _forget_gone(self, present: set[Key]) -> None:
+        """Refusals and failures only of file versions still there: a WebUI rewriting a file
+        forever must not grow them forever."""
+        self._refused &= present
+        self._failures = {key: text for key, text in self._failures.items() if key in present}
+
     def _report_failure(self, key: Key, message: str) -> None:
         """Logged when it first happens to this file version or says something new."""
         if self._failures.get(key) != message:
             log.error("%s", message)
         self._failures[key] = message
 
-    def _report_full(self) -> None:
+    def _report_full(self, limit: str) -> None:
         if not self._full_reported:
             self._full_reported = True
-            log.error(
-                "MAX_FILES=%d files delivered in this session: no more are delivered",
-                self._limits.max_files,
-            )
+            log.error("%s delivered in this session: no more are delivered", limit)
 
     def _report_held(self, count: int) -> None:
         if count and count != self._held_reported:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
+from itertools import islice
 
 from sidecar.names import MAX_DEPTH, UnsafeName, check_parts
 
@@ -41,7 +43,7 @@ def open_folder(name: str, parent: int | None = None) -> int:
     return os.open(name, FOLDER_FLAGS, dir_fd=parent)
 
 
-def walk(root: str) -> Iterator[Version]:
+def walk(root: str) -> Generator[Version]:
     """Every regular file under ``root``; nothing at all if ``root`` is not a real folder."""
     try:
         fd = open_folder(root)
@@ -79,16 +81,29 @@ def _walk_into(parent: int, parts: tuple[str, ...]) -> Iterator[Version]:
     yield from _walk(fd, parts)
 
 
+MAX_SEEN = 50_000
+"""Files one look takes in; a WebUI that saves more (five times `MAX_FILES`' default) only
+slows itself, never the sidecar's memory or its other work."""
+
+
 class FinishedFiles:
     """Remembers the last look; `look` answers which files have not changed since."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, max_seen: int = MAX_SEEN) -> None:
         self._root = root
+        self._max_seen = max_seen
+        self._over_reported = False
         self._last: dict[tuple[str, ...], Version] = {}
 
     def look(self) -> tuple[list[Version], list[Version]]:
         """(finished, still changing): each file seen now, by whether it matches the last look."""
-        now = {version.parts: version for version in walk(self._root)}
+        with closing(walk(self._root)) as seen:  # closing: its open folders, when cut short
+            now = {version.parts: version for version in islice(seen, self._max_seen)}
+        if len(now) >= self._max_seen and not self._over_reported:
+            self._over_reported = True
+            log.error(
+                "the outputs folder holds %d files or more: only those are looked at", len(now)
+            )
         finished = [v for v in now.values() if self._last.get(v.parts) == v]
         changing = [v for v in now.values() if self._last.get(v.parts) != v]
         self._last = now

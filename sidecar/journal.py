@@ -33,6 +33,7 @@ class Journal:
         self._delivered_path = folder / "delivered.jsonl"
         self._owner_path = folder / "owner"
         self.delivered: dict[Key, str] = {}
+        self.delivered_bytes = 0
 
     def load(self) -> Journal:
         """Create the folder if needed and read what earlier runs wrote; raises `OSError`."""
@@ -44,7 +45,9 @@ class Journal:
         for line in lines:
             try:
                 entry = json.loads(line)
-                self.delivered[(entry["path"], entry["size"], entry["mtime_ns"])] = entry["to"]
+                key = (entry["path"], entry["size"], entry["mtime_ns"])
+                self.delivered_bytes += 0 if key in self.delivered else int(key[1])
+                self.delivered[key] = entry["to"]
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring a torn line in %s", self._delivered_path)
         return self
@@ -52,6 +55,7 @@ class Journal:
     def record(self, version: Version, delivered_as: str) -> None:
         """Remembered in memory at once, on disk unless that raises `OSError`."""
         key = key_of(version)
+        self.delivered_bytes += 0 if key in self.delivered else version.size
         self.delivered[key] = delivered_as
         line = {"path": key[0], "size": key[1], "mtime_ns": key[2], "to": delivered_as}
         with self._delivered_path.open("a", encoding="utf-8") as journal:

@@ -56,7 +56,7 @@ async def run(settings: Settings, journal: Journal) -> None:
         settings.outputs_dir,
         settings.share_dir,
     )
-    limits = Limits(settings.max_file_bytes, settings.max_files)
+    limits = Limits(settings.max_file_bytes, settings.max_files, settings.max_session_bytes)
     delivery = Delivery(settings.outputs_dir, journal, limits)
     try:
         async with aiohttp.ClientSession() as session:

@@ -16,6 +16,9 @@
     Larger files are not delivered (one log line each).
 ``MAX_FILES`` (default ``10000``)
     Files delivered per session (the pod's life); beyond it nothing more is (one log line).
+``MAX_SESSION_BYTES`` (default ``21474836480``, 20 GiB)
+    Bytes delivered per session; beyond it nothing more is (one log line). A sparse file costs
+    its full size once copied, so `MAX_FILE_BYTES` times `MAX_FILES` alone is no bound.
 ``DELIVERY_POLL_SECONDS`` (default ``0.5``)
     How often the outputs folder is looked at; a file is finished when two looks agree, so it
     is delivered within about two periods of being complete.
@@ -72,6 +75,7 @@ class Settings:
     state_dir: Path = Path("/sidecar-state")
     max_file_bytes: int = 256 * 2**20
     max_files: int = 10_000
+    max_session_bytes: int = 20 * 2**30
     poll_seconds: float = 0.5
     options_period: float = 60.0
     deletions_period: float = 2.0
@@ -119,6 +123,7 @@ class Settings:
             state_dir=paths["STATE_DIR"],
             max_file_bytes=read("MAX_FILE_BYTES", _count(1, 2**40), cls.max_file_bytes),
             max_files=read("MAX_FILES", _count(1, 10**7), cls.max_files),
+            max_session_bytes=read("MAX_SESSION_BYTES", _count(1, 2**50), cls.max_session_bytes),
             poll_seconds=read("DELIVERY_POLL_SECONDS", _seconds(0.01, 3600), cls.poll_seconds),
             deletions_period=read(
                 "DELETIONS_PERIOD_SECONDS", _seconds(0.01, 3600), cls.deletions_period

@@ -16,6 +16,7 @@ import pytest
 from sidecar import main
 from sidecar.copying import PART_PREFIX, part_name
 from sidecar.delivery import Delivery, Limits
+from sidecar.finished import FinishedFiles
 from sidecar.journal import Journal
 from sidecar.names import UnsafeName, check_parts, numbered
 from sidecar.outputs import prepare_folders
@@ -226,6 +227,51 @@ def test_too_big_and_too_many_are_logged_and_the_rest_goes_on(
     text = caplog_info.text
     assert text.count("11 bytes, over MAX_FILE_BYTES=10") == 1
     assert text.count("MAX_FILES=2 files delivered in this session") == 1
+
+
+def test_the_bytes_of_a_session_are_bounded_too(
+    tmp_path: Path, caplog_info: pytest.LogCaptureFixture
+) -> None:
+    """A sparse 256 MiB file costs 256 MiB on the share once copied: files times size is no
+    bound, so the session's bytes are one."""
+    pod = Pod(tmp_path, Limits(max_file_bytes=100, max_files=100, max_session_bytes=15))
+    alice = pod.give_to("alice")
+    pod.write("saved/a.png", b"a" * 10)
+    pod.passes()
+    pod.write("saved/b.png", b"b" * 10)
+    pod.write("saved/c.png", b"c" * 5)
+    pod.passes()
+    delivered = files(alice)
+    assert delivered["saved/a.png"] == b"a" * 10 and "saved/b.png" not in delivered
+    assert sum(map(len, delivered.values())) <= 15
+    assert caplog_info.text.count("MAX_SESSION_BYTES=15 bytes delivered in this session") == 1
+    assert pod.restarted().journal.delivered_bytes == sum(map(len, delivered.values()))
+
+
+def test_a_look_takes_in_a_bounded_number_of_files(
+    tmp_path: Path, caplog_info: pytest.LogCaptureFixture
+) -> None:
+    outputs = tmp_path / "outputs"
+    for number in range(5):
+        (outputs / f"folder-{number}").mkdir(parents=True)
+        (outputs / f"folder-{number}" / "x.png").write_bytes(b"x")
+    seen = FinishedFiles(str(outputs), max_seen=3)
+    for _ in range(3):
+        finished, changing = seen.look()
+        assert len(finished) + len(changing) == 3
+    assert caplog_info.text.count("holds 3 files or more") == 1
+
+
+def test_a_file_rewritten_forever_is_not_remembered_forever(tmp_path: Path) -> None:
+    pod = Pod(tmp_path, Limits(max_file_bytes=10, max_files=100))
+    pod.give_to("alice")
+    for size in range(11, 31):  # each version too big, each refused once
+        pod.write("saved/big.png", b"x" * size)
+        pod.passes()
+    assert len(pod.delivery._refused) <= 1
+    pod.write("saved/big.png", b"fits")
+    pod.passes()
+    assert pod.delivery._refused == set()
 
 
 def test_part_files_of_a_killed_copy_are_removed_and_never_look_like_pictures(pod: Pod) -> None:
