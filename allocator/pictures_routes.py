@@ -169,7 +169,9 @@ def add_picture_routes(app: FastAPI, runtime: Runtime, person_dependency: Any) -
 
     @app.delete(f"{PREFIX}/api/pictures/{{name:path}}", status_code=204, tags=["pictures"])
     async def delete_picture(request: Request, name: str, person: CurrentPerson) -> Response:
-        """Delete one of my pictures (404 when there is no such picture)."""
+        """Delete one of my pictures (404 when there is no such picture). Behind Agones this
+        asks the WebUI pods' sidecars to delete it: it is gone from my pictures at once, from
+        the share within seconds while any WebUI pod runs; 503 when it cannot be asked now."""
         _check_origin(request)
         await _delete(shelf, person, name)
         return Response(status_code=204)
