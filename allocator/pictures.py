@@ -29,7 +29,7 @@ from typing import BinaryIO, NamedTuple
 
 from allocator.slugs import slug_for
 from sidecar import deletion_requests
-from sidecar.deletion_requests import Deletion, key_of
+from sidecar.deletion_requests import Deletion
 
 OUTPUTS = "outputs"
 CHUNK = 64 * 1024
@@ -51,6 +51,11 @@ class NoSuchPicture(Exception):
 class ReadOnly(Exception):
     """The pictures are readable here but cannot be changed (behind Agones the allocator
     mounts the share's users/ read-only: only the pods' sidecars write it)."""
+
+
+class Undeletable(Exception):
+    """A picture whose name the WebUI pods' sidecars would not delete (too long, or a name
+    they never deliver), behind Agones."""
 
 
 class Picture(NamedTuple):
@@ -260,7 +265,7 @@ class PictureShelf:
     def writable(self) -> bool:
         """Whether pictures can be deleted (directly, or by asking the sidecars)."""
         if self.deletions_dir is not None:
-            return True
+            return os.access(self.deletions_dir, os.W_OK)
         try:
             return not os.statvfs(self.users_dir).f_flag & os.ST_RDONLY
         except OSError:
@@ -325,14 +330,14 @@ class PictureShelf:
         os.close(descriptor)
         deletion = Deletion(name, info.st_size, info.st_mtime_ns)
         if deletion_requests.decode(deletion_requests.encode(deletion)) is None:
-            raise NoSuchPicture(name)  # a name no sidecar delivers or would delete
+            raise Undeletable(name)
         assert self.deletions_dir is not None
         deletion_requests.write(self.deletions_dir, slug_for(email), deletion)
 
     def _asked_to_go(self, slug: str, name: str, info: os.stat_result) -> bool:
         if self.deletions_dir is None:
             return False
-        asked = deletion_requests.pending(self.deletions_dir, slug).get(key_of(name))
+        asked = deletion_requests.asked(self.deletions_dir, slug, name)
         return asked == Deletion(name, info.st_size, info.st_mtime_ns)
 
     def _without_deleted(self, slug: str, pictures: list[Picture]) -> list[Picture]:
@@ -341,7 +346,7 @@ class PictureShelf:
         asked = deletion_requests.pending(self.deletions_dir, slug)
         if not asked:
             return pictures
-        gone = {(d.name, d.size, d.modified_ns) for d in asked.values()}
+        gone = {(d.name, d.size, d.modified_ns) for d in asked}
         return [p for p in pictures if (p.name, p.size, p.modified_ns) not in gone]
 
 

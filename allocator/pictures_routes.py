@@ -28,6 +28,7 @@ from allocator.pictures import (
     Picture,
     PictureShelf,
     ReadOnly,
+    Undeletable,
     read_chunks,
     zip_stream,
 )
@@ -56,6 +57,10 @@ FILE_HEADERS = {
     "Cache-Control": "private, no-cache",
 }
 ZIP_HEADERS = {**FILE_HEADERS, "Cache-Control": "no-store"}
+UNDELETABLE = (
+    "This picture's name is longer than what can be deleted here. Please ask an operator to "
+    "remove it."
+)
 NOT_NOW = "Your picture could not be deleted just now. Please try again in a minute."
 READ_ONLY = (
     "Pictures cannot be deleted here: this allocator reads everyone's folders read-only "
@@ -139,6 +144,8 @@ async def _delete(shelf: PictureShelf, person: Person, name: str) -> None:
         raise HTTPException(404) from None
     except ReadOnly:
         raise HTTPException(409, READ_ONLY) from None
+    except Undeletable:
+        raise HTTPException(409, UNDELETABLE) from None
     except OSError as error:  # the deletion requests' folder (behind Agones) is not usable
         log.error("could not ask for the deletion of a picture of %s: %s", person.email, error)
         raise HTTPException(503, NOT_NOW) from None

@@ -4,6 +4,8 @@ lists in < 100 ms; the zip streams with bounded memory).
 A real `sd-allocator serve` process (static backend pointing nowhere: pictures need no WebUI,
 header identity, memory store) reads a users folder laid out as AUTOMATIC1111 writes it
 (`outputs/txt2img-images/<date>/<number>-<seed>.png`). One keep-alive connection asks:
+As behind Agones, deleting asks the pods' sidecars (`SDA_DELETIONS_DIR`), and the lister has
+`pending_deletions` requests waiting, which every walk reads to hide what was asked to go.
 - cold: the first page when the person's listing is not kept (the whole folder walked), once
   per `LISTING_TTL` so each sample walks again;
 - warm: every page of `page_size` through all 10 000, in `rounds` rounds (the listing is kept
@@ -31,6 +33,8 @@ from allocator.slugs import slug_for
 from bench import services
 from bench.procs import Processes, Service, free_port, wait_for_http
 from bench.tools import ROOT
+from sidecar import deletion_requests
+from sidecar.deletion_requests import Deletion
 
 LISTER = "lister@example.com"
 ZIPPER = "zipper@example.com"
@@ -45,6 +49,7 @@ class PicturesLoad:
     cold_samples: int = 8
     zip_files: int = 16
     zip_file_mib: int = 16
+    pending_deletions: int = 100
 
 
 @dataclass
@@ -75,7 +80,9 @@ def run(processes: Processes, load: PicturesLoad, allocator_command: list[str]) 
     users = processes.workdir / "pictures-users"
     _fill_listing(users / slug_for(LISTER) / "outputs", load.pictures)
     _fill_zip(users / slug_for(ZIPPER) / "outputs", load.zip_files, load.zip_file_mib)
-    server = _start(processes, allocator_command, users)
+    deletions = processes.workdir / "pictures-deletions"
+    _fill_deletions(deletions, load.pending_deletions)
+    server = _start(processes, allocator_command, users, deletions)
     result = PicturesResult(load, setup_seconds=time.monotonic() - began)
     print(f"  {load.pictures} pictures set up in {result.setup_seconds:.1f} s", flush=True)
     port = server.port
@@ -107,6 +114,15 @@ def _fill_listing(outputs: Path, count: int) -> None:
         os.utime(path, (base + number, base + number))
 
 
+def _fill_deletions(deletions: Path, count: int) -> None:
+    """Deletion requests of the lister's waiting for a sidecar, as behind Agones; for files
+    already gone, so the listing stays `pictures` long and comparable."""
+    deletions.mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        deletion = Deletion(f"txt2img-images/gone-{number:04}.png", 1024, 1_700_000_000 + number)
+        deletion_requests.write(deletions, slug_for(LISTER), deletion)
+
+
 def _fill_zip(outputs: Path, files: int, mib: int) -> None:
     outputs.mkdir(parents=True, exist_ok=True)
     block = os.urandom(1 << 20)
@@ -116,7 +132,7 @@ def _fill_zip(outputs: Path, files: int, mib: int) -> None:
                 out.write(block)
 
 
-def _start(processes: Processes, command: list[str], users: Path) -> Service:
+def _start(processes: Processes, command: list[str], users: Path, deletions: Path) -> Service:
     port = free_port()
     service = processes.start(
         "allocator-pictures",
@@ -128,6 +144,7 @@ def _start(processes: Processes, command: list[str], users: Path) -> Service:
             "SDA_REDIS_URL": "memory",
             "SDA_DATA_DIR": str(processes.workdir / "pictures-data"),
             "SDA_USERS_DIR": str(users),
+            "SDA_DELETIONS_DIR": str(deletions),
             "SDA_PORT": str(port),
             "SDA_METRICS_PORT": "0",
             "SDA_LOG_LEVEL": "warning",

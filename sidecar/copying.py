@@ -58,7 +58,7 @@ def deliver(source_root: str, version: Version, target_root: Path, max_bytes: in
         _check_same(source, version, max_bytes)
         folder = _make_folders(target_root, parts[:-1])
         try:
-            name = _place(source, folder, parts[-1], version, max_bytes)
+            name = _place(source, folder, parts, version, max_bytes)
             os.fsync(folder)
         finally:
             os.close(folder)
@@ -121,14 +121,19 @@ def _make_folders(root: Path, parts: tuple[str, ...]) -> int:
     return folder
 
 
-def _place(source: int, folder: int, name: str, version: Version, max_bytes: int) -> str:
-    """The name the file ends up under in ``folder``: a free one, or one holding the same."""
+def _place(
+    source: int, folder: int, parts: tuple[str, ...], version: Version, max_bytes: int
+) -> str:
+    """The name the file ends up under in ``folder`` (where ``parts`` go): a free one, or
+    one holding the same. A numbered name must pass the same checks as the path itself, so
+    that "My pictures" can show, and behind Agones ask to delete, whatever was delivered."""
+    *folders, name = parts
     part: str | None = None
     try:
         for number in range(1, MAX_NUMBER + 1):
             candidate = numbered(name, number)
             try:
-                check_name(candidate)
+                check_parts((*folders, candidate))
             except UnsafeName as error:
                 raise Refused(str(error)) from None
             if _holds_same(folder, candidate, source, version.size):

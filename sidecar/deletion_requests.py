@@ -1,16 +1,18 @@
 """Requests to delete a person's picture, for where the allocator may not delete it itself.
 
 Behind Agones the allocator reads the share's ``users/`` read-only: only the pods' sidecars write
-people's folders. So "delete" in "My pictures" writes a request instead, in a folder of its own
-that the allocator and the sidecars mount and no WebUI does: ``<deletions>/<slug>/<key>.json``
-holding the picture's name, size and modification time. The allocator hides a picture with a
-pending request at once; every pod's sidecar looks at the requests every few seconds and removes
-the file if it is still that same file (same size and time: a later picture that got the same
-name is not touched), then the request.
+people's folders. So "delete" in "My pictures" writes a request instead, into a folder of its own
+that the allocator and the sidecars mount and no WebUI does: ``<deletions>/<slug>.<key>.json``
+holding the picture's name, size and modification time, where the key is a hash of the name (so
+asking twice makes one request). One flat folder: an idle sidecar's look is one directory read.
 
-The key is a hash of the name, so asking twice makes one request. Both sides read requests as
-hostile: bounded size, a JSON object of exactly these fields, a name every part of which is a
-plain name (`sidecar.names`).
+The allocator hides a picture with a request at once; the pods' sidecars delete the file if it is
+still that same file (same size and time: a later picture that got the same name is not
+touched). A request stays a few minutes after it is done, so that the allocator, whose view of
+the share may lag (NFS caches), and its other replicas go on hiding the picture meanwhile.
+
+Both sides read requests as hostile: bounded size, a JSON object of exactly these fields, a name
+every part of which is a plain name (`sidecar.names`).
 """
 
 from __future__ import annotations
@@ -19,17 +21,22 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import uuid
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
-from sidecar.names import UnsafeName, check_parts
+from sidecar.names import UnsafeName, check_name, check_parts
 
 SUFFIX = ".json"
+KEY_LENGTH = 40
 MAX_REQUEST_BYTES = 8192
 MAX_PENDING = 10_000
-"""Requests of one person read at a time; more wait for the next look."""
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+"""Requests read in one look; more wait for the next."""
+DRAFT_PREFIX = ".draft-"
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,30 @@ class Deletion:
 
 
 def key_of(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:40]
+    return hashlib.sha256(name.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def file_name(slug: str, name: str) -> str:
+    return f"{slug}.{key_of(name)}{SUFFIX}"
+
+
+def owner_of(request_file: str) -> tuple[str, str] | None:
+    """(slug, key) of a request's file name; None for any other name (drafts, strays)."""
+    if request_file.startswith(".") or not request_file.endswith(SUFFIX):
+        return None
+    slug, _, key = request_file[: -len(SUFFIX)].rpartition(".")
+    if len(key) != KEY_LENGTH or not slug:
+        return None
+    try:
+        check_name(slug)
+    except UnsafeName:
+        return None
+    return slug, key
+
+
+def encode(deletion: Deletion) -> bytes:
+    fields = {"name": deletion.name, "size": deletion.size, "modified_ns": deletion.modified_ns}
+    return json.dumps(fields).encode()
 
 
 def decode(raw: bytes) -> Deletion | None:
@@ -67,72 +97,80 @@ def decode(raw: bytes) -> Deletion | None:
     return Deletion(name, size, modified_ns)
 
 
-def encode(deletion: Deletion) -> bytes:
-    fields = {"name": deletion.name, "size": deletion.size, "modified_ns": deletion.modified_ns}
-    return json.dumps(fields).encode()
-
-
 def write(deletions_dir: Path, slug: str, deletion: Deletion) -> None:
     """Ask for ``deletion``: written beside, then renamed into place. Raises OSError."""
-    data = encode(deletion)
-    top = os.open(deletions_dir, _DIRECTORY & ~os.O_NOFOLLOW)
-    try:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(slug, 0o770, dir_fd=top)
-        folder = os.open(slug, _DIRECTORY, dir_fd=top)
-    finally:
-        os.close(top)
-    draft = f".{uuid.uuid4().hex}"
+    folder = os.open(deletions_dir, _DIRECTORY)
+    draft = f"{DRAFT_PREFIX}{uuid.uuid4().hex}"
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         with os.fdopen(os.open(draft, flags, 0o660, dir_fd=folder), "wb") as target:
-            target.write(data)
-        os.replace(draft, deletion.key + SUFFIX, src_dir_fd=folder, dst_dir_fd=folder)
-    finally:
-        os.close(folder)
-
-
-def pending(deletions_dir: Path, slug: str) -> dict[str, Deletion]:
-    """The person's requests by key (at most `MAX_PENDING`); empty when there are none."""
-    try:
-        folder = open_person(deletions_dir, slug)
+            target.write(encode(deletion))
+        os.replace(draft, file_name(slug, deletion.name), src_dir_fd=folder, dst_dir_fd=folder)
     except OSError:
-        return {}
-    found: dict[str, Deletion] = {}
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if len(found) >= MAX_PENDING:
-                    break
-                if entry.name.endswith(SUFFIX) and entry.is_file(follow_symlinks=False):
-                    deletion = read(folder, entry.name)
-                    if deletion is not None and deletion.key + SUFFIX == entry.name:
-                        found[deletion.key] = deletion
+        _remove_quietly(draft, folder)
+        raise
     finally:
         os.close(folder)
-    return found
 
 
-def open_person(deletions_dir: Path, slug: str) -> int:
-    """A descriptor of ``<deletions>/<slug>``, never through a link. Raises OSError."""
-    top = os.open(deletions_dir, _DIRECTORY & ~os.O_NOFOLLOW)
+def asked(deletions_dir: Path, slug: str, name: str) -> Deletion | None:
+    """The request for the person's picture ``name``, if there is one (one file read)."""
     try:
-        return os.open(slug, _DIRECTORY, dir_fd=top)
-    finally:
-        os.close(top)
-
-
-def read(folder: int, file_name: str) -> Deletion | None:
-    """The request in ``file_name`` of the open ``folder``; None if gone, a link or bad."""
-    try:
-        descriptor = os.open(file_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+        folder = os.open(deletions_dir, _DIRECTORY)
     except OSError:
         return None
-    with os.fdopen(descriptor, "rb") as source:
-        try:
-            return decode(source.read(MAX_REQUEST_BYTES + 1))
-        except OSError:  # a FIFO or a folder
+    try:
+        return read(folder, file_name(slug, name))
+    finally:
+        os.close(folder)
+
+
+def pending(deletions_dir: Path, slug: str) -> list[Deletion]:
+    """The person's requests (from at most `MAX_PENDING` in all); none when unreadable."""
+    try:
+        folder = os.open(deletions_dir, _DIRECTORY)
+    except OSError:
+        return []
+    try:
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in islice(entries, MAX_PENDING)]
+        mine = [request_file for request_file in names if _of(request_file, slug)]
+        found = (read(folder, request_file) for request_file in mine)
+        return [deletion for deletion in found if deletion is not None]
+    except OSError:
+        return []
+    finally:
+        os.close(folder)
+
+
+def read(folder: int, request_file: str) -> Deletion | None:
+    """The request in ``request_file`` of the open ``folder``; None if gone, a link or bad."""
+    try:
+        descriptor = os.open(request_file, _FILE, dir_fd=folder)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             return None
+        deletion = decode(os.read(descriptor, MAX_REQUEST_BYTES + 1))
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+    owner = owner_of(request_file)
+    if deletion is None or owner is None or owner[1] != deletion.key:
+        return None
+    return deletion
+
+
+def _of(request_file: str, slug: str) -> bool:
+    owner = owner_of(request_file)
+    return owner is not None and owner[0] == slug
+
+
+def _remove_quietly(name: str, folder: int) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name, dir_fd=folder)
 
 
 def _is_count(value: object) -> bool:

@@ -229,6 +229,21 @@ def test_too_big_and_too_many_are_logged_and_the_rest_goes_on(
     assert text.count("MAX_FILES=2 files delivered in this session") == 1
 
 
+def test_a_numbered_name_obeys_the_path_bound_too(
+    pod: Pod, caplog_info: pytest.LogCaptureFixture
+) -> None:
+    """`name (2).png` may not make a path longer than any delivered: "My pictures" could list it
+    but, behind Agones, never have it deleted."""
+    alice = pod.give_to("alice")
+    relative = "/".join(["saved", *["d" * 200] * 4, "n" * 207 + ".png"])  # 1022 bytes
+    pod.write(relative, b"first")
+    pod.passes()
+    pod.write(relative, b"second, different")
+    pod.passes()
+    assert files(alice) == {relative: b"first"}
+    assert "too long" in caplog_info.text
+
+
 def test_the_bytes_of_a_session_are_bounded_too(
     tmp_path: Path, caplog_info: pytest.LogCaptureFixture
 ) -> None:
