@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fake_agones.backing import Backing, NoBacking, ProcessBacking
 from fake_agones.server import FakeAgones
+from fake_agones.sidecar_backing import SidecarBacking
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -24,7 +25,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--fleet", default="sd-webui")
-    parser.add_argument("--backing", choices=("none", "demo_webui"), default="none")
+    parser.add_argument(
+        "--backing",
+        choices=("none", "demo_webui", "sidecar"),
+        default="none",
+        help="sidecar: the demo WebUI and the real sidecar per Pod (needs --share)",
+    )
+    parser.add_argument("--share", type=Path, default=None, help="the sidecars' SHARE_DIR")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--token", default=None, help="bearer token (default: a random one)")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="write a kubeconfig here")
@@ -34,13 +41,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse(argv)
-    backing: Backing = ProcessBacking.demo_webui() if args.backing == "demo_webui" else NoBacking()
     fake = FakeAgones(
         namespace=args.namespace,
         fleet=args.fleet,
         replicas=args.replicas,
         webui_port=args.webui_port,
-        backing=backing,
+        backing=backing_for(args),
         host=args.host,
         port=args.port,
         token=args.token,
@@ -58,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         done.wait()
     finally:
         fake.stop()
+
+
+def backing_for(args: argparse.Namespace) -> Backing:
+    if args.backing == "sidecar":
+        if args.share is None:
+            raise SystemExit("python -m fake_agones: --backing sidecar needs --share DIR")
+        return SidecarBacking(args.share)
+    return ProcessBacking.demo_webui() if args.backing == "demo_webui" else NoBacking()
 
 
 if __name__ == "__main__":

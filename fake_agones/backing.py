@@ -4,6 +4,9 @@ A GameServer becomes Ready only once its backing's ``start`` has returned (the s
 the SDK's Ready when the WebUI answers); its Pod is stopped when the GameServer goes. A
 backing that sets ``pod.exited`` by itself is a crashed container: Agones marks the
 GameServer Unhealthy (SidecarContainers: pod restartPolicy Never) and the Fleet replaces it.
+A backing that runs a real sidecar starts the pod's SDK server (``pod.sdk.listen()``): then
+readiness and the outputs confirmation come from that sidecar's SDK calls instead
+(`fake_agones.sidecar_backing`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 
+from fake_agones.sdk_server import PodSDK
+
 
 @dataclass
 class Pod:
@@ -32,10 +37,17 @@ class Pod:
     port: int
     directory: Path
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    sdk: PodSDK | None = None
+    """The pod's Agones SDK server, listening once a backing asks for it."""
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def runs_sidecar(self) -> bool:
+        """A real sidecar drives this pod's GameServer through its SDK server."""
+        return self.sdk is not None and self.sdk.listening
 
 
 class BackingFailed(RuntimeError):

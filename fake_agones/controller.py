@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from fake_agones import objects
 from fake_agones.backing import Backing, Pod
 from fake_agones.faults import Faults
 from fake_agones.objects import is_being_deleted, state_of
+from fake_agones.sdk_server import PodSDK, may_request_ready
 from fake_agones.store import Change, ObjectStore
 
 Json = dict[str, Any]
@@ -46,7 +47,8 @@ class Timings:
     bookmark_interval: float = 60.0
     # The sd-allocator sidecar confirms the person's outputs folder this long after an
     # allocation labels a GameServer (annotation agones.dev/sdk-sd-allocator-outputs); None:
-    # no sidecar in these pods.
+    # no sidecar in these pods. Pods running a real sidecar (their SDK server listens) are
+    # confirmed by it, never by this.
     sidecar_delay: float | None = 0.05
 
 
@@ -95,7 +97,7 @@ class GameServerController:
         self._pods: dict[Key, Pod] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._finalizers: dict[Key, asyncio.Task[None]] = {}
-        self._confirmations: set[asyncio.Task[None]] = set()
+        self._later: set[asyncio.Task[None]] = set()
         store.add_listener(self._on_change)
 
     # --- creating and running ---------------------------------------------------------
@@ -104,6 +106,7 @@ class GameServerController:
         created = self.store.create(gs)
         key = _key(created)
         pod = Pod(key[1], key[0], self.pod_ips.take(), self.port, self.data_dir / key[1])
+        pod.sdk = PodSDK(self.store, key, lambda: self.sdk_ready(key), "127.0.0.1")
         self._pods[key] = pod
         self._tasks[key] = asyncio.get_running_loop().create_task(self._lifecycle(key, pod))
         return created
@@ -123,9 +126,7 @@ class GameServerController:
             log.exception("%s did not start", pod.name)
             self.set_state(key, "Unhealthy")
             return
-        if not self._advance(key, "Scheduled", "RequestReady"):
-            return
-        if not self._advance(key, "RequestReady", "Ready", _ready):
+        if not pod.runs_sidecar and not self._ready_now(key):
             return
         if delay > 0:
             await self.faults.pod_ip_wait(delay)
@@ -133,6 +134,32 @@ class GameServerController:
         await pod.exited.wait()
         await asyncio.sleep(self.timings.unhealthy_delay)
         self.set_state(key, "Unhealthy")
+
+    def _ready_now(self, key: Key) -> bool:
+        """No real sidecar in the pod: Ready as soon as the workload answers."""
+        if not self._advance(key, "Scheduled", "RequestReady"):
+            return False
+        return self._advance(key, "RequestReady", "Ready", _ready)
+
+    def sdk_ready(self, key: Key) -> None:
+        """The pod's sidecar called SDK Ready: RequestReady now (the SDK server's
+        ``updateState``), Ready one step later (``syncGameServerRequestReadyState``), also
+        from Allocated (Agones' way to give a GameServer back to the pool)."""
+        if not may_request_ready(self.store.get(*key)):
+            return
+        self.store.update(*key, _with_state("RequestReady"))
+
+        async def later() -> None:
+            await asyncio.sleep(self.timings.step)
+            self._advance(key, "RequestReady", "Ready", _ready)
+
+        self._soon(later())
+
+    def _soon(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task that `stop` cancels if it is still going."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     def _advance(
         self, key: Key, before: str, after: str, extra: Callable[[Json], None] | None = None
@@ -165,7 +192,8 @@ class GameServerController:
         """What the sidecar does after an allocation: switch the outputs link, then set the
         SDK annotation (Agones prefixes it with agones.dev/sdk-). First owner only."""
         delay = self.timings.sidecar_delay
-        if delay is None:
+        pod = self._pods.get(key)
+        if delay is None or (pod is not None and pod.runs_sidecar):
             return
 
         def confirm(gs: Json) -> None:
@@ -178,9 +206,7 @@ class GameServerController:
             await asyncio.sleep(delay)
             self.store.update(*key, confirm)
 
-        task = asyncio.get_running_loop().create_task(later())
-        self._confirmations.add(task)
-        task.add_done_callback(self._confirmations.discard)
+        self._soon(later())
 
     async def crash(self, key: Key) -> bool:
         """The WebUI dies by itself: its Pod stops answering, Unhealthy follows."""
@@ -190,6 +216,10 @@ class GameServerController:
         await self.backing.stop(pod)
         pod.exited.set()
         return True
+
+    def sdk_port(self, key: Key) -> int | None:
+        pod = self._pods.get(key)
+        return pod.sdk.port if pod is not None and pod.sdk is not None else None
 
     # --- deleting -----------------------------------------------------------------------
 
@@ -212,7 +242,7 @@ class GameServerController:
         await asyncio.sleep(self.timings.delete_delay)
         pod = self._pods.pop(key, None)
         if pod is not None:
-            await self.backing.stop(pod)
+            await self._stop_pod(pod)
             self.pod_ips.release(pod.host)
         self.store.remove(*key)
         self._finalizers.pop(key, None)
@@ -223,14 +253,23 @@ class GameServerController:
             loop = asyncio.get_running_loop()
             loop.call_soon(self.delete, metadata["namespace"], metadata["name"])
 
+    async def _stop_pod(self, pod: Pod) -> None:
+        """The workload first (a sidecar may still call the SDK while it drains), then the
+        pod's SDK server."""
+        try:
+            await self.backing.stop(pod)
+        finally:
+            if pod.sdk is not None:
+                await pod.sdk.close()
+
     async def stop(self) -> None:
-        tasks = [*self._tasks.values(), *self._finalizers.values()]
+        tasks = [*self._tasks.values(), *self._finalizers.values(), *self._later]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         pods = list(self._pods.values())
         self._pods.clear()
-        await asyncio.gather(*(self.backing.stop(pod) for pod in pods), return_exceptions=True)
+        await asyncio.gather(*(self._stop_pod(pod) for pod in pods), return_exceptions=True)
 
 
 def _key(gs: Json) -> Key:

@@ -146,6 +146,14 @@ class FakeAgones:
 
         return self._call(get())
 
+    def sdk_port(self, name: str) -> int | None:
+        """The port of the GameServer's Pod's SDK server, if it listens (a sidecar runs)."""
+
+        async def port() -> int | None:
+            return self._cl.gameservers.sdk_port((self.namespace, name))
+
+        return self._call(port())
+
     def wait_ready(self, count: int, timeout: float = 30.0) -> list[GameServerView]:
         """At least ``count`` Ready GameServers not being deleted; returns those Ready."""
         return self._call(self._ctl.wait_ready(count, timeout), timeout + 5)

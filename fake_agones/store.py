@@ -109,7 +109,7 @@ class ObjectStore:
         self._history.append(change)
         for queue in self._watchers:
             queue.put_nowait(change)
-        for listener in self._listeners:
+        for listener in tuple(self._listeners):  # one may remove itself
             listener(change)
         self._changed.set()
         self._changed = asyncio.Event()
@@ -145,6 +145,11 @@ class ObjectStore:
 
     def add_listener(self, listener: Callable[[Change], None]) -> None:
         self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Change], None]) -> None:
+        """For listeners that live shorter than the store (a pod's SDK server)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     async def changed(self) -> None:
         await self._changed.wait()
