@@ -37,6 +37,7 @@ from allocator.backends.gameservers import (
     port_named,
 )
 from allocator.backends.gswatch import GameServerWatch
+from allocator.backends.handover import Handovers
 from allocator.kube import KubeApi, KubeError, load_configuration
 from allocator.settings import Settings
 from allocator.types import (
@@ -84,6 +85,7 @@ class AgonesBackend:
         self._confirmations: dict[str, tuple[str, asyncio.Future[None]]] = {}
         self._gone: GoneCallback | None = None
         self._releasing: set[str] = set()  # deletions we asked for are not news
+        self._handovers = Handovers()  # people's pods on their way out
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch = GameServerWatch(kube, USER_LABEL, self._on_event)
 
@@ -112,6 +114,12 @@ class AgonesBackend:
     # -- the Backend protocol -------------------------------------------------------------
 
     async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
+        if self._handovers.waiting_for(person.slug):
+            await progress(State.STARTING, "Your last WebUI is saving your settings.")
+            still = await self._handovers.handed_over(person.slug)
+            if still:
+                log.warning("GameServer(s) %s of %s still stopping; starting anew all the same",
+                            ", ".join(still), person.email)  # fmt: skip
         status = await self._allocated(person)
         # The GameServer is theirs now (the queue's dispatcher counts it as handed out).
         await progress(State.STARTING, "Your WebUI is starting.")
@@ -157,7 +165,9 @@ class AgonesBackend:
             self._releasing.discard(session.server)
             log.warning("could not delete GameServer %s: %s", session.server, exc)
             raise BackendError(f"Could not release {session.server}: {exc}") from exc
-        if not deleted:  # already gone: no DELETED event will come to clear the name
+        if deleted:
+            self._handovers.stopping(session.slug, session.server)
+        else:  # already gone: no DELETED event will come to clear the name
             self._releasing.discard(session.server)
 
     async def is_alive(self, session: Session) -> bool:
@@ -309,6 +319,7 @@ class AgonesBackend:
 
     def _on_event(self, kind: str, gameserver: dict[str, Any]) -> None:
         self._confirm(gameserver)
+        self._handovers.observe(kind, gameserver)
         if kind != "DELETED" and not is_gone(gameserver):
             return
         name = str((gameserver.get("metadata") or {}).get("name", ""))
