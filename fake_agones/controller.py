@@ -221,6 +221,10 @@ class GameServerController:
         pod = self._pods.get(key)
         return pod.sdk.port if pod is not None and pod.sdk is not None else None
 
+    def health_pings(self, key: Key) -> int:
+        pod = self._pods.get(key)
+        return pod.sdk.health_pings if pod is not None and pod.sdk is not None else 0
+
     # --- deleting -----------------------------------------------------------------------
 
     def delete(self, namespace: str, name: str) -> Json | None:
@@ -263,10 +267,12 @@ class GameServerController:
                 await pod.sdk.close()
 
     async def stop(self) -> None:
-        tasks = [*self._tasks.values(), *self._finalizers.values(), *self._later]
+        tasks = [*self._tasks.values(), *self._later]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Finalizers are let finish: each has taken its pod off the list and stops it.
+        await asyncio.gather(*self._finalizers.values(), return_exceptions=True)
         pods = list(self._pods.values())
         self._pods.clear()
         await asyncio.gather(*(self._stop_pod(pod) for pod in pods), return_exceptions=True)

@@ -70,10 +70,10 @@ class PodSDK:
     async def listen(self) -> int:
         """Start serving (once); the port, for the pod's ``AGONES_SDK_HTTP_PORT``."""
         if self._runner is None:
-            self.store.add_listener(self._on_change)
             self._runner, self._port = await serve(
                 self._application(), self.host, 0, shutdown_timeout=1.0
             )
+            self.store.add_listener(self._on_change)
         return self._port
 
     async def close(self) -> None:
@@ -107,11 +107,15 @@ class PodSDK:
         gs = self.store.get(*self.key)
         if gs is None:
             return _grpc_error(404, 5, "the GameServer is gone")
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
         queue: asyncio.Queue[Json | None] = asyncio.Queue()
-        self._streams.add(queue)
+        self._streams.add(queue)  # before the first answer: no change falls in between
         update: Json | None = sdk_gameserver(gs)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        try:
+            await response.prepare(request)
+        except BaseException:
+            self._streams.discard(queue)
+            raise
         try:
             while update is not None:
                 await response.write(json.dumps({"result": update}).encode() + b"\n")

@@ -154,6 +154,14 @@ class FakeAgones:
 
         return self._call(port())
 
+    def health_pings(self, name: str) -> int:
+        """``POST /health`` calls the GameServer's sidecar has made so far."""
+
+        async def pings() -> int:
+            return self._cl.gameservers.health_pings((self.namespace, name))
+
+        return self._call(pings())
+
     def wait_ready(self, count: int, timeout: float = 30.0) -> list[GameServerView]:
         """At least ``count`` Ready GameServers not being deleted; returns those Ready."""
         return self._call(self._ctl.wait_ready(count, timeout), timeout + 5)

@@ -107,6 +107,9 @@ class Container:
             except TimeoutError:
                 self._signal(signal.SIGKILL)
                 await self.process.wait()
+            except asyncio.CancelledError:  # the fake stopping: never leave it running
+                self._signal(signal.SIGKILL)
+                raise
 
     def _signal(self, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -127,6 +130,8 @@ class SidecarBacking:
     must not lie inside the fake's data folder (the sidecar refuses overlapping folders).
     ``sidecar_settings``: environment variables over `SIDECAR_SETTINGS`. ``sidecar_grace``:
     the pod's ``terminationGracePeriodSeconds`` for the sidecar (keep it above its drain).
+    ``webui_prestop``: the WebUI container's preStop sleep (the chart's is 5 s; shorter here,
+    and still a bound on the sidecar's last look).
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class SidecarBacking:
         webui_argv: Sequence[str] = WEBUI_ARGV,
         sidecar_grace: float = 20.0,
         webui_grace: float = 5.0,
+        webui_prestop: float = 1.0,
     ) -> None:
         self.share_dir = share_dir.absolute()
         self.users_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +151,7 @@ class SidecarBacking:
         self.webui_argv = tuple(webui_argv)
         self.sidecar_grace = sidecar_grace
         self.webui_grace = webui_grace
+        self.webui_prestop = webui_prestop
         self._pods: dict[str, RunningPod] = {}
 
     @property
@@ -176,11 +183,21 @@ class SidecarBacking:
         self._pods[pod.name] = RunningPod(webui, sidecar, watcher)
 
     async def stop(self, pod: Pod) -> None:
+        """As the kubelet stops the pod: SIGTERM to the sidecar at once, to the WebUI when its
+        preStop hook ends (``webui_prestop`` seconds; sooner here if the sidecar is gone
+        already), so the sidecar's last look at the settings must fit in that time."""
         running = self._pods.pop(pod.name, None)
         if running is None:
             return
-        await running.sidecar.terminate()
-        await running.webui.terminate()
+        sidecar = asyncio.ensure_future(running.sidecar.terminate())
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sidecar), self.webui_prestop)
+            await running.webui.terminate()
+            await sidecar
+        finally:
+            if not sidecar.done():
+                sidecar.cancel()
         await running.watcher
 
     def _webui_argv(self, pod: Pod, folders: PodFolders) -> list[str]:

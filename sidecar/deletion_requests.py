@@ -18,6 +18,7 @@ every part of which is a plain name (`sidecar.names`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -144,16 +145,32 @@ def pending(deletions_dir: Path, slug: str) -> list[Deletion]:
 
 
 def read(folder: int, request_file: str) -> Deletion | None:
-    """The request in ``request_file`` of the open ``folder``; None if gone, a link or bad."""
+    """The request in ``request_file`` of the open ``folder``; None if gone, a link or bad,
+    or if it cannot be read now."""
+    try:
+        return read_or_raise(folder, request_file)
+    except OSError:
+        return None
+
+
+class Unreadable(OSError):
+    """The request could not be read now (the share failing); it may be fine later."""
+
+
+def read_or_raise(folder: int, request_file: str) -> Deletion | None:
+    """The request, None if it is not one the allocator writes (a link, a folder, a FIFO,
+    bad contents, gone); raises `Unreadable` when the share fails."""
     try:
         descriptor = os.open(request_file, _FILE, dir_fd=folder)
-    except OSError:
+    except OSError as error:
+        _raise_if_unreadable(error)
         return None
     try:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             return None
         deletion = decode(os.read(descriptor, MAX_REQUEST_BYTES + 1))
-    except OSError:
+    except OSError as error:
+        _raise_if_unreadable(error)
         return None
     finally:
         os.close(descriptor)
@@ -161,6 +178,12 @@ def read(folder: int, request_file: str) -> Deletion | None:
     if deletion is None or owner is None or owner[1] != deletion.key:
         return None
     return deletion
+
+
+def _raise_if_unreadable(error: OSError) -> None:
+    """`Unreadable`, unless the error says it is no request (gone, a link, a folder, a FIFO)."""
+    if error.errno not in (errno.ENOENT, errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENOTDIR):
+        raise Unreadable(error.errno, error.strerror)
 
 
 def _of(request_file: str, slug: str) -> bool:

@@ -103,13 +103,13 @@ class Deletions:
                 self._remove_request(request_file, info.st_ino)
             return 0
         folder = os.open(self._requests, _DIRECTORY & ~os.O_NOFOLLOW)
-        try:
-            deletion = deletion_requests.read(folder, request_file)
+        try:  # Unreadable (the share failing) goes up: the request stays for the next look
+            deletion = deletion_requests.read_or_raise(folder, request_file)
         finally:
             os.close(folder)
         if deletion is None or not stat.S_ISREG(info.st_mode):
-            log.warning("removing a bad deletion request: %.120r", request_file)
-            self._remove_request(request_file, info.st_ino)
+            if self._remove_request(request_file, info.st_ino):  # not: gone meanwhile
+                log.warning("removed a bad deletion request: %.120r", request_file)
             self._settled[key] = info.st_mtime  # one that cannot be removed is not read again
             return 0
         outcome = self._delete(owner[0], deletion, key)
@@ -154,19 +154,22 @@ class Deletions:
             )
         return Outcome.FAILED
 
-    def _remove_request(self, request_file: str, inode: int) -> None:
-        """Remove the request file if it is still the one seen (not one written since)."""
+    def _remove_request(self, request_file: str, inode: int) -> bool:
+        """Remove the request file if it is still the one seen (not one written since);
+        True if this removed it."""
         try:
             folder = os.open(self._requests, _DIRECTORY & ~os.O_NOFOLLOW)
         except OSError:
-            return
+            return False
         try:
-            if os.stat(request_file, dir_fd=folder, follow_symlinks=False).st_ino == inode:
-                os.unlink(request_file, dir_fd=folder)
+            if os.stat(request_file, dir_fd=folder, follow_symlinks=False).st_ino != inode:
+                return False
+            os.unlink(request_file, dir_fd=folder)
         except OSError:
-            pass  # another pod's sidecar removed it, or the share fails: the next look again
+            return False  # another pod's sidecar removed it, or the share fails: next look
         finally:
             os.close(folder)
+        return True
 
 
 def _lstat(entry: os.DirEntry[str]) -> os.stat_result | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from allocator.slugs import slug_for
 from fake_agones import FakeAgones, GameServerView, Pod, SidecarBacking, Timings
 from sidecar.sdk import AgonesSDK, GameServer
 from tests.support.inprocess import InProcessAllocator, on_fake_agones
-from tests.support.processes import RedisServer, header_for
+from tests.support.processes import RedisServer, header_for, wait_until
 
 ANN, BOB, CAROL = "ann@example.com", "bob@example.com", "carol@example.com"
 REPLICAS = 4
@@ -153,12 +154,21 @@ async def test_a_picture_made_through_the_proxy_is_in_my_pictures(site: Site) ->
     (pod,) = site.gameservers_of(ANN)
     confirmed = f"agones.dev/sdk-sd-allocator-outputs={slug_for(ANN)}"
     assert confirmed in (site.pods_dir / pod / "sidecar.log").read_text(), "the real sidecar's"
+    pings = site.fake.health_pings(pod)
+
+    def pinged_again() -> bool:  # the sidecar still tells Agones the WebUI is healthy
+        return site.fake.health_pings(pod) > pings
+
+    await asyncio.to_thread(wait_until, pinged_again, WAIT, "a health ping")
 
 
-async def test_settings_follow_the_person_to_their_next_webui(site: Site) -> None:
+async def test_settings_follow_the_person_to_their_next_webui(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
     """The old pod's sidecar keeps the settings on SIGTERM; a person who comes back at once gets
     a new WebUI only once the old pod has handed over (allocator.backends.handover), so with
     the setting just made."""
+    caplog.set_level(logging.INFO, logger="allocator.backends.agones")
     async with site.client(BOB) as http:
         changed = await http.post("/sdapi/v1/options", json={"samples_format": "jpg"})
         assert changed.status_code == 200, changed.text
@@ -170,7 +180,8 @@ async def test_settings_follow_the_person_to_their_next_webui(site: Site) -> Non
         assert options.json()["samples_format"] == "jpg", site.sidecar_logs()
         (second,) = site.gameservers_of(BOB)
         assert second != first
-    assert gone(first, site.fake.snapshot()), "the new one waited for the old one"
+    assert gone(first, site.fake.snapshot())
+    assert f"{BOB}'s last WebUI handed over in" in caplog.text, "the new one waited for it"
     kept = site.backing.users_dir / slug_for(BOB) / "webui" / "options.json"
     assert json.loads(kept.read_text())["samples_format"] == "jpg"  # kept on SIGTERM
 
@@ -208,6 +219,8 @@ def bare() -> Iterator[FakeAgones]:
     timings = Timings(step=0.01, delete_delay=0.01)
     with FakeAgones(replicas=1, backing=SDKOnly(), timings=timings) as fake:
         fake.wait_until(lambda views: [v.state for v in views] == ["Scheduled"], WAIT)
+        (view,) = fake.snapshot()  # Scheduled comes before the SDK server listens
+        wait_until(lambda: fake.sdk_port(view.name) is not None, WAIT, "the SDK server")
         yield fake
 
 

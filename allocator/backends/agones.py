@@ -114,12 +114,7 @@ class AgonesBackend:
     # -- the Backend protocol -------------------------------------------------------------
 
     async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
-        if self._handovers.waiting_for(person.slug):
-            await progress(State.STARTING, "Your last WebUI is saving your settings.")
-            still = await self._handovers.handed_over(person.slug)
-            if still:
-                log.warning("GameServer(s) %s of %s still stopping; starting anew all the same",
-                            ", ".join(still), person.email)  # fmt: skip
+        await self._after_handover(person, progress)
         status = await self._allocated(person)
         # The GameServer is theirs now (the queue's dispatcher counts it as handed out).
         await progress(State.STARTING, "Your WebUI is starting.")
@@ -136,6 +131,22 @@ class AgonesBackend:
             await self._wait_for_outputs(name, person.slug)
         log.info("GameServer %s allocated to %s at %s:%s", name, person.email, host, port)
         return Placement(name, host, port, {"namespace": self._kube.namespace})
+
+    async def _after_handover(self, person: Person, progress: ProgressCallback) -> None:
+        """Let the person's previous pod, still stopping, hand over first (`handover`).
+        ALLOCATING, not STARTING: no GameServer is theirs yet (the queue's dispatcher counts
+        a STARTING head as served)."""
+        if not self._handovers.waiting_for(person.slug):
+            return
+        await progress(State.ALLOCATING, "Your last WebUI is saving your settings.")
+        began = time.monotonic()
+        still = await self._handovers.handed_over(person.slug)
+        waited = time.monotonic() - began
+        if still:
+            log.warning("GameServer(s) %s of %s still stopping after %.1f s; starting anew all "
+                        "the same", ", ".join(still), person.email, waited)  # fmt: skip
+        else:
+            log.info("%s's last WebUI handed over in %.1f s", person.email, waited)
 
     async def find_running(self, person: Person) -> Session | None:
         """The person's own GameServer that is still Allocated (the mapping was lost), and
@@ -159,16 +170,17 @@ class AgonesBackend:
 
     async def release(self, session: Session) -> None:
         self._releasing.add(session.server)
-        try:
+        self._handovers.stopping(session.slug, session.server)  # before: its DELETED may be
+        try:  # handled before the call returns
             deleted = await self._kube.delete_gameserver(session.server)
         except KubeError as exc:
             self._releasing.discard(session.server)
+            self._handovers.gone(session.slug, session.server)
             log.warning("could not delete GameServer %s: %s", session.server, exc)
             raise BackendError(f"Could not release {session.server}: {exc}") from exc
-        if deleted:
-            self._handovers.stopping(session.slug, session.server)
-        else:  # already gone: no DELETED event will come to clear the name
+        if not deleted:  # already gone: no DELETED event will come to clear the name
             self._releasing.discard(session.server)
+            self._handovers.gone(session.slug, session.server)
 
     async def is_alive(self, session: Session) -> bool:
         """Asked after a refused connection: is this still the person's GameServer?"""
@@ -324,9 +336,9 @@ class AgonesBackend:
             return
         name = str((gameserver.get("metadata") or {}).get("name", ""))
         _, email = owner(gameserver)
-        if kind == "DELETED":
-            self._releasing.discard(name)
-        elif name in self._releasing:
+        if name in self._releasing:  # our own deletion is no news
+            if kind == "DELETED":
+                self._releasing.discard(name)
             return
         if not email:
             return

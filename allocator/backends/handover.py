@@ -34,6 +34,7 @@ class Handovers:
         self._clock = clock
         self._stopping: dict[str, dict[str, float]] = {}  # slug -> {GameServer: since}
         self._changed = asyncio.Condition()
+        self._notifying: set[asyncio.Task[None]] = set()
 
     def stopping(self, slug: str, name: str) -> None:
         self._stopping.setdefault(slug, {}).setdefault(name, self._clock())
@@ -45,15 +46,17 @@ class Handovers:
         if not slug or not name:
             return
         if kind == "DELETED":
-            self._gone(slug, name)
+            self.gone(slug, name)
         elif is_gone(gameserver):
             self.stopping(slug, name)
 
     def waiting_for(self, slug: str) -> list[str]:
-        """The person's pods still stopping (not those noted too long ago)."""
+        """The person's pods still stopping; those noted too long ago are forgotten."""
         since = self._stopping.get(slug, {})
         now = self._clock()
-        return [name for name, noted in since.items() if now - noted < FORGET_AFTER]
+        for name in [name for name, noted in since.items() if now - noted >= FORGET_AFTER]:
+            self.gone(slug, name)
+        return list(self._stopping.get(slug, {}))
 
     async def handed_over(self, slug: str) -> list[str]:
         """Wait until the person's stopping pods are gone, for at most the wait; the names
@@ -65,13 +68,16 @@ class Handovers:
                 )
         return self.waiting_for(slug)
 
-    def _gone(self, slug: str, name: str) -> None:
+    def gone(self, slug: str, name: str) -> None:
+        """The pod is no more (or was never deleted after all)."""
         names = self._stopping.get(slug)
         if names is None or names.pop(name, None) is None:
             return
         if not names:
             del self._stopping[slug]
-        asyncio.get_running_loop().create_task(self._notify())
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._notifying.add(task)  # held: the loop keeps only a weak reference
+        task.add_done_callback(self._notifying.discard)
 
     async def _notify(self) -> None:
         async with self._changed:

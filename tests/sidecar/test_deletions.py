@@ -19,7 +19,11 @@ from sidecar.deletion_requests import Deletion, file_name
 from sidecar.deletions import KEEP_DONE, KEEP_FAILING, Deletions
 
 ANN, BOB = "ann-example-com-0123456789abcdef", "bob-example-com-fedcba9876543210"
-LATER = time.time() + KEEP_DONE + 60
+
+
+def later() -> float:
+    """A moment past the time a done request is kept, from now (not from the collection)."""
+    return time.time() + KEEP_DONE + 60
 
 
 class Share:
@@ -68,7 +72,7 @@ def test_the_picture_asked_for_is_deleted_and_the_request_goes_minutes_later(
     assert share.requests() == [request], "kept a while: the allocator's view may lag"
     another = Deletions(share.users, share.deletions)  # another pod's sidecar
     assert another.sweep() == 0, "nothing left to do"
-    assert share.sweep(LATER) == 0
+    assert share.sweep(later()) == 0
     assert share.requests() == []
 
 
@@ -87,7 +91,7 @@ def test_a_request_written_again_meanwhile_is_carried_out_not_dropped(share: Sha
     assert share.sweep() == 1
     second = share.picture(ANN, "a.png", b"a second picture of the same name")
     share.ask(ANN, second)  # the same request file's name, a new file
-    assert share.sweep(LATER) == 1
+    assert share.sweep(later()) == 1
     assert not second.exists()
 
 
@@ -208,5 +212,24 @@ def test_names_that_are_no_requests_are_left_alone(share: Share) -> None:
     raw = deletion_requests.encode(Deletion("a.png", info.st_size, info.st_mtime_ns))
     for stray in (".draft-0123", f".{file_name(ANN, 'a.png')}", "notes.txt", "x.json"):
         (share.deletions / stray).write_bytes(raw)
-    assert share.sweep(LATER) == 0 and hidden.exists()
+    assert share.sweep(later()) == 0 and hidden.exists()
     assert len(share.requests()) == 4
+
+
+def test_a_request_that_cannot_be_read_now_is_kept_for_the_next_look(
+    share: Share, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picture = share.picture(ANN, "a.png")
+    share.ask(ANN, picture)
+    real_open = os.open
+
+    def failing(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if str(path).endswith(".json"):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", failing)
+    assert share.sweep() == 0
+    monkeypatch.undo()
+    assert share.requests() == [file_name(ANN, "a.png")] and picture.exists()
+    assert share.sweep() == 1 and not picture.exists()
