@@ -12,6 +12,7 @@ import pytest
 
 from allocator.slugs import slug_for
 from allocator.webui_options import KeptOptions
+from cruiser.reaper import CruiseOptions, Reaper
 from sidecar import kept_options
 from sidecar.kept_options import portable
 from sidecar.webui import WebUI
@@ -52,6 +53,25 @@ def test_settings_made_in_one_webui_are_there_in_the_next(tmp_path: Path) -> Non
         assert second["server"] != first["server"]
         options = httpx.get(f"{allocator.url}/sdapi/v1/options", headers=header_for(ANN)).json()
         assert (options["samples_format"], options["CLIP_stop_at_last_layers"]) == ("jpg", 2)
+
+
+def test_settings_survive_a_reclaim_by_the_cruiser(tmp_path: Path) -> None:
+    """The cruiser gives an idle WebUI back the way a release does: its settings are kept."""
+    with InProcessAllocator.with_settings(tmp_path, identity="header") as allocator:
+        ready(allocator)
+        first = httpx.get(f"{allocator.url}/_allocator/status", headers=header_for(ANN)).json()
+        options_url = f"{allocator.url}/sdapi/v1/options"
+        answer = httpx.post(options_url, json={"samples_format": "webp"}, headers=header_for(ANN))
+        assert answer.status_code == 200
+        core = allocator.runtime.core
+        everyone_idle = CruiseOptions(idle_timeout=0.001, orphan_grace=600.0)
+        summary = allocator.call(Reaper(core.store, core.backend, everyone_idle).run_pass())
+        assert summary.reclaimed == 1
+        ready(allocator)  # a new WebUI
+        second = httpx.get(f"{allocator.url}/_allocator/status", headers=header_for(ANN)).json()
+        assert second["server"] != first["server"]
+        options = httpx.get(options_url, headers=header_for(ANN)).json()
+        assert options["samples_format"] == "webp"
 
 
 @pytest.mark.parametrize(
