@@ -154,7 +154,7 @@ class Runtime:
         await cruise_forever(
             self.core.store,
             self.core.backend,
-            CruiseOptions.from_settings(settings),
+            CruiseOptions.from_settings(settings, self.core.backend),
             settings.cruise_interval,
             before_pass=self.tracker.flush,  # this process's latest activity counts
         )
@@ -171,7 +171,9 @@ def _pressure_pass(core: Core, tracker: ActivityTracker) -> Callable[[], Awaitab
     sessions idle past the pressure timeout go at once, not at the cruiser's next pass."""
     from cruiser.reaper import CruiseOptions, cruise_once
 
-    options = replace(CruiseOptions.from_settings(core.settings), reconcile=False, quiet=True)
+    options = replace(
+        CruiseOptions.from_settings(core.settings, core.backend), reconcile=False, quiet=True
+    )
 
     async def run() -> None:
         await tracker.flush()  # this process's latest activity counts

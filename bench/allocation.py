@@ -31,7 +31,7 @@ import aiohttp
 import psutil
 import uvloop
 
-from allocator.backends.gameservers import USER_LABEL, allocation_request
+from allocator.backends.agones.gameservers import USER_LABEL, allocation_request
 from allocator.slugs import slug_for
 from allocator.types import Person
 from bench import fake_cluster, services

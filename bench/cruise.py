@@ -25,9 +25,9 @@ import redis
 from kubernetes import client, config
 
 from allocator.backends.agones import AgonesBackend
-from allocator.backends.gameservers import allocation_request, pod_ip, port_named
+from allocator.backends.agones.client import KubeApi
+from allocator.backends.agones.gameservers import allocation_request, pod_ip, port_named
 from allocator.identity.emails import person_from_email
-from allocator.kube import KubeApi
 from allocator.store import ACTIVITY, ALLOCATED, SessionStore, _encode_session
 from allocator.types import Placement, Session
 from bench import fake_cluster, services

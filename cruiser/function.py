@@ -50,7 +50,7 @@ async def _one_pass(settings: Settings, dry_run: bool) -> Summary:
     core = Core.build(settings)
     try:
         return await cruise_once(
-            core.store, core.backend, CruiseOptions.from_settings(settings, dry_run)
+            core.store, core.backend, CruiseOptions.from_settings(settings, core.backend, dry_run)
         )
     finally:
         await core.close()

@@ -44,7 +44,9 @@ class CruiseOptions:
     quiet: bool = False  # a pass that gave nothing back logs at debug level
 
     @classmethod
-    def from_settings(cls, settings: Settings, dry_run: bool = False) -> CruiseOptions:
+    def from_settings(
+        cls, settings: Settings, backend: Backend, dry_run: bool = False
+    ) -> CruiseOptions:
         return cls(
             idle_timeout=settings.idle_timeout,
             pressure_idle_timeout=settings.pressure_idle_timeout,
@@ -52,7 +54,7 @@ class CruiseOptions:
             concurrency=settings.cruise_concurrency,
             orphan_grace=settings.orphan_grace,
             dry_run=dry_run,
-            claim_ttl=max(120.0, 4 * settings.kube_timeout),
+            claim_ttl=max(120.0, 4 * backend.release_timeout),
         )
 
 

@@ -19,7 +19,7 @@ def run_passes(
 
     async def passes() -> bool:
         core = Core.build(settings)
-        options = CruiseOptions.from_settings(settings, dry_run)
+        options = CruiseOptions.from_settings(settings, core.backend, dry_run)
         try:
             if once:
                 summary = await cruise_once(core.store, core.backend, options)

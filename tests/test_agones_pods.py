@@ -166,9 +166,9 @@ async def test_settings_follow_the_person_to_their_next_webui(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The old pod's sidecar keeps the settings on SIGTERM; a person who comes back at once gets
-    a new WebUI only once the old pod has handed over (allocator.backends.handover), so with
-    the setting just made."""
-    caplog.set_level(logging.INFO, logger="allocator.backends.agones")
+    a new WebUI only once the old pod has handed over (allocator.backends.agones.handover), so
+    with the setting just made."""
+    caplog.set_level(logging.INFO, logger="allocator.backends.agones.backend")
     async with site.client(BOB) as http:
         changed = await http.post("/sdapi/v1/options", json={"samples_format": "jpg"})
         assert changed.status_code == 200, changed.text

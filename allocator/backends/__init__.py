@@ -21,7 +21,7 @@ def create_backend(settings: Settings) -> Backend:
 
         return LocalBackend.from_settings(settings)
     from allocator.backends.agones import AgonesBackend
-    from allocator.kube import KubeConfigError
+    from allocator.backends.agones.client import KubeConfigError
 
     try:
         return AgonesBackend.from_settings(settings)

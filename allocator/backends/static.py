@@ -15,6 +15,7 @@ from allocator.types import (
 
 class StaticBackend:
     name = "static"
+    release_timeout = 0.0  # a release does nothing
 
     def __init__(self, target: str) -> None:
         self._host, self._port = parse_authority(target)

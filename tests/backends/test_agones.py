@@ -368,7 +368,7 @@ def test_the_watch_survives_closed_streams_and_expired_versions(
     redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="allocator.backends.gswatch")
+    caplog.set_level(logging.INFO, logger="allocator.backends.agones.watch")
     pod = whoami(allocator, ALICE).json()["pod"]
     agones.set_watch_history(2)
     keep_the_watch_away(agones)
@@ -386,7 +386,7 @@ def test_a_gameserver_deleted_while_the_watch_was_away_is_still_noticed(
     redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="allocator.backends.gswatch")
+    caplog.set_level(logging.INFO, logger="allocator.backends.agones.watch")
     pod = whoami(allocator, ALICE).json()["pod"]
     agones.set_watch_history(1)
     keep_the_watch_away(agones)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allocator.backends.gameservers import (
+from allocator.backends.agones.gameservers import (
     allocation_request,
     is_gone,
     owner,

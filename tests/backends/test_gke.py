@@ -14,8 +14,8 @@ import google.auth
 import pytest
 
 from allocator.backends.agones import AgonesBackend
+from allocator.backends.agones.client import KubeApi, KubeConfigError, load_configuration
 from allocator.identity.emails import person_from_email
-from allocator.kube import KubeApi, KubeConfigError, load_configuration
 from fake_agones import FakeAgones
 from tests.support.people import no_progress
 

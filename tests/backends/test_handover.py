@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from allocator.backends.gameservers import EMAIL_ANNOTATION, USER_LABEL
-from allocator.backends.handover import FORGET_AFTER, Handovers
+from allocator.backends.agones.gameservers import EMAIL_ANNOTATION, USER_LABEL
+from allocator.backends.agones.handover import FORGET_AFTER, Handovers
 
 
 def gameserver(name: str, slug: str | None, deleting: bool = False) -> dict[str, Any]:

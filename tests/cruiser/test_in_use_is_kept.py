@@ -57,7 +57,7 @@ async def test_active_and_busy_are_never_reclaimed_at_a_short_idle_timeout(
 async def cruise_until_idle_is_gone(cruiser: Core, not_before: float) -> int:
     """Passes until the idle session is reclaimed and the busy request has lasted twice the
     idle timeout; the people in use must keep their sessions after every single pass."""
-    options = CruiseOptions.from_settings(cruiser.settings)
+    options = CruiseOptions.from_settings(cruiser.settings, cruiser.backend)
     passes = 0
     while True:
         await cruise_once(cruiser.store, cruiser.backend, options)

@@ -14,13 +14,15 @@ import psutil
 import pytest
 
 from allocator.backends.agones import AgonesBackend
+from allocator.backends.agones.client import KubeApi, load_configuration
 from allocator.backends.local import LocalBackend
-from allocator.kube import KubeApi, load_configuration
+from allocator.backends.static import StaticBackend
 from allocator.store import SessionStore
 from allocator.types import Session
 from allocator.waitqueue import WaitQueue
 from cruiser.reaper import CruiseOptions, Reaper
 from fake_agones import FakeAgones
+from tests.support.inprocess import settings_for
 from tests.support.people import no_progress, person
 from tests.support.processes import RedisServer, tiny_webui
 
@@ -77,6 +79,21 @@ async def past_grace(backend: AgonesBackend, server: str) -> CruiseOptions:
     age = time.time() - running.allocated_at
     assert age > 0
     return replace(OPTIONS, orphan_grace=age / 2)
+
+
+async def test_a_claim_outlasts_any_one_release_of_the_backend(
+    agones: FakeAgones, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four times the longest release the backend may take, and never under two minutes."""
+    monkeypatch.setenv("KUBECONFIG", str(agones.write_kubeconfig(tmp_path / "kubeconfig")))
+    settings = settings_for(tmp_path, backend="agones", kube_timeout=45.0)
+    slow = AgonesBackend.from_settings(settings)
+    try:
+        assert CruiseOptions.from_settings(settings, slow).claim_ttl == 180.0
+    finally:
+        await slow.close()
+    for other in (LocalBackend.from_settings(settings), StaticBackend("127.0.0.1:7860")):
+        assert CruiseOptions.from_settings(settings, other).claim_ttl == 120.0
 
 
 async def test_an_idle_session_is_reclaimed_once_and_its_mapping_goes(

@@ -18,6 +18,7 @@ from allocator.types import (
 
 class RecordingBackend:
     name = "recording"
+    release_timeout = 0.0
 
     def __init__(self, host: str = "127.0.0.1", port: int = 7860, hold: bool = True) -> None:
         self.host, self.port = host, port

@@ -36,7 +36,7 @@ from allocator.types import (
     Session,
     State,
 )
-from allocator.webui_options import KeptOptions
+from allocator.webui_options import TIMEOUT_SECONDS, KeptOptions
 
 log = logging.getLogger(__name__)
 STALE_MARK_SECONDS = 3600.0  # "stopped on purpose" marks no watcher took
@@ -61,6 +61,8 @@ except OSError as exc:
 
 class LocalBackend:
     name = "local"
+    # A release reads the WebUI's settings, then stops it (SIGKILL after the grace period).
+    release_timeout = TIMEOUT_SECONDS + STOP_GRACE_SECONDS
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from allocator.backends.gameservers import is_gone, owner
+from allocator.backends.agones.gameservers import is_gone, owner
 
 HANDOVER_WAIT = 20.0
 """At most this long for the previous pod: the sidecar's last look takes under 3 s, and a

@@ -57,7 +57,7 @@ def load_configuration(
     configuration = client.Configuration()
     try:
         if api_url:
-            from allocator.gke import google_configuration
+            from allocator.backends.agones.gke import google_configuration
 
             configuration = google_configuration(api_url, ca_cert)
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -87,7 +87,7 @@ class KubeApi:
         self, namespace: str, timeout: float, configuration: client.Configuration | None = None
     ) -> None:
         self.namespace = namespace
-        self._timeout = timeout
+        self.timeout = timeout  # seconds per API call
         self._configuration = configuration or load_configuration()
         self._api_client = client.ApiClient(self._configuration)
         self.objects = client.CustomObjectsApi(self._api_client)
@@ -153,7 +153,7 @@ class KubeApi:
         return True
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("_request_timeout", self._timeout)
+        kwargs.setdefault("_request_timeout", self.timeout)
         call = functools.partial(_translated, method, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 

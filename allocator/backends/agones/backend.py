@@ -24,7 +24,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from allocator.backends.gameservers import (
+from allocator.backends.agones.client import KubeApi, KubeError, load_configuration
+from allocator.backends.agones.gameservers import (
     FLEET_LABEL,
     USER_LABEL,
     allocated_at,
@@ -36,9 +37,8 @@ from allocator.backends.gameservers import (
     pod_ip,
     port_named,
 )
-from allocator.backends.gswatch import GameServerWatch
-from allocator.backends.handover import Handovers
-from allocator.kube import KubeApi, KubeError, load_configuration
+from allocator.backends.agones.handover import Handovers
+from allocator.backends.agones.watch import GameServerWatch
 from allocator.settings import Settings
 from allocator.types import (
     AllocationFailed,
@@ -88,6 +88,11 @@ class AgonesBackend:
         self._handovers = Handovers()  # people's pods on their way out
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch = GameServerWatch(kube, USER_LABEL, self._on_event)
+
+    @property
+    def release_timeout(self) -> float:
+        """A release is one DELETE, bounded by the API call timeout (`SDA_KUBE_TIMEOUT`)."""
+        return self._kube.timeout
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AgonesBackend:

@@ -20,7 +20,7 @@ import urllib3
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from allocator.kube import AGONES, KubeApi
+from allocator.backends.agones.client import AGONES, KubeApi
 
 log = logging.getLogger(__name__)
 
