@@ -114,7 +114,7 @@ class AgonesBackend:
         self._watch.stop()
         for task in list(self._tasks):
             task.cancel()
-        self._kube.close()
+        await self._kube.close()
 
     # -- the Backend protocol -------------------------------------------------------------
 

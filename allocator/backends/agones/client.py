@@ -1,35 +1,30 @@
-"""KubeApi: the few Agones calls we make, through the official `kubernetes` client.
+"""KubeApi: the few Agones calls we make.
 
-The client is synchronous, so every call runs on a small thread pool of its own and the event
-loop never blocks. One `ApiClient` (one urllib3 pool, sized to the thread pool) lives as long as
-the process. Client errors are turned into two exceptions: `KubeError` (the API answered no, or
-not at all) with `transient` telling whether trying again can help.
+The official `kubernetes` package loads the configuration (credentials, CA, the API's address);
+the calls of the hot paths (allocate, get, list, delete) go out through aiohttp on the event
+loop (`transport`: a fraction of the CPU per call of the synchronous client on a thread pool,
+measured in `make bench`). The synchronous client remains for the GameServer watch, which runs
+in a thread of its own. Failures become one exception, `KubeError` (the API answered no, or not
+at all), with `transient` telling whether trying again can help.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import logging
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import urllib3
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+
+from allocator.backends.agones.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
 AGONES = ("agones.dev", "v1")
 ALLOCATION = ("allocation.agones.dev", "v1")
-# Agones' aggregated allocation API fails a request without a media type; the Python client
-# sends none on custom-object creates unless told (see docs/agones.md).
-JSON_HEADERS = {"Content-Type": "application/json"}
-THREADS = 16  # at least the cruiser's default concurrency
+THREADS = 16  # the watch's connection pool
 
 
 class KubeError(Exception):
@@ -89,96 +84,79 @@ class KubeApi:
         self.namespace = namespace
         self.timeout = timeout  # seconds per API call
         self._configuration = configuration or load_configuration()
+        self._transport = Transport(self._configuration, timeout)
+        # The synchronous client is kept for the GameServer watch, which runs in a thread.
         self._api_client = client.ApiClient(self._configuration)
         self.objects = client.CustomObjectsApi(self._api_client)
-        self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="kube")
 
     async def allocate(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST a GameServerAllocation; its outcome is in `status.state`."""
-        answer: dict[str, Any] = await self._call(
-            self.objects.create_namespaced_custom_object,
-            *ALLOCATION,
-            self.namespace,
-            "gameserverallocations",
-            body,
-            _headers=JSON_HEADERS,
-        )
-        return answer
+        path = f"/apis/{'/'.join(ALLOCATION)}/namespaces/{self.namespace}/gameserverallocations"
+        return await self._json("POST", path, body)
 
     async def get_gameserver(self, name: str) -> dict[str, Any] | None:
         """The GameServer, or None when it does not exist."""
         try:
-            gameserver: dict[str, Any] = await self._call(
-                self.objects.get_namespaced_custom_object,
-                *AGONES,
-                self.namespace,
-                "gameservers",
-                name,
-            )
+            return await self._json("GET", self._gameservers(name))
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
-        return gameserver
 
     async def list_gameservers(
         self, label_selector: str = "", field_selector: str = ""
     ) -> dict[str, Any]:
         """The GameServerList (items and `metadata.resourceVersion`)."""
-        listing: dict[str, Any] = await self._call(
-            self.objects.list_namespaced_custom_object,
-            *AGONES,
-            self.namespace,
-            "gameservers",
-            label_selector=label_selector,
-            field_selector=field_selector,
-        )
-        return listing
+        params = {"labelSelector": label_selector, "fieldSelector": field_selector}
+        chosen = {key: value for key, value in params.items() if value}
+        return await self._json("GET", self._gameservers(), params=chosen)
 
     async def delete_gameserver(self, name: str) -> bool:
         """Delete it (Agones stops the pod; the Fleet replaces it). False if already gone."""
         try:
-            await self._call(
-                self.objects.delete_namespaced_custom_object,
-                *AGONES,
-                self.namespace,
-                "gameservers",
-                name,
-                _headers=JSON_HEADERS,
-            )
+            await self._json("DELETE", self._gameservers(name))
         except KubeError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
 
-    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("_request_timeout", self.timeout)
-        call = functools.partial(_translated, method, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def close(self) -> None:
+        await self._transport.close()
         self._api_client.close()
 
+    def _gameservers(self, name: str = "") -> str:
+        path = f"/apis/{'/'.join(AGONES)}/namespaces/{self.namespace}/gameservers"
+        return f"{path}/{name}" if name else path
 
-def _translated(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    try:
-        return method(*args, **kwargs)
-    except ApiException as exc:
-        raise KubeError(_describe(exc), exc.status or 0) from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise KubeError(f"no answer from the Kubernetes API: {exc}") from None
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            status, reason, data = await self._transport.request(method, path, body, params)
+        except TransportError as exc:
+            raise KubeError(f"no answer from the Kubernetes API: {exc}") from None
+        if status >= 400:
+            raise KubeError(_describe(status, reason, data), status)
+        try:
+            answer: dict[str, Any] = json.loads(data)
+        except ValueError:
+            raise KubeError(f"HTTP {status}: an answer that is not JSON", 500) from None
+        return answer
 
 
-def _describe(exc: ApiException) -> str:
+def _describe(status: int, reason: str, body: bytes) -> str:
     """`HTTP 403 Forbidden: <the Status message>`, without response headers."""
     detail = ""
-    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
-    if body:
+    text = body.decode(errors="replace")
+    if text:
         try:
-            detail = str(json.loads(body).get("message", ""))
+            detail = str(json.loads(text).get("message", ""))
         except (ValueError, AttributeError):
-            detail = body.strip()[:200]
-    text = f"HTTP {exc.status} {exc.reason or ''}".strip()
-    return f"{text}: {detail}" if detail else text
+            detail = text.strip()[:200]
+    heading = f"HTTP {status} {reason}".strip()
+    return f"{heading}: {detail}" if detail else heading
