@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import scarcity_report
+from bench import kube_clients, scarcity_report
 from bench.results import NOT_MEASURED, Json
 
 LABELS = {
@@ -366,7 +366,7 @@ def _cruise_method(data: Json) -> str:
         "replaced on these cores, as they would be by Agones on other machines). Ours is "
         "`cruiser.reaper.Reaper.run_pass()` with the allocator's store and Agones backend: "
         "one idle query, the mappings read in one round trip per 500, then 16 at a time: their "
-        "claims in one round trip, their DELETEs through the kubernetes client at once, their "
+        "claims in one round trip, their DELETEs through the allocator's Kubernetes client (plain aiohttp requests) at once, their "
         "drops in one round trip. Reconciliation is off (it "
         "compares every mapping with the GameServers, and 99 % here have none on purpose). "
         "The predecessor's algorithm runs read-only on the same data. "
@@ -524,6 +524,8 @@ def console(data: Json) -> str:
         parts += [f"  {line}" for line in scarcity_report.evidence(data)]
     if data.get("pictures"):
         parts += ["\nMy pictures", pictures_table(data)]
+    if data.get("kubeclients"):
+        parts += ["\nKubernetes clients", kube_clients.table(data["kubeclients"])]
     parts += ["\nGoals", goal_table(data)]
     notes = missing_notes(data)
     if notes:
@@ -560,7 +562,7 @@ def markdown(data: Json) -> str:
         "",
         "Reproduce with `make bench` (runs `.venv/bin/python -m bench.run`; options: "
         "`--duration`, `--connections`, `--rounds`, "
-        "`--only throughput|memory|clients|allocation|cruise|scarcity|pictures`, "
+        "`--only throughput|memory|clients|allocation|cruise|scarcity|pictures|kubeclients`, "
         "`--client-requests`, "
         "`--allocation-rounds`; "
         "`--help` for all). Raw numbers: "
@@ -684,6 +686,15 @@ def markdown(data: Json) -> str:
             _pictures_method(data),
             "",
             pictures_table(data, markdown=True),
+        ]
+    if data.get("kubeclients"):
+        out += [
+            "",
+            "## Kubernetes clients",
+            "",
+            kube_clients.method(data["kubeclients"]),
+            "",
+            kube_clients.table(data["kubeclients"]),
         ]
     out += ["", "## Goals", "", goal_table(data, markdown=True)]
     notes = missing_notes(data)

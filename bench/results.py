@@ -38,7 +38,16 @@ PICTURES_COUNT = 10_000  # pictures in one person's folder
 PICTURES_PAGE_LIMIT_MS = 100.0  # ... and a page of them lists in less
 ZIP_GROWTH_LIMIT = 50_000_000  # bytes of RSS growth while the zip of all streams
 
-SCENARIOS = ("throughput", "memory", "clients", "allocation", "cruise", "scarcity", "pictures")
+SCENARIOS = (
+    "throughput",
+    "memory",
+    "clients",
+    "allocation",
+    "cruise",
+    "scarcity",
+    "pictures",
+    "kubeclients",
+)
 
 MET, NOT_MET, NOT_MEASURED = "met", "NOT met", "not measured"
 

@@ -1,7 +1,8 @@
 """`make bench`: measure the allocator against nginx and configurable-http-proxy (brief §6).
 
     .venv/bin/python -m bench.run [--duration 10] [--connections 32] [--only throughput|
-                                  memory|clients|allocation|cruise|scarcity|pictures]
+                                  memory|clients|allocation|cruise|scarcity|pictures|
+                                  kubeclients]
 
 Prints a table, writes bench/results/latest.json and (after a full run) BENCHMARKS.md. A run
 with --only keeps the other scenarios' results from the previous latest.json (marked as carried
@@ -34,6 +35,7 @@ from bench import (
     allocation,
     clients,
     cruise,
+    kube_clients,
     memory,
     pictures,
     procs,
@@ -198,6 +200,7 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
         "cruise": None,
         "scarcity": None,
         "pictures": None,
+        "kubeclients": None,
     }
     workdir = Path(tempfile.mkdtemp(prefix="sda-bench-"))
     try:
@@ -236,6 +239,9 @@ def measure(args: argparse.Namespace, found: tools.Tools) -> results.Json:
                 load_pictures = pictures.PicturesLoad(pictures=args.pictures)
                 measured_pictures = pictures.run(processes, load_pictures, allocator_command)
                 data["pictures"] = results.pictures_json(measured_pictures)
+            if args.only in (None, "kubeclients"):
+                print("Scenario 8: Kubernetes clients, CPU per call", flush=True)
+                data["kubeclients"] = kube_clients.run_in(processes, kube_clients.ClientsLoad())
     finally:
         if args.keep_temp:
             print(f"logs and configs kept in {workdir}")
