@@ -366,9 +366,9 @@ def _cruise_method(data: Json) -> str:
         "replaced on these cores, as they would be by Agones on other machines). Ours is "
         "`cruiser.reaper.Reaper.run_pass()` with the allocator's store and Agones backend: "
         "one idle query, the mappings read in one round trip per 500, then 16 at a time: their "
-        "claims in one round trip, their DELETEs through the allocator's Kubernetes client (plain aiohttp requests) at once, their "
-        "drops in one round trip. Reconciliation is off (it "
-        "compares every mapping with the GameServers, and 99 % here have none on purpose). "
+        "claims in one round trip, their DELETEs through the allocator's Kubernetes client "
+        "(plain aiohttp requests) at once, their drops in one round trip. Reconciliation is "
+        "off (it compares every mapping with the GameServers, and 99 % here have none on purpose). "
         "The predecessor's algorithm runs read-only on the same data. "
         f"Set-up took {part['setup_seconds']:.0f} s and is not measured."
     )
