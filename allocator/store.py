@@ -287,6 +287,21 @@ class SessionStore:
             stamps = await self._redis.zrange(ACTIVITY, 0, -1, withscores=True)
             return await self._load_views(cast(list[tuple[str, float]], stamps), now)
 
+    async def mapped_servers(self) -> list[tuple[str, str, str]]:
+        """(email, backend, server) of every mapping: what reconciliation compares, two fields
+        of each record instead of all of it and its busy leases."""
+        async with translate_errors():
+            emails = [str(email) for email in await self._redis.zrange(ACTIVITY, 0, -1)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for email in emails:
+                    pipe.hmget(_session_key(email), ["backend", "server"])
+                replies = await pipe.execute()
+        return [
+            (email, str(backend), str(server))
+            for email, (backend, server) in zip(emails, replies, strict=True)
+            if backend and server
+        ]
+
     async def view(self, email: str, now: float) -> SessionView | None:
         async with translate_errors():
             stamp = await self._redis.zscore(ACTIVITY, email)

@@ -45,10 +45,11 @@ class Reconciler:
         for session in running:
             await self._check_orphan(session, summary)
         servers = {session.server for session in running}
-        for view in await self._store.all_views(time.time()):
-            mapped = view.session
-            if mapped.backend == self._backend.name and mapped.server not in servers:
-                await self._check_stale(mapped, summary)
+        for email, backend, server in await self._store.mapped_servers():
+            if backend == self._backend.name and server not in servers:
+                mapped = await self._store.get(email)  # the whole record, for these few
+                if mapped is not None and mapped.server == server:
+                    await self._check_stale(mapped, summary)
 
     async def _check_orphan(self, running: Session, summary: Summary) -> None:
         if time.time() - running.allocated_at < self._options.orphan_grace:
