@@ -3,9 +3,9 @@
 The official `kubernetes` package loads the configuration (credentials, CA, the API's address);
 the calls of the hot paths (allocate, get, list, delete) go out through aiohttp on the event
 loop (`transport`: a fraction of the CPU per call of the synchronous client on a thread pool,
-measured in `make bench`). The synchronous client remains for the GameServer watch, which runs
-in a thread of its own. Failures become one exception, `KubeError` (the API answered no, or not
-at all), with `transient` telling whether trying again can help.
+measured in `make bench`), the GameServer watch too. Failures become one exception,
+`KubeError` (the API answered no, or not at all), with `transient` telling whether trying again
+can help.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
-from allocator.backends.agones.transport import Transport, TransportError
+from allocator.backends.agones.transport import StreamRefused, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
 AGONES = ("agones.dev", "v1")
 ALLOCATION = ("allocation.agones.dev", "v1")
-THREADS = 16  # the watch's connection pool
 
 
 class KubeError(Exception):
@@ -72,8 +72,6 @@ def load_configuration(
         ) from exc
     except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and kin
         raise KubeConfigError(f"no Google credentials for {api_url}: {exc}") from exc
-    configuration.connection_pool_maxsize = THREADS
-    configuration.retries = False  # our callers decide what to retry
     return configuration
 
 
@@ -85,9 +83,6 @@ class KubeApi:
         self.timeout = timeout  # seconds per API call
         self._configuration = configuration or load_configuration()
         self._transport = Transport(self._configuration, timeout)
-        # The synchronous client is kept for the GameServer watch, which runs in a thread.
-        self._api_client = client.ApiClient(self._configuration)
-        self.objects = client.CustomObjectsApi(self._api_client)
 
     async def allocate(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST a GameServerAllocation; its outcome is in `status.state`."""
@@ -121,9 +116,30 @@ class KubeApi:
             raise
         return True
 
+    async def watch_gameservers(
+        self, label_selector: str, version: str, seconds: int, read_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events (``type``, ``object``) of GameServers from ``version`` on, until
+        the server ends the stream after about ``seconds``. `KubeError` for a refused watch
+        (410 when the version is too old) and for no answer."""
+        params = {
+            "watch": "true",
+            "labelSelector": label_selector,
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(seconds),
+        }
+        try:
+            async for line in self._transport.lines(self._gameservers(), params, read_timeout):
+                if line.strip():
+                    yield _event(line)
+        except StreamRefused as exc:
+            raise KubeError(_describe(exc.status, exc.reason, exc.body), exc.status) from None
+        except TransportError as exc:
+            raise KubeError(f"the watch stream failed: {exc}") from None
+
     async def close(self) -> None:
         await self._transport.close()
-        self._api_client.close()
 
     def _gameservers(self, name: str = "") -> str:
         path = f"/apis/{'/'.join(AGONES)}/namespaces/{self.namespace}/gameservers"
@@ -147,6 +163,19 @@ class KubeApi:
         except ValueError:
             raise KubeError(f"HTTP {status}: an answer that is not JSON", 500) from None
         return answer
+
+
+def _event(line: bytes) -> dict[str, Any]:
+    """One watch event; an ERROR event (a Status) becomes the `KubeError` it reports."""
+    try:
+        event: dict[str, Any] = json.loads(line)
+    except ValueError:
+        raise KubeError("the watch stream sent something that is not JSON") from None
+    if event.get("type") == "ERROR":
+        status = event.get("object") or {}
+        code = int(status.get("code") or 500)
+        raise KubeError(f"HTTP {code}: {status.get('message', 'watch error')}", code)
+    return event
 
 
 def _describe(status: int, reason: str, body: bytes) -> str:

@@ -17,16 +17,26 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from kubernetes import client
 
 CONNECTIONS = 64
+LINE_BYTES = 1 << 20  # a watch event is one line: one GameServer, a few KiB
 
 
 class TransportError(Exception):
     """No answer: the connection failed or the time ran out."""
+
+
+class StreamRefused(Exception):
+    """A stream was answered with an error status instead of a stream."""
+
+    def __init__(self, status: int, reason: str, body: bytes) -> None:
+        super().__init__(f"HTTP {status} {reason}")
+        self.status, self.reason, self.body = status, reason, body
 
 
 class Transport:
@@ -57,6 +67,26 @@ class Transport:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransportError(str(exc) or type(exc).__name__) from None
 
+    async def lines(
+        self, path: str, params: dict[str, str], read_timeout: float
+    ) -> AsyncIterator[bytes]:
+        """The lines of a streamed GET (a watch) as they come; `TransportError` when the
+        connection fails or nothing comes for ``read_timeout`` seconds."""
+        headers = {"Accept": "application/json", **_header_of(self._configuration)}
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
+        try:
+            async with self._http().get(
+                self._base + path, params=params, headers=headers, timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    raise StreamRefused(
+                        response.status, response.reason or "", await response.read()
+                    )
+                async for line in response.content:
+                    yield line
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from None
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -64,7 +94,9 @@ class Transport:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(ssl=self._tls(), limit=CONNECTIONS)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, read_bufsize=LINE_BYTES
+            )
         return self._session
 
     def _tls(self) -> ssl.SSLContext | bool:
