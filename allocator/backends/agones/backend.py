@@ -111,7 +111,7 @@ class AgonesBackend:
         self._watch.start()
 
     async def close(self) -> None:
-        self._watch.stop()
+        await self._watch.stop()
         for task in list(self._tasks):
             task.cancel()
         await self._kube.close()

@@ -10,6 +10,7 @@ can help.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -99,12 +100,13 @@ class KubeApi:
             raise
 
     async def list_gameservers(
-        self, label_selector: str = "", field_selector: str = ""
+        self, label_selector: str = "", field_selector: str = "", seconds: float | None = None
     ) -> dict[str, Any]:
-        """The GameServerList (items and `metadata.resourceVersion`)."""
+        """The GameServerList (items and `metadata.resourceVersion`); ``seconds`` instead of
+        the timeout per call (a whole Fleet's list may take longer)."""
         params = {"labelSelector": label_selector, "fieldSelector": field_selector}
         chosen = {key: value for key, value in params.items() if value}
-        return await self._json("GET", self._gameservers(), params=chosen)
+        return await self._json("GET", self._gameservers(), params=chosen, seconds=seconds)
 
     async def delete_gameserver(self, name: str) -> bool:
         """Delete it (Agones stops the pod; the Fleet replaces it). False if already gone."""
@@ -129,10 +131,12 @@ class KubeApi:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(seconds),
         }
+        lines = self._transport.lines(self._gameservers(), params, read_timeout)
         try:
-            async for line in self._transport.lines(self._gameservers(), params, read_timeout):
-                if line.strip():
-                    yield _event(line)
+            async with contextlib.aclosing(lines):  # its connection goes when we stop reading
+                async for line in lines:
+                    if line.strip():
+                        yield _event(line)
         except StreamRefused as exc:
             raise KubeError(_describe(exc.status, exc.reason, exc.body), exc.status) from None
         except TransportError as exc:
@@ -151,9 +155,12 @@ class KubeApi:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
+        seconds: float | None = None,
     ) -> dict[str, Any]:
         try:
-            status, reason, data = await self._transport.request(method, path, body, params)
+            status, reason, data = await self._transport.request(
+                method, path, body, params, seconds
+            )
         except TransportError as exc:
             raise KubeError(f"no answer from the Kubernetes API: {exc}") from None
         if status >= 400:

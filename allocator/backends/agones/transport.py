@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from kubernetes import client
 
-CONNECTIONS = 64
 LINE_BYTES = 1 << 20  # a watch event is one line: one GameServer, a few KiB
+
+
+FAILURES = (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, TimeoutError, OSError)
+"""No answer, a broken one (a line over `LINE_BYTES`), or no time left."""
 
 
 class TransportError(Exception):
@@ -44,6 +48,7 @@ class Transport:
         self._configuration = configuration
         self._base = str(configuration.host).rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._proxy = _proxy_for(configuration)
         self._session: aiohttp.ClientSession | None = None
 
     async def request(
@@ -52,48 +57,63 @@ class Transport:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
+        seconds: float | None = None,
     ) -> tuple[int, str, bytes]:
         """(status, reason, body) of one request; raises `TransportError` for no answer."""
-        headers = {"Accept": "application/json", **_header_of(self._configuration)}
-        data = None
+        options = self._options()
         if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+            options["data"] = json.dumps(body).encode()
+            options["headers"]["Content-Type"] = "application/json"
+        if seconds is not None:  # else the configured timeout per call
+            options["timeout"] = aiohttp.ClientTimeout(total=seconds)
         try:
             async with self._http().request(
-                method, self._base + path, data=data, params=params, headers=headers
+                method, self._base + path, params=params, **options
             ) as response:
                 return response.status, response.reason or "", await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except FAILURES as exc:
             raise TransportError(str(exc) or type(exc).__name__) from None
 
     async def lines(
         self, path: str, params: dict[str, str], read_timeout: float
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes]:
         """The lines of a streamed GET (a watch) as they come; `TransportError` when the
         connection fails or nothing comes for ``read_timeout`` seconds."""
-        headers = {"Accept": "application/json", **_header_of(self._configuration)}
-        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
+        options = self._options()
+        options["timeout"] = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
         try:
-            async with self._http().get(
-                self._base + path, params=params, headers=headers, timeout=timeout
-            ) as response:
+            async with self._http().get(self._base + path, params=params, **options) as response:
                 if response.status >= 400:
-                    raise StreamRefused(
-                        response.status, response.reason or "", await response.read()
-                    )
+                    body = await response.read()
+                    raise StreamRefused(response.status, response.reason or "", body)
                 async for line in response.content:
                     yield line
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except FAILURES as exc:
             raise TransportError(str(exc) or type(exc).__name__) from None
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
+    def _options(self) -> dict[str, Any]:
+        """What every request carries: the authorization the configuration gives now (its
+        refresh hook may read a file or the network), and its TLS name and proxy."""
+        try:
+            authorization = _header_of(self._configuration)
+        except Exception as exc:  # a refresh hook failing: no credentials, so no answer
+            raise TransportError(f"no credentials: {exc}") from None
+        options: dict[str, Any] = {"headers": {"Accept": "application/json", **authorization}}
+        if self._configuration.tls_server_name:
+            options["server_hostname"] = self._configuration.tls_server_name
+        if self._proxy:
+            options["proxy"] = self._proxy
+        return options
+
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._tls(), limit=CONNECTIONS)
+            # No limit of our own: the callers bound their concurrency (the cruiser's is a
+            # setting), and a wait for a free connection would eat into each call's timeout.
+            connector = aiohttp.TCPConnector(ssl=self._tls(), limit=0)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, read_bufsize=LINE_BYTES
             )
@@ -110,6 +130,20 @@ class Transport:
         if configuration.cert_file:
             context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
         return context
+
+
+def _proxy_for(configuration: client.Configuration) -> str | None:
+    """The configuration's proxy, unless its host is one `no_proxy` names."""
+    proxy = configuration.proxy
+    if not proxy:
+        return None
+    host = urlsplit(str(configuration.host)).hostname or ""
+    skipped = [entry.strip().lstrip(".") for entry in str(configuration.no_proxy or "").split(",")]
+    if any(
+        entry == "*" or host == entry or host.endswith("." + entry) for entry in skipped if entry
+    ):
+        return None
+    return str(proxy)
 
 
 def _header_of(configuration: client.Configuration) -> dict[str, str]:

@@ -10,6 +10,7 @@ every GameServer that vanished while nobody was watching. It runs as a task on t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ EventHandler = Callable[[str, dict[str, Any]], None]  # (ADDED|MODIFIED|DELETED,
 WATCH_SECONDS = 240  # the server ends each stream after this; we resume at once
 # With bookmarks (about one a minute) a stream is never silent this long unless it is dead.
 READ_TIMEOUT = 90.0
+LIST_SECONDS = 30.0  # every GameServer of ours, after a 410: longer than one call
 RETRY_SECONDS = (0.5, 1, 2, 5, 10, 30)
 GONE = 410
 SHORT_STREAM_SECONDS = 1.0  # a stream ending sooner is treated as a failure (backoff)
@@ -44,27 +46,33 @@ class GameServerWatch:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gameserver-watch")
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def _run(self) -> None:
         failures = 0
         while True:
+            began = time.monotonic()
             try:
                 if self._version is None:
                     await self._list()
-                began = time.monotonic()
+                    began = time.monotonic()
                 await self._follow()
                 if time.monotonic() - began < SHORT_STREAM_SECONDS:
                     raise ShortStream("the watch stream ended at once")
                 failures = 0
             except KubeError as exc:
-                if exc.status != GONE:
+                if exc.status == GONE:
+                    log.info("GameServer watch expired; listing again")
+                    self._version = None
+                elif exc.status == 0 and time.monotonic() - began >= SHORT_STREAM_SECONDS:
+                    log.info("GameServer watch stream broke (%s); resuming", exc)
+                    failures = 0  # it worked for a while: resume at once, as after its end
+                else:
                     failures = await self._pause(exc, failures)
-                    continue
-                log.info("GameServer watch expired; listing again")
-                self._version = None
             except ShortStream as exc:
                 failures = await self._pause(exc, failures)
             except Exception as exc:  # a watch that ends would stop seeing gone GameServers
@@ -78,7 +86,7 @@ class GameServerWatch:
         return failures + 1
 
     async def _list(self) -> None:
-        listing = await self._kube.list_gameservers(self._selector)
+        listing = await self._kube.list_gameservers(self._selector, seconds=LIST_SECONDS)
         items = {item["metadata"]["name"]: item for item in listing.get("items", [])}
         for name in set(self._known) - set(items):  # deleted while nobody watched
             self._deliver("DELETED", self._known[name])
