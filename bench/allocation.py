@@ -54,10 +54,12 @@ class AllocationLoad:
     rounds: int = 3
     api_latency_ms: float = 5.0
     spare: int = 5  # Ready GameServers left over after both steps
+    known_connections: int = 8  # a person already working, during a storm and without one
+    known_requests: int = 400  # without a storm, in all connections
 
     @property
     def replicas(self) -> int:
-        return 2 * self.people + self.spare
+        return 2 * self.people + self.spare + 1  # + the known person's
 
 
 @dataclass
@@ -77,6 +79,8 @@ class Step:
 class Round:
     api: Step
     allocator: Step
+    known_alone: list[float] = field(default_factory=list)  # ms, no storm
+    known_storm: list[float] = field(default_factory=list)  # ms, started during a storm
 
 
 @dataclass
@@ -164,6 +168,62 @@ async def _first_requests(url: str, people: list[Person]) -> list[Timed]:
             return None
 
         return await _burst([functools.partial(get, person.email) for person in people])
+
+
+KNOWN = "known@example.com"
+
+
+async def _known_loops(
+    url: str, connections: int, keep_going: Callable[[int], bool]
+) -> list[tuple[float, float]]:
+    """The known person's GETs on `connections` connections, each one after the other, while
+    `keep_going(done so far)`; (start, ms) of each."""
+    headers = services.identity(KNOWN)
+    expected = ORIGIN_BODY.encode()
+    found: list[tuple[float, float]] = []
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def loop() -> None:
+            while keep_going(len(found)):
+                started = time.perf_counter()
+                async with session.get(url, headers=headers) as answer:
+                    body = await answer.read()
+                if answer.status != 200 or body != expected:
+                    raise WrongAnswers(f"the known person got HTTP {answer.status}")
+                found.append((started, 1000 * (time.perf_counter() - started)))
+
+        await asyncio.gather(*(loop() for _ in range(connections)))
+    return found
+
+
+async def _known_alone(url: str, load: AllocationLoad) -> list[float]:
+    found = await _known_loops(url, load.known_connections, lambda n: n < load.known_requests)
+    return [ms for _, ms in found]
+
+
+async def _known_during_storm(
+    url: str, load: AllocationLoad, people: list[Person]
+) -> tuple[list[float], list[Timed]]:
+    """The known person's requests that started while `people` made their first requests."""
+    window: list[float] = []
+    storm_over = asyncio.Event()
+
+    async def storm() -> list[Timed]:
+        await asyncio.sleep(0.2)  # the known person's connections are busy by then
+        window.append(time.perf_counter())
+        try:
+            return await _first_requests(url, people)
+        finally:
+            window.append(time.perf_counter())
+            storm_over.set()
+
+    known, answers = await asyncio.gather(
+        _known_loops(url, load.known_connections, lambda _: not storm_over.is_set()), storm()
+    )
+    begun, ended = window
+    return [ms for started, ms in known if begun <= started <= ended], answers
 
 
 # -- checking what happened --------------------------------------------------------------
@@ -254,7 +314,7 @@ def _step(setup: Setup, burst: Burst, people: list[Person], what: str) -> tuple[
 def _round(setup: Setup, load: AllocationLoad, label: str) -> Round:
     """Both bursts on a full Fleet; then their GameServers are deleted and the Fleet refills."""
     cluster, url = setup.cluster, services.base_url(setup.allocator) + "/"
-    cluster.settled()
+    cluster.settled(allocated=1)  # the known person's
     direct = [_person(f"direct-{label}-{i}") for i in range(load.people)]
     people = [_person(f"{label}-{i}") for i in range(load.people)]
 
@@ -266,7 +326,16 @@ def _round(setup: Setup, load: AllocationLoad, label: str) -> Round:
     for name in names + more:
         cluster.delete(name)
     time.sleep(SETTLE_S)
-    return Round(api=api, allocator=allocator)
+    cluster.settled(allocated=1)
+    alone = uvloop.run(_known_alone(url, load))
+    stormers = [_person(f"storm-{label}-{i}") for i in range(load.people)]
+    seen = len(cluster.allocations())
+    during, answers = uvloop.run(_known_during_storm(url, load, stormers))
+    _problems(answers, "first requests during the known person's")
+    for name in _allocated(cluster.allocations()[seen:], stormers, "the storm"):
+        cluster.delete(name)
+    time.sleep(SETTLE_S)
+    return Round(api=api, allocator=allocator, known_alone=alone, known_storm=during)
 
 
 def _person(name: str) -> Person:
@@ -284,6 +353,13 @@ def _print_round(label: str, measured: Round) -> None:
         f" {alloc.api_requests} API requests)",
         flush=True,
     )
+    if measured.known_storm:
+        alone, storm = percentile(measured.known_alone, 99), percentile(measured.known_storm, 99)
+        print(
+            f"      a known person's p99: {alone:.2f} ms alone, {storm:.2f} ms during the storm "
+            f"({len(measured.known_storm)} requests then)",
+            flush=True,
+        )
 
 
 # -- the harness side --------------------------------------------------------------------
@@ -329,6 +405,8 @@ def run(
     already_running = processes.running()
     try:
         setup = _start(processes, tools, load, allocator_command)
+        url = services.base_url(setup.allocator) + "/"
+        uvloop.run(_known_loops(url, 1, lambda done: done < 1))  # the known person's WebUI
         _round(setup, load, "warmup")
         print("    warm-up round done", flush=True)
         for n in range(load.rounds):

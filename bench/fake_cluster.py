@@ -56,9 +56,11 @@ class FakeCluster:
         except RuntimeError as e:
             raise RuntimeError(f"{e}\n{self.service.log_tail()}") from e
 
-    def settled(self, timeout: float = 60.0) -> None:
-        """Wait until the Fleet is exactly back to `replicas` Ready GameServers: every deleted
-        one gone, every replacement Ready."""
+    def settled(self, timeout: float = 60.0, allocated: int = 0) -> None:
+        """Wait until the Fleet is exactly back to `replicas` GameServers, `allocated` of them
+        Allocated and the rest Ready: every deleted one gone, every replacement Ready."""
+        expected = {"Ready": self.replicas - allocated, "Allocated": allocated}
+        expected = {state: count for state, count in expected.items() if count}
         deadline = time.monotonic() + timeout
         states: dict[str, int] = {}
         while time.monotonic() < deadline:
@@ -67,7 +69,7 @@ class FakeCluster:
             for server in servers:
                 state = "deleting" if server["deleting"] else str(server["state"])
                 states[state] = states.get(state, 0) + 1
-            if states == {"Ready": self.replicas}:
+            if states == expected:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"the fake's Fleet did not settle within {timeout:g} s: {states}")

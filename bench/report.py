@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 
 from bench import kube_clients, scarcity_report
-from bench.results import NOT_MEASURED, Json
+from bench.results import KNOWN_CONNECTIONS, NOT_MEASURED, Json, known_person
 
 LABELS = {
     "origin": "origin direct",
@@ -335,6 +335,18 @@ def allocation_table(data: Json, markdown: bool = False) -> str:
             ", ".join(f"{v:+.2f}" for v in overhead.get("p99_of_rounds", [])) or "—",
         ],
     ]
+    known = [r for r in rounds if r.get("known_storm")]
+    if known:
+        for label, key in (("without a storm", "known_alone"), ("during the storm", "known_storm")):
+            medians = known_person(data) or {}
+            rows.append(
+                [
+                    f"a known person ({KNOWN_CONNECTIONS} connections), {label}",
+                    _ms(statistics.median(r[key]["p50"] for r in known)),
+                    _ms(medians.get("alone_p99" if key == "known_alone" else "storm_p99")),
+                    ", ".join(f"{r[key]['p99']:.2f}" for r in known),
+                ]
+            )
     headers = ["", "p50 ms", "p99 ms", "p99 of each round, ms"]
     return _table(headers, rows, markdown)
 

@@ -6,10 +6,12 @@ bench/results/latest.json without measuring again.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict
 from typing import Any
 
 from bench.allocation import AllocationResults, Step
+from bench.allocation import percentile as allocation_percentile
 from bench.clients import BASELINE, ClientsResults
 from bench.cruise import CruiseResult
 from bench.memory import MemoryResult
@@ -29,6 +31,8 @@ IAP_FACTOR = 0.9  # iap identity keeps >= 90 % of header identity's throughput
 ALLOCATION_OVERHEAD_LIMIT_MS = 50.0  # allocator p99 - the API's own p99
 ALLOCATION_PEOPLE = 50  # ... with this many people allocating at once
 ALLOCATION_API_MS = 5.0  # ... and the API answering after this many ms
+KNOWN_FACTOR = 2.0  # a known person's p99 during the storm, times its p99 without one
+KNOWN_CONNECTIONS = 8
 
 CRUISE_LIMIT_SECONDS = 1.0  # one pass over 100 000 sessions with 1 % idle
 CRUISE_SESSIONS = 100_000
@@ -96,6 +100,48 @@ def clients_json(results: ClientsResults) -> Json:
     return {"load": load, "clients": clients}
 
 
+def _known_json(latencies: list[float]) -> Json | None:
+    if not latencies:
+        return None
+    return {
+        "p50": round(allocation_percentile(latencies, 50), 2),
+        "p99": round(allocation_percentile(latencies, 99), 2),
+        "requests": len(latencies),
+    }
+
+
+def known_person(data: Json) -> Json | None:
+    """Medians over the rounds of the known person's p99, alone and during the storm."""
+    rounds = [r for r in (data.get("allocation") or {}).get("rounds", []) if r.get("known_storm")]
+    if not rounds:
+        return None
+    alone = statistics.median(r["known_alone"]["p99"] for r in rounds)
+    storm = statistics.median(r["known_storm"]["p99"] for r in rounds)
+    return {
+        "alone_p99": round(alone, 2),
+        "storm_p99": round(storm, 2),
+        "factor": round(storm / alone, 2) if alone else None,
+        "storm_requests": [r["known_storm"]["requests"] for r in rounds],
+        "rounds": len(rounds),
+    }
+
+
+def known_goal(data: Json) -> Json:
+    goal = (
+        f"a known person's p99 during the {ALLOCATION_PEOPLE}-person storm <= "
+        f"{KNOWN_FACTOR:g}x its p99 without it ({KNOWN_CONNECTIONS} connections)"
+    )
+    found = known_person(data)
+    if found is None or found["factor"] is None:
+        return _goal(goal, NOT_MEASURED, "allocation scenario not run with a known person")
+    detail = (
+        f"{found['factor']:.2f}x ({found['storm_p99']:.2f} vs {found['alone_p99']:.2f} ms; "
+        f"median of {found['rounds']} rounds, "
+        f"{', '.join(map(str, found['storm_requests']))} requests during each storm)"
+    )
+    return _goal(goal, MET if found["factor"] <= KNOWN_FACTOR else NOT_MET, detail)
+
+
 def _step_json(step: Step) -> Json:
     return {
         "p50": round(step.percentile(50), 2),
@@ -115,7 +161,13 @@ def allocation_json(results: AllocationResults) -> Json:
         "missing": results.missing,
         "failed": results.failed,
         "rounds": [
-            {"api": _step_json(r.api), "allocator": _step_json(r.allocator)} for r in results.rounds
+            {
+                "api": _step_json(r.api),
+                "allocator": _step_json(r.allocator),
+                "known_alone": _known_json(r.known_alone),
+                "known_storm": _known_json(r.known_storm),
+            }
+            for r in results.rounds
         ],
         # Medians over the rounds of each round's percentile.
         "api_ms": {"p50": results.median("api", 50), "p99": results.median("api", 99)},
@@ -344,6 +396,7 @@ def goals(data: Json) -> list[Json]:
         *_proxy_goals(data),
         *iap_goals(data),
         allocation_goal(data),
+        known_goal(data),
         cruise_goal(data),
         scarcity_goal(data),
         *pictures_goals(data),
