@@ -33,13 +33,13 @@ from pathlib import Path
 from sidecar import deletion_requests
 from sidecar.deletion_requests import Deletion
 from sidecar.errors import describe
+from sidecar.finished import open_below
 from sidecar.pacing import Every
 
 log = logging.getLogger(__name__)
 
 KEEP_DONE = 300.0
 KEEP_FAILING = 86_400.0
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOT_THERE = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}  # gone, or a link where a folder was
 
 
@@ -71,7 +71,7 @@ class Deletions:
         the folder of requests cannot be read at all."""
         now = time.time() if now is None else now
         try:
-            folder = os.open(self._requests, _DIRECTORY & ~os.O_NOFOLLOW)
+            folder = open_below(self._requests, ())
         except FileNotFoundError:
             return 0
         try:
@@ -102,7 +102,7 @@ class Deletions:
             if age > KEEP_DONE:
                 self._remove_request(request_file, info.st_ino)
             return 0
-        folder = os.open(self._requests, _DIRECTORY & ~os.O_NOFOLLOW)
+        folder = open_below(self._requests, ())
         try:  # Unreadable (the share failing) goes up: the request stays for the next look
             deletion = deletion_requests.read_or_raise(folder, request_file)
         finally:
@@ -124,7 +124,7 @@ class Deletions:
     def _delete(self, slug: str, deletion: Deletion, key: tuple[str, int]) -> Outcome:
         *folders, last = ["outputs", *deletion.name.split("/")]
         try:
-            parent = _walk(self._users, [slug, *folders])
+            parent = open_below(self._users, [slug, *folders])
         except OSError as error:
             return self._failed(slug, deletion, error, key)
         try:
@@ -158,7 +158,7 @@ class Deletions:
         """Remove the request file if it is still the one seen (not one written since);
         True if this removed it."""
         try:
-            folder = os.open(self._requests, _DIRECTORY & ~os.O_NOFOLLOW)
+            folder = open_below(self._requests, ())
         except OSError:
             return False
         try:
@@ -185,14 +185,3 @@ def _same(info: os.stat_result, deletion: Deletion) -> bool:
         and info.st_size == deletion.size
         and info.st_mtime_ns == deletion.modified_ns
     )
-
-
-def _walk(top: Path, parts: list[str]) -> int:
-    current = os.open(top, _DIRECTORY & ~os.O_NOFOLLOW)
-    for part in parts:
-        try:
-            following = os.open(part, _DIRECTORY, dir_fd=current)
-        finally:
-            os.close(current)
-        current = following
-    return current

@@ -8,13 +8,15 @@ them) are looked at. FIFOs, sockets, devices and links are passed over without b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 
 from sidecar.names import MAX_DEPTH, UnsafeName, check_parts
 
@@ -41,6 +43,23 @@ def open_folder(name: str, parent: int | None = None) -> int:
     """An fd for the folder ``name`` (relative to ``parent``); raises `OSError` (``ELOOP``,
     ``ENOTDIR``) rather than follow a symlink."""
     return os.open(name, FOLDER_FLAGS, dir_fd=parent)
+
+
+def open_below(top: Path, parts: Iterable[str], make_mode: int | None = None) -> int:
+    """An fd for the folder ``top/<parts...>``, each part opened with `open_folder` (never
+    through a link; ``top`` itself may be one, it is ours); with ``make_mode`` missing parts are
+    made first. Raises `OSError`."""
+    current = os.open(top, FOLDER_FLAGS & ~os.O_NOFOLLOW)
+    for part in parts:
+        try:
+            if make_mode is not None:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, make_mode, dir_fd=current)
+            following = open_folder(part, current)
+        finally:
+            os.close(current)
+        current = following
+    return current
 
 
 def walk(root: str) -> Generator[Version]:

@@ -26,13 +26,14 @@ from typing import Any
 
 import aiohttp
 
+from sidecar.finished import open_below
+
 log = logging.getLogger(__name__)
 
 OPTIONS_PATH = "/sdapi/v1/options"
 FOLDER, FILE = "webui", "options.json"
 MAX_BYTES = 1 << 20
 _LOCATIONS = re.compile(r"^outdir|_dir$|_dirs$|_path$|_paths$|_file$|^directories")
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Options = dict[str, Any]
 
@@ -116,17 +117,7 @@ def save(users_dir: Path, slug: str, options: Options) -> None:
 
 def _open_folder(users_dir: Path, slug: str, create: bool) -> int:
     """`users/<slug>/webui`, each step opened without following a link."""
-    current = os.open(users_dir, _DIRECTORY & ~os.O_NOFOLLOW)
-    for part in (slug, FOLDER):
-        if create:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o700, dir_fd=current)
-        try:
-            following = os.open(part, _DIRECTORY, dir_fd=current)
-        finally:
-            os.close(current)
-        current = following
-    return current
+    return open_below(users_dir, (slug, FOLDER), 0o700 if create else None)
 
 
 def _read_at_most(descriptor: int, limit: int) -> bytes:
