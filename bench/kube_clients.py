@@ -17,6 +17,7 @@ Candidates:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import statistics
 import tempfile
 import time
@@ -104,12 +105,15 @@ class Sync(Candidate):
         return await loop.run_in_executor(self._pool, lambda: method(*args, **kwargs))
 
 
-class KubernetesAio(Candidate):
-    name = "kubernetes.aio"
+class GeneratedAsync(Candidate):
+    """An OpenAPI-generated asyncio client: ``package`` has ``client`` and ``config``."""
+
+    package = ""
+    create_options: dict[str, Any] = {}
 
     async def open(self, cluster: FakeCluster) -> None:
-        from kubernetes.aio import client, config
-
+        client = importlib.import_module(f"{self.package}.client")
+        config = importlib.import_module(f"{self.package}.config")
         configuration = client.Configuration()
         await config.load_kube_config(str(cluster.kubeconfig), client_configuration=configuration)
         self._api = client.ApiClient(configuration)
@@ -125,33 +129,17 @@ class KubernetesAio(Candidate):
 
     async def allocate(self, body: dict[str, Any]) -> Any:
         return await self._objects.create_namespaced_custom_object(
-            *ALLOCATION, NAMESPACE, "gameserverallocations", body, _headers=JSON
+            *ALLOCATION, NAMESPACE, "gameserverallocations", body, **self.create_options
         )
 
 
-class KubernetesAsyncio(Candidate):
-    name = "kubernetes_asyncio"
+class KubernetesAio(GeneratedAsync):
+    name = package = "kubernetes.aio"
+    create_options = {"_headers": JSON}
 
-    async def open(self, cluster: FakeCluster) -> None:
-        from kubernetes_asyncio import client, config
 
-        configuration = client.Configuration()
-        await config.load_kube_config(str(cluster.kubeconfig), client_configuration=configuration)
-        self._api = client.ApiClient(configuration)
-        self._objects = client.CustomObjectsApi(self._api)
-
-    async def close(self) -> None:
-        await self._api.close()
-
-    async def get(self, name: str) -> Any:
-        return await self._objects.get_namespaced_custom_object(
-            *AGONES, NAMESPACE, "gameservers", name
-        )
-
-    async def allocate(self, body: dict[str, Any]) -> Any:
-        return await self._objects.create_namespaced_custom_object(
-            *ALLOCATION, NAMESPACE, "gameserverallocations", body
-        )
+class KubernetesAsyncio(GeneratedAsync):
+    name = package = "kubernetes_asyncio"
 
 
 class PlainAiohttp(Candidate):
