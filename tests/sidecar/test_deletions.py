@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -168,23 +169,28 @@ def test_one_bad_entry_stops_no_other_request(share: Share) -> None:
     assert share.sweep() == 0  # the folder is not read again and again
 
 
+def unlink_failing_for(name: str, code: int) -> Callable[..., None]:
+    """`os.unlink`, but failing with ``code`` for ``name`` (the share failing under it)."""
+    real_unlink = os.unlink
+
+    def unlink(path: str, *, dir_fd: int | None = None) -> None:
+        if path == name:
+            raise OSError(code, os.strerror(code))
+        real_unlink(path, dir_fd=dir_fd)
+
+    return unlink
+
+
 def test_a_share_that_fails_keeps_the_request_for_the_next_look(
     share: Share, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     picture = share.picture(ANN, "a.png")
     share.ask(ANN, picture)
-    real_unlink = os.unlink
-
-    def failing(path: str, *, dir_fd: int | None = None) -> None:
-        if path == "a.png":
-            raise OSError(errno.EIO, "Input/output error")
-        real_unlink(path, dir_fd=dir_fd)
-
-    monkeypatch.setattr(os, "unlink", failing)
+    monkeypatch.setattr(os, "unlink", unlink_failing_for("a.png", errno.EIO))
     assert share.sweep() == 0 and share.sweep() == 0
     assert picture.exists() and share.requests() == [file_name(ANN, "a.png")]
     assert caplog.text.count("could not delete") == 1, "one line per failure and file"
-    monkeypatch.setattr(os, "unlink", real_unlink)
+    monkeypatch.undo()
     assert share.sweep() == 1 and not picture.exists()
 
 
@@ -193,15 +199,7 @@ def test_a_request_failing_for_a_day_is_given_up(
 ) -> None:
     picture = share.picture(ANN, "a.png")
     share.ask(ANN, picture)
-
-    real_unlink = os.unlink
-
-    def failing(path: str, *, dir_fd: int | None = None) -> None:
-        if path == "a.png":
-            raise OSError(errno.EACCES, "Permission denied")
-        real_unlink(path, dir_fd=dir_fd)
-
-    monkeypatch.setattr(os, "unlink", failing)
+    monkeypatch.setattr(os, "unlink", unlink_failing_for("a.png", errno.EACCES))
     assert share.sweep(time.time() + KEEP_FAILING + 60) == 0
     assert share.requests() == [] and picture.exists()
 
