@@ -1,9 +1,9 @@
 """Requests to the Kubernetes API through aiohttp, authenticated as the official client's
 configuration says.
 
-Measured (`make bench`, scenario `kubeclients`, BENCHMARKS.md): a call costs this process about
-0.2 ms of CPU this way, against 0.74 ms for the synchronous `kubernetes` client on a thread
-pool and 0.55-0.61 ms for the asyncio clients (`kubernetes.aio`, `kubernetes_asyncio`); in a
+Measured (`make bench`, scenario `kubeclients`, BENCHMARKS.md): a call costs this process
+0.12-0.24 ms of CPU this way, against 0.67-0.79 ms for the synchronous `kubernetes` client on a
+thread pool and 0.51-0.62 ms for the asyncio clients (`kubernetes.aio`, `kubernetes_asyncio`); in a
 storm those milliseconds queue on one core. So the official package still does what it does
 well, loading the configuration (in-cluster service account with its rotating token, kubeconfig,
 or Google credentials for a Cloud Function), and this module only sends the requests: the
