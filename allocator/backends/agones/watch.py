@@ -105,6 +105,9 @@ class GameServerWatch:
             self._version = str(obj.get("metadata", {}).get("resourceVersion") or self._version)
             if kind != "BOOKMARK":
                 self._deliver(kind, obj)
+            # One event per turn of the loop: the events of 50 allocations come in one read,
+            # and handling them all at once would hold everyone's requests for milliseconds.
+            await asyncio.sleep(0)
 
     def _deliver(self, kind: str, obj: dict[str, Any]) -> None:
         name = obj.get("metadata", {}).get("name", "")
