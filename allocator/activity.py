@@ -61,14 +61,15 @@ class ActivityTracker:
     def is_exempt(self, path: str) -> bool:
         return self._exempt.fullmatch(path) is not None
 
-    def begin(self, email: str) -> asyncio.Task[None] | None:
+    def begin(self, email: str, recorded: float = 0.0) -> asyncio.Task[None] | None:
         """A request or stream started; call `end` exactly once when it finishes. Someone
         coming back after a pause has their activity written at once: the answer is that
         write, for the caller to await before forwarding (a pass that runs meanwhile, in any
-        replica, then sees them active instead of taking their WebUI from under the request)."""
+        replica, then sees them active instead of taking their WebUI from under the request).
+        `recorded`: activity the store has for them anyway (their mapping's creation)."""
         now = time.time()
         returning = None
-        if now - self._written.get(email, 0.0) > self._return_after:
+        if now - max(self._written.get(email, 0.0), recorded) > self._return_after:
             returning = self._write_soon(email, now)
         self._pending[email] = now
         count = self._in_flight.get(email, 0)

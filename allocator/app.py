@@ -87,7 +87,8 @@ class AllocatorApp:
         if isinstance(found, Progress):
             await replies.waiting(scope, found).send(send)
             return
-        returning = None if exempt else tracker.begin(person.email)
+        # Saving a new mapping recorded activity: a first request has no write to wait for.
+        returning = None if exempt else tracker.begin(person.email, found.allocated_at)
         try:
             if returning is not None:
                 await returning  # a person back after a pause: recorded before anything else
@@ -146,7 +147,7 @@ class AllocatorApp:
             return
         tracker = self.runtime.tracker
         exempt = tracker.is_exempt(scope["path"])
-        returning = None if exempt else tracker.begin(person.email)
+        returning = None if exempt else tracker.begin(person.email, session.allocated_at)
         try:
             if returning is not None:
                 await returning
