@@ -223,8 +223,15 @@ class Allocations:
     def _launch(self, person: Person, token: str, restarted: bool) -> asyncio.Task[Session | None]:
         task = asyncio.create_task(self._allocate(person, token, restarted), name="allocate")
         self._tasks[person.email] = task
-        task.add_done_callback(lambda _: self.on_change())
+        queued = token.startswith(QUEUE_TOKEN)
+        task.add_done_callback(lambda ended: self._ended(ended, queued))
         return task
+
+    def _ended(self, task: asyncio.Task[Session | None], queued: bool) -> None:
+        """The queue may move when a queued person's allocation ends, or one that got no
+        WebUI (its person queues now). Others started with nobody waiting: no news."""
+        if queued or task.cancelled() or task.exception() is not None or task.result() is None:
+            self.on_change()
 
     async def _allocate(self, person: Person, token: str, restarted: bool) -> Session | None:
         started = time.monotonic()
