@@ -22,6 +22,7 @@ from collections.abc import Callable
 from allocator import metrics
 from allocator.cache import SessionCache
 from allocator.outlook import QueueOutlook
+from allocator.pacing import Pacer
 from allocator.settings import Settings
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import (
@@ -43,6 +44,7 @@ YOUR_TURN = "A GPU is free for you: starting your WebUI."
 RESTARTED = "Your previous WebUI stopped, so you are getting a new one. Saved images are kept."
 POLL_SECONDS = 0.2
 CLOSE_SECONDS = 5.0
+STEPS_PER_TURN = 2  # allocation steps per turn of the event loop (pacing.py; make bench)
 
 
 Changed = Callable[[], None]
@@ -65,6 +67,7 @@ class Allocations:
         self._queue = queue or WaitQueue(store)
         self._outlook = outlook or QueueOutlook(self._queue, store, settings)
         self._tasks: dict[str, asyncio.Task[Session | None]] = {}
+        self._pacer = Pacer(STEPS_PER_TURN)
         self.on_change: Changed = _nothing  # the queue may move: a GPU freed, someone queued
 
     async def ensure(
@@ -244,9 +247,13 @@ class Allocations:
             async def progress(state: State, message: str) -> None:
                 await self._report(person, state, message, restarted)
 
+            # In a storm, a few allocations per turn of the loop start, and record their
+            # result: the requests of people already working go on in between.
+            await self._pacer.turn()
             placement = await self._backend.allocate(person, progress)
             session = Session(person.email, person.slug, self._backend.name, placement, time.time())
             told = True
+            await self._pacer.turn()
             if await self._save(session, token):
                 result, saved = "ok", session
             else:
