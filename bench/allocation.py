@@ -20,6 +20,10 @@ import asyncio
 import functools
 import json
 import math
+import multiprocessing
+import multiprocessing.queues
+import multiprocessing.synchronize
+import queue
 import resource
 import statistics
 import time
@@ -51,7 +55,7 @@ class WrongAnswers(RuntimeError):
 @dataclass(frozen=True)
 class AllocationLoad:
     people: int = 50
-    rounds: int = 3
+    rounds: int = 5  # a p99 of some 250 requests is their third slowest: noisy on 2 cores
     api_latency_ms: float = 5.0
     spare: int = 5  # Ready GameServers left over after both steps
     known_connections: int = 8  # a person already working, during a storm and without one
@@ -81,6 +85,10 @@ class Round:
     allocator: Step
     known_alone: list[float] = field(default_factory=list)  # ms, no storm
     known_storm: list[float] = field(default_factory=list)  # ms, started during a storm
+    # The same client straight to a WebUI (nginx), no allocator in between: what a storm
+    # costs any program on these cores, the allocator's share left out.
+    webui_alone: list[float] = field(default_factory=list)
+    webui_storm: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -171,58 +179,117 @@ async def _first_requests(url: str, people: list[Person]) -> list[Timed]:
 
 
 KNOWN = "known@example.com"
+# When a request started (time.monotonic: CLOCK_MONOTONIC, the same clock in every process on
+# Linux), and how long it took in ms.
+Timing = tuple[float, float]
 
 
 async def _known_loops(
-    url: str, connections: int, keep_going: Callable[[int], bool]
-) -> list[tuple[float, float]]:
+    url: str, connections: int, keep_going: Callable[[int], bool], warm: Callable[[], None]
+) -> list[Timing]:
     """The known person's GETs on `connections` connections, each one after the other, while
-    `keep_going(done so far)`; (start, ms) of each."""
+    `keep_going(done so far)`. Each connection's first request (its TCP connect, a fresh
+    process's first run) is not counted; `warm()` once every connection has made it."""
     headers = services.identity(KNOWN)
     expected = ORIGIN_BODY.encode()
-    found: list[tuple[float, float]] = []
+    found: list[Timing] = []
+    warmed: list[None] = []
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
+        async def get() -> Timing:
+            began = time.monotonic()
+            async with session.get(url, headers=headers) as answer:
+                body = await answer.read()
+            if answer.status != 200 or body != expected:
+                raise WrongAnswers(f"the known person got HTTP {answer.status}")
+            return began, 1000 * (time.monotonic() - began)
+
         async def loop() -> None:
+            await get()
+            warmed.append(None)
+            if len(warmed) == connections:
+                warm()
             while keep_going(len(found)):
-                started = time.perf_counter()
-                async with session.get(url, headers=headers) as answer:
-                    body = await answer.read()
-                if answer.status != 200 or body != expected:
-                    raise WrongAnswers(f"the known person got HTTP {answer.status}")
-                found.append((started, 1000 * (time.perf_counter() - started)))
+                found.append(await get())
 
         await asyncio.gather(*(loop() for _ in range(connections)))
     return found
 
 
-async def _known_alone(url: str, load: AllocationLoad) -> list[float]:
-    found = await _known_loops(url, load.known_connections, lambda n: n < load.known_requests)
-    return [ms for _, ms in found]
+def _known_client(
+    url: str,
+    connections: int,
+    requests: int | None,
+    warm: multiprocessing.synchronize.Event,
+    stop: multiprocessing.synchronize.Event,
+    out: multiprocessing.queues.Queue[list[Timing] | str],
+) -> None:
+    """The known person's client in a process of its own, as wrk would be: it shares neither
+    an event loop nor a time slice with the storm's 50 clients. `requests` of them, or until
+    `stop` is set; the timings (or what went wrong) go to `out`."""
+
+    def keep_going(done: int) -> bool:
+        return done < requests if requests is not None else not stop.is_set()
+
+    try:
+        out.put(uvloop.run(_known_loops(url, connections, keep_going, warm.set)))
+    except Exception as e:  # the parent reports it
+        out.put(f"{type(e).__name__}: {e}")
 
 
-async def _known_during_storm(
-    url: str, load: AllocationLoad, people: list[Person]
-) -> tuple[list[float], list[Timed]]:
-    """The known person's requests that started while `people` made their first requests."""
-    window: list[float] = []
-    storm_over = asyncio.Event()
+class KnownClient:
+    """Starts `_known_client` and collects its timings."""
 
-    async def storm() -> list[Timed]:
-        await asyncio.sleep(0.2)  # the known person's connections are busy by then
-        window.append(time.perf_counter())
+    def __init__(self, url: str, connections: int, requests: int | None = None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._warm, self._stop = context.Event(), context.Event()
+        self._out: multiprocessing.queues.Queue[list[Timing] | str] = context.Queue()
+        args = (url, connections, requests, self._warm, self._stop, self._out)
+        self._process = context.Process(target=_known_client, args=args, daemon=True)
+        self._process.start()
+
+    def warmed_up(self) -> bool:
+        """Whether every connection has made its uncounted first request (waits for it)."""
+        return self._warm.wait(REQUEST_TIMEOUT_S)
+
+    def results(self) -> list[Timing]:
+        """Its timings, once it is done (told to stop now, if it runs until told)."""
+        self._stop.set()
         try:
-            return await _first_requests(url, people)
+            found = self._out.get(timeout=REQUEST_TIMEOUT_S)
+        except queue.Empty:
+            found = "it sent nothing"
         finally:
-            window.append(time.perf_counter())
-            storm_over.set()
+            self._process.join(REQUEST_TIMEOUT_S)
+            if self._process.is_alive():
+                self._process.kill()
+        if isinstance(found, str):
+            raise WrongAnswers(f"the known person's client: {found}")
+        return found
 
-    known, answers = await asyncio.gather(
-        _known_loops(url, load.known_connections, lambda _: not storm_over.is_set()), storm()
-    )
-    begun, ended = window
+
+def _known_alone(url: str, load: AllocationLoad) -> list[float]:
+    client = KnownClient(url, load.known_connections, load.known_requests)
+    return [ms for _, ms in client.results()]
+
+
+def _known_during_storm(
+    url: str, known_url: str, load: AllocationLoad, people: list[Person]
+) -> tuple[list[float], list[Timed]]:
+    """The known person's requests (to `known_url`) that started while `people` made their
+    first requests to the allocator at `url`."""
+    client = KnownClient(known_url, load.known_connections)
+    if not client.warmed_up():
+        client.results()  # says what went wrong
+        raise WrongAnswers("the known person's client did not get going")
+    try:
+        begun = time.monotonic()
+        answers = uvloop.run(_first_requests(url, people))
+        ended = time.monotonic()
+    finally:
+        known = client.results()
     return [ms for started, ms in known if begun <= started <= ended], answers
 
 
@@ -292,6 +359,7 @@ class Setup:
     cluster: FakeCluster
     allocator: Service
     watched: dict[str, Service]
+    webui: str  # a WebUI's own address (nginx answers the same at every Pod IP)
 
 
 Burst = Callable[[list[Person]], Coroutine[Any, Any, list[Timed]]]
@@ -311,7 +379,7 @@ def _step(setup: Setup, burst: Burst, people: list[Person], what: str) -> tuple[
     return step, names
 
 
-def _round(setup: Setup, load: AllocationLoad, label: str) -> Round:
+def _round(setup: Setup, load: AllocationLoad, label: str, control_first: bool = False) -> Round:
     """Both bursts on a full Fleet; then their GameServers are deleted and the Fleet refills."""
     cluster, url = setup.cluster, services.base_url(setup.allocator) + "/"
     cluster.settled(allocated=1)  # the known person's
@@ -327,15 +395,30 @@ def _round(setup: Setup, load: AllocationLoad, label: str) -> Round:
         cluster.delete(name)
     time.sleep(SETTLE_S)
     cluster.settled(allocated=1)
-    alone = uvloop.run(_known_alone(url, load))
-    stormers = [_person(f"storm-{label}-{i}") for i in range(load.people)]
+    targets = [(url, f"storm-{label}"), (setup.webui, f"control-{label}")]
+    if control_first:  # rounds alternate: neither measurement always comes second
+        targets.reverse()
+    measured = {target: _known_person(setup, load, target, name) for target, name in targets}
+    (alone, during), (webui_alone, webui_during) = measured[url], measured[setup.webui]
+    return Round(api, allocator, alone, during, webui_alone, webui_during)
+
+
+def _known_person(
+    setup: Setup, load: AllocationLoad, known_url: str, label: str
+) -> tuple[list[float], list[float]]:
+    """The known person's latencies at `known_url` alone, then while 50 new people make their
+    first requests to the allocator; their GameServers are deleted afterwards."""
+    cluster, url = setup.cluster, services.base_url(setup.allocator) + "/"
+    alone = _known_alone(known_url, load)
+    stormers = [_person(f"{label}-{i}") for i in range(load.people)]
     seen = len(cluster.allocations())
-    during, answers = uvloop.run(_known_during_storm(url, load, stormers))
+    during, answers = _known_during_storm(url, known_url, load, stormers)
     _problems(answers, "first requests during the known person's")
     for name in _allocated(cluster.allocations()[seen:], stormers, "the storm"):
         cluster.delete(name)
     time.sleep(SETTLE_S)
-    return Round(api=api, allocator=allocator, known_alone=alone, known_storm=during)
+    cluster.settled(allocated=1)
+    return alone, during
 
 
 def _person(name: str) -> Person:
@@ -353,13 +436,16 @@ def _print_round(label: str, measured: Round) -> None:
         f" {alloc.api_requests} API requests)",
         flush=True,
     )
-    if measured.known_storm:
-        alone, storm = percentile(measured.known_alone, 99), percentile(measured.known_storm, 99)
-        print(
-            f"      a known person's p99: {alone:.2f} ms alone, {storm:.2f} ms during the storm "
-            f"({len(measured.known_storm)} requests then)",
-            flush=True,
-        )
+    for who, alone, storm in (
+        ("a known person's", measured.known_alone, measured.known_storm),
+        ("the same, straight to a WebUI:", measured.webui_alone, measured.webui_storm),
+    ):
+        if storm:
+            print(
+                f"      {who} p99 {percentile(alone, 99):.2f} ms alone, "
+                f"{percentile(storm, 99):.2f} ms during the storm ({len(storm)} requests then)",
+                flush=True,
+            )
 
 
 # -- the harness side --------------------------------------------------------------------
@@ -378,7 +464,8 @@ def _start(
         fake_cluster.NAMESPACE, fake_cluster.FLEET,
     )  # fmt: skip
     watched = {"allocator": allocator, "fake": cluster.service, "redis": redis, "origin": pods}
-    return Setup(cluster, allocator, watched)
+    webui = f"http://{fake_cluster.pod_ips()[0]}:{webui_port}/"
+    return Setup(cluster, allocator, watched, webui)
 
 
 def _too_many(load: AllocationLoad) -> str | None:
@@ -406,12 +493,12 @@ def run(
     try:
         setup = _start(processes, tools, load, allocator_command)
         url = services.base_url(setup.allocator) + "/"
-        uvloop.run(_known_loops(url, 1, lambda done: done < 1))  # the known person's WebUI
+        _known_alone(url, AllocationLoad(known_connections=1, known_requests=1))  # their WebUI
         _round(setup, load, "warmup")
         print("    warm-up round done", flush=True)
         for n in range(load.rounds):
             label = f"round {n + 1}/{load.rounds}"
-            measured = _round(setup, load, f"r{n + 1}")
+            measured = _round(setup, load, f"r{n + 1}", control_first=n % 2 == 1)
             results.rounds.append(measured)
             _print_round(label, measured)
     except WrongAnswers as e:

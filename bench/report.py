@@ -335,20 +335,31 @@ def allocation_table(data: Json, markdown: bool = False) -> str:
             ", ".join(f"{v:+.2f}" for v in overhead.get("p99_of_rounds", [])) or "—",
         ],
     ]
-    known = [r for r in rounds if r.get("known_storm")]
-    if known:
-        for label, key in (("without a storm", "known_alone"), ("during the storm", "known_storm")):
-            medians = known_person(data) or {}
-            rows.append(
-                [
-                    f"a known person ({KNOWN_CONNECTIONS} connections), {label}",
-                    _ms(statistics.median(r[key]["p50"] for r in known)),
-                    _ms(medians.get("alone_p99" if key == "known_alone" else "storm_p99")),
-                    ", ".join(f"{r[key]['p99']:.2f}" for r in known),
-                ]
-            )
+    for via, who in (
+        ("known", f"a known person ({KNOWN_CONNECTIONS} connections)"),
+        ("webui", "the same, straight to a WebUI (no allocator)"),
+    ):
+        rows.extend(_known_rows(rounds, known_person(data, via) or {}, via, who))
     headers = ["", "p50 ms", "p99 ms", "p99 of each round, ms"]
     return _table(headers, rows, markdown)
+
+
+def _known_rows(rounds: list[Json], medians: Json, via: str, who: str) -> list[list[str]]:
+    measured = [r for r in rounds if r.get(f"{via}_storm")]
+    if not measured:
+        return []
+    rows = []
+    for label, when in (("without a storm", "alone"), ("during the storm", "storm")):
+        key = f"{via}_{when}"
+        rows.append(
+            [
+                f"{who}, {label}",
+                _ms(statistics.median(r[key]["p50"] for r in measured)),
+                _ms(medians.get(f"{when}_p99")),
+                ", ".join(f"{r[key]['p99']:.2f}" for r in measured),
+            ]
+        )
+    return rows
 
 
 def cruise_table(data: Json, markdown: bool = False) -> str:
@@ -482,7 +493,16 @@ def _allocation_method(data: Json) -> str:
         "GameServers are deleted and the Fleet refills. One warm-up round, then "
         f"{load['rounds']} measured rounds; p50 and p99 are nearest-rank over the {people} "
         f"requests of a round (so p99 is the slowest of {people}), shown as the median over "
-        "rounds; overhead = allocator - API."
+        "rounds; overhead = allocator - API.\n\n"
+        f"A known person already working: a client in its own process (as wrk would be; "
+        f"aiohttp, because wrk cannot limit its percentiles to a storm of about 100 ms) sends "
+        f"their GETs on {load['known_connections']} keep-alive connections, each one after "
+        f"the other: first {load['known_requests']} without a storm, then for as long as "
+        f"{people} more new people make their first requests at once; only the requests that "
+        "started during that storm count. Then the same again with the same client sending "
+        "straight to a WebUI's nginx, no allocator in between, during another storm of "
+        f"{people}: on these two cores the storm's other programs (the fake API, Redis, the "
+        "storm's client) take CPU from everything, and this row shows how much."
     )
 
 

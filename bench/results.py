@@ -110,18 +110,20 @@ def _known_json(latencies: list[float]) -> Json | None:
     }
 
 
-def known_person(data: Json) -> Json | None:
-    """Medians over the rounds of the known person's p99, alone and during the storm."""
-    rounds = [r for r in (data.get("allocation") or {}).get("rounds", []) if r.get("known_storm")]
+def known_person(data: Json, via: str = "known") -> Json | None:
+    """Medians over the rounds of the known person's p99, alone and during the storm; `via`
+    "webui": the same client straight to a WebUI, without the allocator."""
+    rounds = (data.get("allocation") or {}).get("rounds", [])
+    rounds = [r for r in rounds if r.get(f"{via}_storm")]
     if not rounds:
         return None
-    alone = statistics.median(r["known_alone"]["p99"] for r in rounds)
-    storm = statistics.median(r["known_storm"]["p99"] for r in rounds)
+    alone = statistics.median(r[f"{via}_alone"]["p99"] for r in rounds)
+    storm = statistics.median(r[f"{via}_storm"]["p99"] for r in rounds)
     return {
         "alone_p99": round(alone, 2),
         "storm_p99": round(storm, 2),
         "factor": round(storm / alone, 2) if alone else None,
-        "storm_requests": [r["known_storm"]["requests"] for r in rounds],
+        "storm_requests": [r[f"{via}_storm"]["requests"] for r in rounds],
         "rounds": len(rounds),
     }
 
@@ -139,6 +141,9 @@ def known_goal(data: Json) -> Json:
         f"median of {found['rounds']} rounds, "
         f"{', '.join(map(str, found['storm_requests']))} requests during each storm)"
     )
+    control = known_person(data, via="webui")
+    if control is not None and control["factor"] is not None:
+        detail += f"; straight to a WebUI, no allocator: {control['factor']:.2f}x"
     return _goal(goal, MET if found["factor"] <= KNOWN_FACTOR else NOT_MET, detail)
 
 
@@ -166,6 +171,8 @@ def allocation_json(results: AllocationResults) -> Json:
                 "allocator": _step_json(r.allocator),
                 "known_alone": _known_json(r.known_alone),
                 "known_storm": _known_json(r.known_storm),
+                "webui_alone": _known_json(r.webui_alone),
+                "webui_storm": _known_json(r.webui_storm),
             }
             for r in results.rounds
         ],
