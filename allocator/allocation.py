@@ -232,7 +232,8 @@ class Allocations:
 
     def _ended(self, task: asyncio.Task[Session | None], queued: bool) -> None:
         """The queue may move when a queued person's allocation ends, or one that got no
-        WebUI (its person queues now). Others started with nobody waiting: no news."""
+        WebUI (no GPU free: its person queues; or it failed). One that succeeded, started
+        while nobody waited, is no news for the queue."""
         if queued or task.cancelled() or task.exception() is not None or task.result() is None:
             self.on_change()
 
@@ -247,13 +248,12 @@ class Allocations:
             async def progress(state: State, message: str) -> None:
                 await self._report(person, state, message, restarted)
 
-            # In a storm, a few allocations per turn of the loop start, and record their
-            # result: the requests of people already working go on in between.
+            # In a storm, a few allocations start per turn of the loop: the requests of people
+            # already working go on in between.
             await self._pacer.turn()
             placement = await self._backend.allocate(person, progress)
             session = Session(person.email, person.slug, self._backend.name, placement, time.time())
             told = True
-            await self._pacer.turn()
             if await self._save(session, token):
                 result, saved = "ok", session
             else:

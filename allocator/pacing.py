@@ -21,7 +21,7 @@ class Pacer:
         self._release_scheduled = False
 
     async def turn(self) -> None:
-        """Return once it is this caller's turn (the next turn of the loop at the soonest)."""
+        """Return once it is this caller's turn (a turn of the loop later at the soonest)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new loop (tests run several): nothing of the old counts
             self._loop, self._waiting, self._release_scheduled = loop, deque(), False

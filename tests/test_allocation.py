@@ -12,7 +12,15 @@ from allocator.cache import SessionCache
 from allocator.settings import load_settings
 from allocator.slugs import slug_for
 from allocator.store import SessionStore
-from allocator.types import Person, Placement, Progress, Session, State
+from allocator.types import (
+    AllocationFailed,
+    Person,
+    Placement,
+    Progress,
+    ProgressCallback,
+    Session,
+    State,
+)
 from tests.support.recording import RecordingBackend
 
 ANN = Person("ann@example.com", slug_for("ann@example.com"))
@@ -119,3 +127,24 @@ async def test_reattaching_never_takes_over_an_allocation_in_flight(store: Sessi
     backend.proceed.set()
     outcome = await allocating
     assert isinstance(outcome, Session) and outcome.server == "gs-1"
+
+
+class FailingBackend(RecordingBackend):
+    async def allocate(self, person: Person, progress: ProgressCallback) -> Placement:
+        raise AllocationFailed("the cluster said no")
+
+
+async def test_the_queue_is_looked_at_after_an_allocation_that_got_nothing_only(
+    store: SessionStore,
+) -> None:
+    """A success started while nobody waited cannot move the queue: the dispatcher (and its
+    Redis round trip) is left alone. A failure may let the next person in."""
+    looks: list[str] = []
+    succeeding = allocations_for(store, RecordingBackend(hold=False))
+    succeeding.on_change = lambda: looks.append("after a success")
+    assert isinstance(await succeeding.ensure(ANN, wait=60), Session)
+    failing = allocations_for(store, FailingBackend())
+    failing.on_change = lambda: looks.append("after a failure")
+    outcome = await failing.ensure(BEN, wait=60)
+    assert isinstance(outcome, Progress) and outcome.state is State.FAILED
+    assert looks == ["after a failure"]

@@ -103,12 +103,14 @@ def _at_most_every(
         now = clock()
         if now - succeeded_at < seconds:
             return
-        hook(configuration)
+        try:
+            hook(configuration)
+        finally:
+            installed = configuration.refresh_api_key_hook
+            if installed is not None and installed is not refresh:
+                hook = installed
+            configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
         succeeded_at = now
-        installed = configuration.refresh_api_key_hook
-        if installed is not None and installed is not refresh:
-            hook = installed
-        configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
 
     return refresh
 

@@ -92,6 +92,7 @@ class GameServerWatch:
             self._deliver("DELETED", self._known[name])
         for item in items.values():
             self._deliver("ADDED", item)
+            await asyncio.sleep(0)  # as for the events of a stream (`_follow`)
         self._version = str(listing["metadata"]["resourceVersion"])
 
     async def _follow(self) -> None:
