@@ -502,7 +502,9 @@ def _allocation_method(data: Json) -> str:
         "started during that storm count. Then the same again with the same client sending "
         "straight to a WebUI's nginx, no allocator in between, during another storm of "
         f"{people}: on these two cores the storm's other programs (the fake API, Redis, the "
-        "storm's client) take CPU from everything, and this row shows how much."
+        "storm's client) take CPU from everything, and this row shows how much. A flame graph "
+        "of the allocator in such storms: `python -m bench.storm_profile FILE.svg` (py-spy); "
+        "one is kept in `bench/results/storm-flamegraph.svg`."
     )
 
 
