@@ -3,7 +3,7 @@ configuration says.
 
 Measured (`make bench`, scenario `kubeclients`, BENCHMARKS.md): a call costs this process
 0.12-0.24 ms of CPU this way, against 0.67-0.79 ms for the synchronous `kubernetes` client on a
-thread pool and 0.51-0.62 ms for the asyncio clients (`kubernetes.aio`, `kubernetes_asyncio`); in a
+thread pool and 0.51-0.67 ms for the asyncio clients (`kubernetes.aio`, `kubernetes_asyncio`); in a
 storm those milliseconds queue on one core. So the official package still does what it does
 well, loading the configuration (in-cluster service account with its rotating token, kubeconfig,
 or Google credentials for a Cloud Function), and this module only sends the requests: the
