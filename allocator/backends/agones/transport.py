@@ -8,10 +8,9 @@ storm those milliseconds queue on one core. So the official package still does w
 well, loading the configuration (in-cluster service account with its rotating token, kubeconfig,
 or Google credentials for a Cloud Function), and this module only sends the requests: the
 authorization header comes from the configuration before each request, as the official client
-does (its refresh hook, which `client` runs at most every 10 s, re-reads the service account
-token file once a minute, or refreshes the Google token when it is about to expire: rare,
-short waits on the loop), TLS from its CA and
-client certificate.
+does (its refresh hook re-reads the service account token file once a minute, and `client`
+runs that at most every 10 s; the Cloud Function's refreshes the Google token when it is about
+to expire: rare, short waits on the loop), TLS from its CA and client certificate.
 """
 
 from __future__ import annotations
