@@ -44,7 +44,7 @@ YOUR_TURN = "A GPU is free for you: starting your WebUI."
 RESTARTED = "Your previous WebUI stopped, so you are getting a new one. Saved images are kept."
 POLL_SECONDS = 0.2
 CLOSE_SECONDS = 5.0
-STEPS_PER_TURN = 2  # allocation steps per turn of the event loop (pacing.py; make bench)
+STEPS_PER_TURN = 2  # allocations that start per turn of the event loop (pacing.py)
 
 
 Changed = Callable[[], None]
