@@ -3,33 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from allocator.pacing import Pacer
-
-
-class LoopTurns:
-    """Counts the turns of the running loop by taking one itself every turn."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LoopTurns:
-        self._task = asyncio.create_task(self._run())
-        await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        while True:
-            self.count += 1
-            await asyncio.sleep(0)
+from tests.support.turns import LoopTurns, one_turn
 
 
 async def test_callers_go_on_a_few_per_turn_in_the_order_they_came() -> None:
@@ -61,7 +37,7 @@ async def test_a_caller_cancelled_while_waiting_takes_no_place() -> None:
     first = asyncio.create_task(caller("first"))
     gone = asyncio.create_task(caller("gone"))
     last = asyncio.create_task(caller("last"))
-    await asyncio.sleep(0)  # all three wait now
+    await one_turn()  # all three wait now
     gone.cancel()
     await asyncio.gather(first, last)
     assert went == ["first", "last"] and gone.cancelled()
@@ -72,7 +48,7 @@ def test_a_pacer_serves_the_next_event_loop_after_one_closed_with_callers_waitin
     old = asyncio.new_event_loop()
     try:
         callers = [old.create_task(pacer.turn()) for _ in range(5)]
-        old.run_until_complete(asyncio.sleep(0))  # one turn a caller: most still wait
+        old.run_until_complete(one_turn())  # one turn a caller: most still wait
         assert not callers[-1].done()
     finally:
         old.close()

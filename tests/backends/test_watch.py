@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from allocator.backends.agones.client import KubeApi
 from allocator.backends.agones.watch import GameServerWatch
+from tests.support.turns import LoopTurns
 
 BURST = 20
 
@@ -31,25 +32,19 @@ class BurstingApi:
 
 
 async def test_a_burst_of_events_lets_other_work_run_between_them() -> None:
-    turns = 0  # how often another task got the loop
-    seen_at: list[int] = []  # `turns` when each event was handled
+    seen_at: list[int] = []  # the loop's turn when each event was handled
     done = asyncio.Event()
+    async with LoopTurns() as turns:
 
-    def handler(kind: str, gameserver: dict[str, Any]) -> None:
-        seen_at.append(turns)
-        if len(seen_at) == BURST:
-            done.set()
+        def handler(kind: str, gameserver: dict[str, Any]) -> None:
+            seen_at.append(turns.count)
+            if len(seen_at) == BURST:
+                done.set()
 
-    async def other_work() -> None:
-        nonlocal turns
-        while not done.is_set():
-            turns += 1
-            await asyncio.sleep(0)
-
-    watch = GameServerWatch(cast(KubeApi, BurstingApi()), "label", handler)
-    watch.start()
-    try:
-        await asyncio.wait_for(asyncio.gather(other_work(), done.wait()), 30)
-    finally:
-        await watch.stop()
+        watch = GameServerWatch(cast(KubeApi, BurstingApi()), "label", handler)
+        watch.start()
+        try:
+            await asyncio.wait_for(done.wait(), 30)
+        finally:
+            await watch.stop()
     assert len(set(seen_at)) == BURST  # another turn between every two events
