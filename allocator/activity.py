@@ -2,9 +2,9 @@
 
 Requests are counted in this process. Every `interval` seconds one pipeline writes the latest
 activity of everyone who did something, renews a busy lease for everyone whose work (a
-generation, an open stream) has lasted longer than `busy_after`, and drops the leases of work
-that ended. Paths matching the idle-exempt patterns (heartbeats, progress polling) count as
-neither.
+generation, an open stream) has lasted longer than `busy_after`, drops the leases of work
+that ended, and adds the busy time seen since the last write to the usage ledger. Paths
+matching the idle-exempt patterns (heartbeats, progress polling) count as neither.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable
 
 from allocator.store import SessionStore, StoreUnavailable
+from allocator.usage import UsageBook
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class ActivityTracker:
         return_after: float = RETURN_AFTER,
     ) -> None:
         self._store = store
+        self._usage = UsageBook(store)
         self._exempt = compile_patterns(exempt_patterns)
         self._interval = interval
         self._busy_after = busy_after
@@ -52,6 +54,8 @@ class ActivityTracker:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pending: dict[str, float] = {}
         self._busy_since: dict[str, float] = {}
+        self._busy_counted: dict[str, float] = {}  # email → busy time counted up to here
+        self._busy_seconds: dict[str, float] = {}  # not yet written to the usage ledger
         self._in_flight: dict[str, int] = {}
         self._leased: set[str] = set()
         self._written: dict[str, float] = {}  # email → when its activity was last written
@@ -74,18 +78,24 @@ class ActivityTracker:
         self._pending[email] = now
         count = self._in_flight.get(email, 0)
         if count == 0:
-            self._busy_since[email] = now
+            self._busy_since[email] = self._busy_counted[email] = now
         self._in_flight[email] = count + 1
         return returning
 
     def end(self, email: str) -> None:
-        self._pending[email] = time.time()
+        now = time.time()
+        self._pending[email] = now
         count = self._in_flight[email] - 1
         if count:
             self._in_flight[email] = count
         else:
             del self._in_flight[email]
             del self._busy_since[email]
+            self._count_busy(email, self._busy_counted.pop(email), now)
+
+    def _count_busy(self, email: str, since: float, now: float) -> None:
+        if now > since:
+            self._busy_seconds[email] = self._busy_seconds.get(email, 0.0) + now - since
 
     def _write_soon(self, email: str, now: float) -> asyncio.Task[None] | None:
         self._written[email] = now  # one write per return, however many requests follow
@@ -147,6 +157,7 @@ class ActivityTracker:
         self._written.update(dict.fromkeys(pending, now))
         self._forget_written(now)
         await self._flush_leases(now, final)
+        await self._flush_busy_time(now)
 
     def _forget_written(self, now: float) -> None:
         """Entries older than the return threshold mean the same as none: keep the map small."""
@@ -155,6 +166,19 @@ class ActivityTracker:
         ]
         for email in stale:
             del self._written[email]
+
+    async def _flush_busy_time(self, now: float) -> None:
+        """Busy time so far, of work that ended and of work still running (counted up to now)."""
+        for email, since in self._busy_counted.items():
+            self._count_busy(email, since, now)
+            self._busy_counted[email] = now
+        seconds, self._busy_seconds = self._busy_seconds, {}
+        try:
+            await self._usage.add_busy(seconds, now)
+        except StoreUnavailable:
+            for email, value in seconds.items():  # counted on the next try
+                self._busy_seconds[email] = self._busy_seconds.get(email, 0.0) + value
+            raise
 
     async def _flush_leases(self, now: float, final: bool) -> None:
         cutoff = now - self._busy_after

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     pressure_idle_timeout: float = Field(300.0, ge=0)  # while anyone is queued; 0: off
     badge: Literal["on", "off"] = "on"  # the give-back countdown inside the WebUI page
     failure_retry: float = Field(30.0, gt=0)
+    daily_gpu_hours: float = Field(0, ge=0, le=24)  # allocated hours per person per UTC day; 0: off
+    quota_exempt: CommaList = ()  # besides the admins
+    usage_days: int = Field(90, ge=1, le=3660)  # how long per-person daily usage is kept
 
     upstream_connect_timeout: float = Field(5.0, gt=0)
     upstream_read_timeout: float = Field(0, ge=0)  # 0: none (generations and streams are long)
@@ -130,7 +133,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
 
-    @field_validator("admins", "idle_exempt_paths", "allowed_hosts", mode="before")
+    @field_validator("admins", "quota_exempt", "idle_exempt_paths", "allowed_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -160,7 +163,7 @@ class Settings(BaseSettings):
             raise ValueError(f"GPU {duplicates[0]} is listed twice; each WebUI gets its own GPU")
         return value
 
-    @field_validator("admins")
+    @field_validator("admins", "quota_exempt")
     @classmethod
     def _lower_admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(admin.lower() for admin in value)

@@ -1,7 +1,8 @@
 """SessionStore: who has which WebUI, when they last did something, who is allocating.
 
 Layout in Redis (every key starts with `sda:`):
-  sda:session:<email>   hash    the mapping (backend, server, host, port, handle, allocated_at)
+  sda:session:<email>   hash    the mapping (backend, server, host, port, handle, allocated_at,
+                                accrued_to: how far its allocated time is counted, ledger.py)
   sda:activity          zset    email → last activity (unix seconds); "idle since T" is one
                                 ZRANGEBYSCORE, O(log N + idle), never a scan
   sda:busy:<email>      zset    lease holder → lease expiry; work that outlives a few seconds
@@ -17,7 +18,8 @@ Layout in Redis (every key starts with `sda:`):
   sda:queue:capacity    string  JSON: new WebUIs on their way, as the dispatcher last saw
   sda:queue:dispatch    string  the replica deciding for the queue this moment, with expiry
 
-The queue's operations are in waitqueue.py; admission is part of starting an allocation here,
+Usage per day and store-wide totals are laid out in ledger.py, events in events.py. The queue's
+operations are in waitqueue.py; admission is part of starting an allocation here,
 so that "queue empty, go ahead" and "take the lock" are one atomic step.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from allocator.ledger import ACCRUE_FUNCTION, window_args, window_keys
 from allocator.settings import MEMORY_STORE, PEM_BEGIN
 from allocator.types import Placement, Progress, Session, State
 
@@ -52,7 +56,11 @@ QUEUE_KEYS = [QUEUE, QUEUE_SEEN, QUEUE_JOINED]
 REQUEST = "request"  # begin_allocation for a person's own request (may join the queue)
 NO_SERVER = "\x00"  # names no server: a drop with it only tidies the indexes
 
-_DROP = """
+# Dropping a mapping counts its allocated time up to now first (ledger.py); KEYS[5..8] and
+# ARGV[3..5] are the ledger's window.
+_DROP = (
+    ACCRUE_FUNCTION
+    + """
 local current = redis.call('HGET', KEYS[1], 'server')
 if not current then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -60,11 +68,13 @@ if not current then
   return 0
 end
 if ARGV[2] ~= '' and current ~= ARGV[2] then return 0 end
+accrue(KEYS[1], ARGV[1], 5, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
+)
 _SAVE_IF_LOCKED = """
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
@@ -105,12 +115,12 @@ return 'ok'
 """
 # Both scripts below may be retried by the client after a timeout: holding the lock or claim
 # with one's own token already counts as success.
-# A cruiser pass claims a session only if it is still the same mapping, still idle (unless
-# its maximum age is up), holds no busy lease and no other pass has claimed it.
+# A cruiser pass claims a session only if it is still the same mapping, still idle since the
+# cutoff (none: its maximum age is up), holds no busy lease and no other pass has claimed it.
 _CLAIM_REAP = """
 local current = redis.call('HGET', KEYS[1], 'server')
 if not current or current ~= ARGV[2] then return 'gone' end
-if ARGV[7] ~= '1' then
+if ARGV[3] ~= '' then
   local stamp = redis.call('ZSCORE', KEYS[2], ARGV[1])
   if stamp and tonumber(stamp) > tonumber(ARGV[3]) then return 'active' end
 end
@@ -145,7 +155,7 @@ class SessionView:
     busy: bool
 
 
-def _session_key(email: str) -> str:
+def session_key(email: str) -> str:
     return f"sda:session:{email}"
 
 
@@ -215,8 +225,9 @@ async def translate_errors() -> AsyncIterator[None]:
 
 
 class SessionStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, usage_days: int = 90) -> None:
         self._redis = client
+        self.usage_days = usage_days  # how long a day's usage is kept (SDA_USAGE_DAYS)
         self.client = client  # for the other views of the same data (waitqueue.py)
         self._drop = client.register_script(_DROP)
         self._save_if_locked = client.register_script(_SAVE_IF_LOCKED)
@@ -226,8 +237,8 @@ class SessionStore:
         self._begin_allocation = client.register_script(_BEGIN_ALLOCATION)
 
     @classmethod
-    def from_url(cls, url: str, ca_cert: str | None = None) -> SessionStore:
-        return cls(connect(url, ca_cert))
+    def from_url(cls, url: str, ca_cert: str | None = None, usage_days: int = 90) -> SessionStore:
+        return cls(connect(url, ca_cert), usage_days)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -240,7 +251,7 @@ class SessionStore:
 
     async def get(self, email: str) -> Session | None:
         async with translate_errors():
-            fields = await self._redis.hgetall(_session_key(email))
+            fields = await self._redis.hgetall(session_key(email))
         return _decode_session(cast(dict[str, str], fields)) if fields else None
 
     async def save(self, session: Session, now: float, lock_token: str | None = None) -> bool:
@@ -252,17 +263,20 @@ class SessionStore:
         """
         email = session.email
         keys = [
-            _session_key(email), ACTIVITY, progress_key(email), lock_key(email), ALLOCATED,
+            session_key(email), ACTIVITY, progress_key(email), lock_key(email), ALLOCATED,
             *QUEUE_KEYS,
         ]  # fmt: skip
-        fields = [str(part) for pair in _encode_session(session).items() for part in pair]
+        # Its allocated time counts from now: a WebUI found again after its record was lost
+        # is not charged for the time nobody knew of it.
+        record: dict[str, str | int | float] = {**_encode_session(session), "accrued_to": now}
+        fields = [str(part) for pair in record.items() for part in pair]
         async with translate_errors():
             if lock_token is not None:
                 args: list[str | float] = [lock_token, email, now, session.allocated_at, *fields]
                 return bool(await self._save_if_locked(keys=keys, args=args))
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(keys[0])
-                pipe.hset(keys[0], mapping=_encode_session(session))  # type: ignore[arg-type]
+                pipe.hset(keys[0], mapping=record)  # type: ignore[arg-type]
                 pipe.zadd(ACTIVITY, {email: now})
                 pipe.zadd(ALLOCATED, {email: session.allocated_at})
                 pipe.delete(keys[2])
@@ -272,10 +286,16 @@ class SessionStore:
         return True
 
     async def drop(self, email: str, server: str | None = None) -> bool:
-        """Remove the mapping, only if it still points at `server` (when given)."""
-        keys = [_session_key(email), ACTIVITY, _busy_key(email), ALLOCATED]
+        """Remove the mapping, only if it still points at `server` (when given), counting its
+        allocated time up to now."""
+        keys, args = self._drop_call(email, server or "")
         async with translate_errors():
-            return bool(await self._drop(keys=keys, args=[email, server or ""]))
+            return bool(await self._drop(keys=keys, args=args))
+
+    def _drop_call(self, email: str, server: str) -> tuple[list[str], list[str | int | float]]:
+        now = time.time()
+        keys = [session_key(email), ACTIVITY, _busy_key(email), ALLOCATED, *window_keys(now)]
+        return keys, [email, server, *window_args(now, self.usage_days)]
 
     async def count(self) -> int:
         async with translate_errors():
@@ -287,6 +307,11 @@ class SessionStore:
             stamps = await self._redis.zrange(ACTIVITY, 0, -1, withscores=True)
             return await self._load_views(cast(list[tuple[str, float]], stamps), now)
 
+    async def emails(self) -> list[str]:
+        """Everyone with a session."""
+        async with translate_errors():
+            return [str(email) for email in await self._redis.zrange(ACTIVITY, 0, -1)]
+
     async def mapped_servers(self) -> list[tuple[str, str, str]]:
         """(email, backend, server) of every mapping: what reconciliation compares, two fields
         of each record instead of all of it and its busy leases."""
@@ -294,7 +319,7 @@ class SessionStore:
             emails = [str(email) for email in await self._redis.zrange(ACTIVITY, 0, -1)]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for email in emails:
-                    pipe.hmget(_session_key(email), ["backend", "server"])
+                    pipe.hmget(session_key(email), ["backend", "server"])
                 replies = await pipe.execute()
         return [
             (email, str(backend), str(server))
@@ -313,7 +338,7 @@ class SessionStore:
     async def _load_views(self, stamps: list[tuple[str, float]], now: float) -> list[SessionView]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for email, _ in stamps:
-                pipe.hgetall(_session_key(email))
+                pipe.hgetall(session_key(email))
                 pipe.zcount(_busy_key(email), now, "+inf")
             replies = await pipe.execute()
         views: list[SessionView] = []
@@ -349,7 +374,7 @@ class SessionStore:
         """Several mappings in one round trip."""
         async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
             for email in emails:
-                pipe.hgetall(_session_key(email))
+                pipe.hgetall(session_key(email))
             found = await pipe.execute()
         return {
             email: _decode_session(fields) if fields else None
@@ -358,24 +383,23 @@ class SessionStore:
 
     async def claim_reaps(
         self,
-        sessions: list[tuple[Session, bool]],
-        cutoff: float,
+        sessions: list[tuple[Session, float | None]],
         now: float,
         token: str,
         ttl: float,
     ) -> list[str]:
         """Atomically re-check and claim reclaim candidates, one script each, one round trip.
 
-        Per (session, aged): 'ok', or why not: 'gone' (no longer this mapping), 'active'
+        Per (session, cutoff): 'ok', or why not: 'gone' (no longer this mapping), 'active'
         (activity after `cutoff`), 'busy' (a live busy lease) or 'claimed' (another pass
-        has it). `aged`: the maximum session age is up, so recent activity does not save it
-        (a busy lease still does)."""
+        has it). No cutoff: the maximum session age is up, so recent activity does not save
+        it (a busy lease still does)."""
         async with translate_errors(), self._redis.pipeline(transaction=False) as pipe:
-            for session, aged in sessions:
+            for session, cutoff in sessions:
                 email = session.email
-                keys = [_session_key(email), ACTIVITY, _busy_key(email), _reap_key(email)]
+                keys = [session_key(email), ACTIVITY, _busy_key(email), _reap_key(email)]
                 args: list[str | float] = [
-                    email, session.server, cutoff, now, token, _ms(ttl), "1" if aged else "0"
+                    email, session.server, "" if cutoff is None else cutoff, now, token, _ms(ttl)
                 ]  # fmt: skip
                 await self._claim_reap(keys=keys, args=args, client=pipe)
             return [str(outcome) for outcome in await pipe.execute()]
@@ -386,17 +410,17 @@ class SessionStore:
             for session in sessions:
                 email = session.email
                 if dropped:
-                    keys = [_session_key(email), ACTIVITY, _busy_key(email), ALLOCATED]
-                    await self._drop(keys=keys, args=[email, session.server], client=pipe)
+                    keys, args = self._drop_call(email, session.server)
+                    await self._drop(keys=keys, args=args, client=pipe)
                 await self._release_lock(keys=[_reap_key(email)], args=[token], client=pipe)
             if len(pipe):
                 await pipe.execute()
 
     async def forget_unmapped(self, email: str) -> None:
         """Remove index entries of someone without a mapping (never a mapping itself)."""
-        keys = [_session_key(email), ACTIVITY, _busy_key(email), ALLOCATED]
+        keys, args = self._drop_call(email, NO_SERVER)
         async with translate_errors():
-            await self._drop(keys=keys, args=[email, NO_SERVER])
+            await self._drop(keys=keys, args=args)
 
     async def busy_now(self, email: str, now: float) -> bool:
         """Whether some replica holds a live busy lease for `email`."""
@@ -466,7 +490,7 @@ class SessionStore:
         person has just joined them). With `heads`, for the
         queue's dispatcher: 'ok' only for one of the first `heads` queued, else 'not_head'."""
         keys = [
-            lock_key(email), _session_key(email), progress_key(email), *QUEUE_KEYS,
+            lock_key(email), session_key(email), progress_key(email), *QUEUE_KEYS,
             QUEUE_TICKETS,
         ]  # fmt: skip
         mode = REQUEST if heads is None else str(heads)

@@ -1,8 +1,10 @@
 """Reaper: one pass that gives back WebUIs nobody uses, and never one in use.
 
 Candidates come from the store's activity index (idle longer than the timeout, or the shorter
-pressure timeout while people wait for a GPU; cost grows with the idle count, not the total)
-and, when a maximum age is set, its allocation index.
+pressure timeout while people wait for a GPU; cost grows with the idle count, not the total),
+when a maximum age is set its allocation index, and with a daily quota (quota.py) the people
+past it, given back once quiet for QUOTA_QUIET. Every pass first counts the sessions'
+allocated time (usage.py); each reclaim and "kept" goes to the person's events (events.py).
 Each is re-checked and claimed atomically in Redis right before its release: activity that
 arrived during the pass, a busy lease (a generation, an open stream) or another pass's claim
 keeps it. The WebUI is released first and the mapping removed after, so a failed release
@@ -15,20 +17,36 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from allocator import metrics
+from allocator.events import Event, EventLog
+from allocator.ledger import day_of
+from allocator.quota import Quota
 from allocator.settings import Settings, reclaim_after
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Backend, BackendError, Session
+from allocator.usage import UsageBook
 from allocator.waitqueue import WaitQueue
 from cruiser.reconcile import Reconciler
 from cruiser.summary import Summary
 
 log = logging.getLogger(__name__)
 
-IDLE, PRESSURE, MAX_AGE = "idle", "pressure", "max_age"
+IDLE, PRESSURE, MAX_AGE, OVER_QUOTA = "idle", "pressure", "max_age", "over_quota"
 BATCH = 500  # candidates read per round trip
+QUOTA_QUIET = 60.0  # past the quota: given back after this long without a request
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """Why a session may go: `cutoff`, activity after it keeps the session (None: only a busy
+    lease does); `seconds`, its idle time or age, for the person's event."""
+
+    reason: str
+    cutoff: float | None
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,9 @@ class CruiseOptions:
     claim_ttl: float = 120.0  # longer than any one release may take
     pressure_idle_timeout: float = 0.0  # while people are queued; 0: off
     quiet: bool = False  # a pass that gave nothing back logs at debug level
+    bookkeeping: bool = True  # count usage, judge quotas, record the pass (not pressure passes)
+    quota_seconds: float = 0.0  # allocated per person per UTC day; 0: off
+    quota_exempt: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(
@@ -55,6 +76,8 @@ class CruiseOptions:
             orphan_grace=settings.orphan_grace,
             dry_run=dry_run,
             claim_ttl=max(120.0, 4 * backend.release_timeout),
+            quota_seconds=settings.daily_gpu_hours * 3600,
+            quota_exempt=frozenset(settings.admins) | frozenset(settings.quota_exempt),
         )
 
 
@@ -64,6 +87,9 @@ class Reaper:
         self._backend = backend
         self._options = options
         self._token = uuid.uuid4().hex  # this pass's claims; another pass has its own
+        self._usage = UsageBook(store)
+        self._events = EventLog(store)
+        self._quota = Quota(options.quota_seconds, options.quota_exempt, self._usage)
 
     async def run_pass(self) -> Summary:
         began = time.monotonic()
@@ -78,9 +104,18 @@ class Reaper:
             metrics.CRUISE_SECONDS.observe(summary.seconds)
             if summary.failed:
                 metrics.CRUISE_FAILURES.inc(summary.failed)
+            if self._options.bookkeeping and not self._options.dry_run:
+                await self._record_pass(summary)
         quiet = self._options.quiet and not (summary.reclaimed or summary.failed)
         log.log(logging.DEBUG if quiet else logging.INFO, "cruise pass: %s", summary.line())
         return summary
+
+    async def _record_pass(self, summary: Summary) -> None:
+        """For the "cruiser not running or failing" alerts, whichever process runs passes."""
+        try:
+            await self._usage.record_pass(time.time(), summary.failed)
+        except StoreUnavailable as exc:
+            log.warning("could not record the cruise pass: %s", exc)
 
     async def _reap(self, summary: Summary) -> None:
         now = time.time()
@@ -89,20 +124,31 @@ class Reaper:
             summary.queued = await WaitQueue(self._store).unserved()
         after = reclaim_after(options.idle_timeout, options.pressure_idle_timeout, summary.queued)
         cutoff, idle_cutoff = now - after, now - options.idle_timeout
-        reasons = {
-            email: IDLE if stamp <= idle_cutoff else PRESSURE
+        candidates = {
+            email: Candidate(IDLE if stamp <= idle_cutoff else PRESSURE, cutoff, now - stamp)
             for email, stamp in await self._store.idle(cutoff)
         }
         if self._options.max_age > 0:
             for email, _ in await self._store.allocated_before(now - self._options.max_age):
-                reasons[email] = MAX_AGE
-        summary.candidates = len(reasons)
-        emails = list(reasons)
+                candidates[email] = Candidate(MAX_AGE, None, self._options.max_age)
+        if options.bookkeeping:
+            for email in self._quota.over(await self._used_today(now)):
+                candidates.setdefault(email, Candidate(OVER_QUOTA, now - QUOTA_QUIET, 0.0))
+        summary.candidates = len(candidates)
+        emails = list(candidates)
         for start in range(0, len(emails), BATCH):
-            await self._reap_batch(emails[start : start + BATCH], reasons, cutoff, summary)
+            await self._reap_batch(emails[start : start + BATCH], candidates, summary)
+
+    async def _used_today(self, now: float) -> dict[str, float]:
+        """Every session's allocated time today, counted up to now first (a dry run counts
+        nothing: it reads what is counted already)."""
+        if not self._options.dry_run:
+            return await self._usage.accrue(await self._store.emails(), now)
+        today = day_of(now)
+        return {row.email: row.allocated for row in await self._usage.days(today, today)}
 
     async def _reap_batch(
-        self, emails: list[str], reasons: dict[str, str], cutoff: float, summary: Summary
+        self, emails: list[str], candidates: dict[str, Candidate], summary: Summary
     ) -> None:
         found = await self._store.get_many(emails)
         for email in (email for email, session in found.items() if session is None):
@@ -112,22 +158,25 @@ class Reaper:
         # arrives while earlier releases run still saves a session.
         step = self._options.concurrency
         for start in range(0, len(sessions), step):
-            await self._reap_chunk(sessions[start : start + step], reasons, cutoff, summary)
+            await self._reap_chunk(sessions[start : start + step], candidates, summary)
 
     async def _reap_chunk(
-        self, sessions: list[Session], reasons: dict[str, str], cutoff: float, summary: Summary
+        self, sessions: list[Session], candidates: dict[str, Candidate], summary: Summary
     ) -> None:
         """Claims in one round trip, releases in parallel, drops in one round trip."""
-        aged = [(session, reasons[session.email] == MAX_AGE) for session in sessions]
-        outcomes = await self._store.claim_reaps(
-            aged, cutoff, time.time(), self._token, self._options.claim_ttl
-        )
-        claimed = []
+        cutoffs = [(session, candidates[session.email].cutoff) for session in sessions]
+        now = time.time()
+        outcomes = await self._store.claim_reaps(cutoffs, now, self._token, self._options.claim_ttl)
+        claimed, kept = [], []
         for session, outcome in zip(sessions, outcomes, strict=True):
             summary.kept_active += outcome == "active"
             summary.kept_busy += outcome == "busy"
+            if outcome in ("active", "busy"):
+                kept.append((session.email, Event(now, "kept", session.server, outcome)))
             if outcome == "ok":
                 claimed.append(session)
+        if not self._options.dry_run:
+            await self._events.record_many(kept)
         if self._options.dry_run:
             summary.would_reclaim += len(claimed)
             for session in claimed:
@@ -137,13 +186,22 @@ class Reaper:
         released, failed = await self._release_all(claimed, summary)
         await self._store.finish_reaps(released, self._token, dropped=True)
         await self._store.finish_reaps(failed, self._token, dropped=False)
-        for session in released:
-            reason = reasons[session.email]
-            metrics.RECLAIMED.labels(reason=reason).inc()
-            log.info("reclaimed %s of %s (%s)", session.server, session.email, reason)
+        await self._tell(released, candidates)
         summary.reclaimed += len(released)
         if released:  # the queue moves on; estimates learn the turnover
             await WaitQueue(self._store).record_freed(time.time(), len(released))
+
+    async def _tell(self, released: list[Session], candidates: dict[str, Candidate]) -> None:
+        """Metrics, logs, the store-wide counts and each person's event."""
+        events, now = [], time.time()
+        for session in released:
+            why = candidates[session.email]
+            metrics.RECLAIMED.labels(reason=why.reason).inc()
+            log.info("reclaimed %s of %s (%s)", session.server, session.email, why.reason)
+            event = Event(now, "reclaimed", session.server, why.reason, seconds=why.seconds)
+            events.append((session.email, event))
+        await self._usage.count_reclaims(Counter(candidates[s.email].reason for s in released))
+        await self._events.record_many(events)
 
     async def _release_all(
         self, sessions: list[Session], summary: Summary

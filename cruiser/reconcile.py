@@ -11,14 +11,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from typing import TYPE_CHECKING
 
 from allocator import metrics
-from allocator.store import SessionStore
+from allocator.events import Event, EventLog
+from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Backend, BackendError, Session
+from allocator.usage import UsageBook
 from cruiser.summary import Summary
 
 if TYPE_CHECKING:
@@ -75,6 +78,7 @@ class Reconciler:
             await self._backend.release(running)
             summary.orphans_deleted += 1
             metrics.RECLAIMED.labels(reason="orphan").inc()
+            await self._tell(running, "orphan")
             log.warning("deleted orphan %s of %s (no mapping)", running.server, running.email)
         except BackendError as exc:
             summary.fail(running.email, running.server, f"orphan: {exc}")
@@ -90,4 +94,13 @@ class Reconciler:
         if await self._store.drop(mapped.email, mapped.server):
             summary.stale_mappings_dropped += 1
             metrics.RECLAIMED.labels(reason="stale").inc()
+            await self._tell(mapped, "stale")
             log.warning("dropped stale mapping %s of %s", mapped.server, mapped.email)
+
+    async def _tell(self, session: Session, reason: str) -> None:
+        """The person's event and the store-wide count; neither may stop reconciliation."""
+        await EventLog(self._store).record(
+            session.email, Event(time.time(), "reclaimed", session.server, reason)
+        )
+        with contextlib.suppress(StoreUnavailable):
+            await UsageBook(self._store).count_reclaims({reason: 1})
