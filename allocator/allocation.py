@@ -21,8 +21,10 @@ from collections.abc import Callable
 
 from allocator import metrics
 from allocator.cache import SessionCache
+from allocator.events import Event, EventLog
 from allocator.outlook import QueueOutlook
 from allocator.pacing import Pacer
+from allocator.quota import Quota
 from allocator.settings import Settings
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import (
@@ -35,6 +37,7 @@ from allocator.types import (
     Session,
     State,
 )
+from allocator.usage import UsageBook
 from allocator.waitqueue import QUEUE_TOKEN, WaitQueue
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ class Allocations:
         settings: Settings,
         queue: WaitQueue | None = None,
         outlook: QueueOutlook | None = None,
+        quota: Quota | None = None,
     ) -> None:
         self._store = store
         self._backend = backend
@@ -66,6 +70,9 @@ class Allocations:
         self._settings = settings
         self._queue = queue or WaitQueue(store)
         self._outlook = outlook or QueueOutlook(self._queue, store, settings)
+        self.usage = UsageBook(store)
+        self.quota = quota or Quota.from_settings(settings, self.usage)
+        self.events = EventLog(store)
         self._tasks: dict[str, asyncio.Task[Session | None]] = {}
         self._pacer = Pacer(STEPS_PER_TURN)
         self.on_change: Changed = _nothing  # the queue may move: a GPU freed, someone queued
@@ -89,6 +96,10 @@ class Allocations:
         After a restart the person is told, even when the new WebUI is ready at once: the
         answer is then a READY progress (a page that says so and reloads), not the session."""
         email = person.email
+        refusal = await self.quota.refusal(email, time.time())
+        if refusal is not None:
+            await self.events.record(email, self.quota.event(refusal.since))
+            return refusal
         deadline = time.monotonic() + wait
         while True:
             progress = await self._store.get_progress(email)
@@ -139,6 +150,7 @@ class Allocations:
             if not saved:
                 return None
             self._cache.put(running)
+            self.events.record_soon(email, Event(time.time(), "reattached", running.server))
             metrics.ALLOCATIONS.labels(result="reattached").inc()
             log.info("re-attached %s to %s", email, running.server)
             return running
@@ -215,6 +227,7 @@ class Allocations:
             person.email, token, self._settings.allocation_lock_ttl, first, self._progress_ttl
         )
         if began == "joined":
+            self.events.record_soon(person.email, Event(time.time(), "queued"))
             self.on_change()
         if began != "ok":
             return began, None  # queued, a mapping appeared, or another replica allocates
@@ -254,7 +267,7 @@ class Allocations:
             placement = await self._backend.allocate(person, progress)
             session = Session(person.email, person.slug, self._backend.name, placement, time.time())
             told = True
-            if await self._save(session, token):
+            if await self._save(session, token, time.monotonic() - started):
                 result, saved = "ok", session
             else:
                 result = "lock_lost"
@@ -302,10 +315,13 @@ class Allocations:
         with contextlib.suppress(StoreUnavailable):
             position = await self._queue.join(person.email, time.time(), lock_token=from_queue)
             await self._store.clear_progress(person.email)
+            if position and not from_queue:
+                event = Event(time.time(), "queued", position=position)
+                self.events.record_soon(person.email, event)
             if position:
                 log.info("no GPU free for %s: number %d in the queue", person.email, position)
 
-    async def _save(self, session: Session, token: str) -> bool:
+    async def _save(self, session: Session, token: str, took: float) -> bool:
         """Record the allocation, unless this replica's lock was lost meanwhile (then the
         WebUI is given back, unless the winner recorded that very one)."""
         # On StoreUnavailable the WebUI is kept: it may be this person's re-attached one, still
@@ -316,6 +332,9 @@ class Allocations:
         if saved:
             self._cache.put(session)
             log.info("allocated %s for %s", session.server, session.email)
+            waited = time.time() - joined if joined is not None else None
+            event = Event(time.time(), "allocated", session.server, seconds=took, waited=waited)
+            self.events.record_soon(session.email, event)
             if joined is not None:
                 metrics.QUEUE_SERVED.inc()
                 metrics.QUEUE_WAIT_SECONDS.labels(outcome="served").observe(time.time() - joined)
@@ -348,8 +367,9 @@ class Allocations:
             except StoreUnavailable as exc:
                 log.warning("could not renew allocation lock for %s: %s", email, exc)
 
-    async def release(self, email: str) -> bool:
-        """Give the person's WebUI back now; False when they had none."""
+    async def release(self, email: str, by: str = "released") -> bool:
+        """Give the person's WebUI back now (`by`: "released", themselves, or "admin");
+        False when they had none."""
         session = await self._store.get(email)
         if session is None:
             return False
@@ -357,7 +377,10 @@ class Allocations:
         await self._store.drop(email, session.server)
         await self._store.clear_progress(email)  # given back on purpose: no stale notice
         self._cache.forget(email)
-        log.info("released %s of %s", session.server, email)
+        log.info("released %s of %s (%s)", session.server, email, by)
+        await self.events.record(email, Event(time.time(), "reclaimed", session.server, by))
+        with contextlib.suppress(StoreUnavailable):
+            await self.usage.count_reclaims({by: 1})
         await self.freed()
         return True
 
@@ -389,6 +412,8 @@ class Allocations:
         if await self._store.drop(person.email, session.server):
             log.warning("WebUI %s of %s is gone", session.server, person.email)
             metrics.RESTARTS.inc()
+            restarted = Event(time.time(), "restarted", session.server, "refused")
+            self.events.record_soon(person.email, restarted)
             with contextlib.suppress(Exception):
                 await self._backend.release(session)
         if not allocate:
@@ -406,6 +431,7 @@ class Allocations:
                 return  # the cruiser gave it back; that is not news to report as a restart
             if await self._store.drop(email, server):
                 metrics.RESTARTS.inc()
+                self.events.record_soon(email, Event(time.time(), "restarted", server, "vanished"))
                 gone = Progress(State.NONE, RESTARTED, time.time(), restarted=True)
                 await self._store.set_progress(email, gone, self._settings.idle_timeout)
                 await self.freed()
@@ -420,6 +446,7 @@ class Allocations:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+        await self.events.settled()
 
 
 def _nothing() -> None:

@@ -218,24 +218,38 @@ def list_sessions(as_json: bool) -> None:
 @click.argument("email")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def show_session(email: str, as_json: bool) -> None:
-    """One person's session."""
+    """One person's session and its recent events (allocated, kept, given back and why)."""
+    from allocator.usage_report import event_out
+
     now = time.time()
-    view = _core_call(lambda core: core.store.view(email.strip().lower(), now))
-    if view is None:
-        fail(f"{email} has no session")
-    row = _rows([view], now)[0]
+    normal = email.strip().lower()
+
+    async def look(core: Any) -> tuple[Any, list[Any]]:
+        return await core.store.view(normal, now), await core.allocations.events.recent(normal)
+
+    view, events = _core_call(look)
+    if view is None and not events:
+        fail(f"{email} has no session and no recorded events")
+    row: dict[str, Any] = {"email": normal, "session": None}
+    if view is not None:
+        row = _rows([view], now)[0]
+    shown = [event_out(event) for event in events]
     if as_json:
+        row["events"] = [event.model_dump() for event in shown]
         click.echo(json.dumps(row, indent=2))
-    else:
-        for key, value in row.items():
-            click.echo(f"{key:13} {value}")
+        return
+    for key, value in row.items():
+        click.echo(f"{key:13} {'none' if value is None else value}")
+    click.echo("events (newest first):" if shown else "events: none recorded")
+    for event in shown:
+        click.echo(f"  {event.message}")
 
 
 @sessions.command("release")
 @click.argument("email")
 def release_session(email: str) -> None:
     """Give a person's WebUI back now (their saved images stay)."""
-    released = _core_call(lambda core: core.allocations.release(email.strip().lower()))
+    released = _core_call(lambda core: core.allocations.release(email.strip().lower(), by="admin"))
     if not released:
         fail(f"{email} has no session")
     click.echo(f"released the WebUI of {email}")
@@ -283,3 +297,40 @@ def remove_from_queue(email: str) -> None:
     if not _core_call(lambda core: core.allocations.leave_queue(normal, "removed")):
         fail(f"{email} is not in the queue")
     click.echo(f"took {email} out of the queue")
+
+
+@main.command()
+@click.option("--since", metavar="YYYY-MM-DD", help="First UTC day (default: a week ago).")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@click.option("--csv", "as_csv", is_flag=True, help="One row per person per day.")
+def usage(since: str | None, as_json: bool, as_csv: bool) -> None:
+    """Allocated and busy (generating) GPU time per person per UTC day."""
+    from allocator.usage_report import ReportError, hours, parse_since, usage_report
+    from allocator.usage_report import as_csv as csv_text
+
+    if as_json and as_csv:
+        fail("choose one of --json and --csv")
+    now = time.time()
+    try:
+        first = parse_since(since, now, _settings().usage_days)
+    except ReportError as exc:
+        fail(str(exc))
+    report = _core_call(lambda core: usage_report(core.allocations.usage, first, now))
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+        return
+    if as_csv:
+        click.echo(csv_text(report), nl=False)
+        return
+    click.echo(f"GPU time from {report.since} to {report.until} (UTC days)")
+    if not report.people:
+        click.echo("no GPU time recorded")
+        return
+    click.echo(f"{'EMAIL':40} {'ALLOCATED':>10} {'GENERATING':>11}")
+    for person in report.people:
+        click.echo(
+            f"{person.email:40} {hours(person.allocated_seconds):>10} "
+            f"{hours(person.busy_seconds):>11}"
+        )
+    total = f"{hours(report.allocated_seconds):>10} {hours(report.busy_seconds):>11}"
+    click.echo(f"{'total':40} {total}")

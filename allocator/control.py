@@ -24,6 +24,8 @@ from allocator.runtime import Runtime
 from allocator.status import SessionStatus, describe, status_of
 from allocator.store import StoreUnavailable
 from allocator.types import BackendError, Person
+from allocator.usage_report import event_out, hours
+from allocator.usage_routes import add_usage_routes, report
 
 log = logging.getLogger(__name__)
 
@@ -206,14 +208,21 @@ def _add_person_routes(app: FastAPI, runtime: Runtime) -> None:
 
     @app.get(f"{PREFIX}/", include_in_schema=False)
     async def home(request: Request, person: CurrentPerson) -> Response:
-        report = await status_of(runtime, person)
+        status = await status_of(runtime, person)
+        allocations = runtime.core.allocations
+        quota = allocations.quota
+        own = await allocations.usage.own(person.email, time.time())
         return _page(
             request,
             "home.html",
             title="Your session",
             can_sign_out=runtime.identity.login_path is not None,
             is_admin=person.email in runtime.settings.admins,
-            **report.model_dump(),
+            own=own,
+            hours=hours,
+            quota=quota.limit if quota.applies_to(person.email) else None,
+            events=[event_out(e) for e in await allocations.events.recent(person.email)],
+            **status.model_dump(),
         )
 
     @app.get(PREFIX, include_in_schema=False)
@@ -286,6 +295,7 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
         return person
 
     Admin = Annotated[Person, Depends(admin)]
+    add_usage_routes(app, runtime, admin)
 
     async def all_sessions() -> list[SessionStatus]:
         now = time.time()
@@ -309,7 +319,7 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
     @app.delete(f"{PREFIX}/api/sessions/{{email}}", status_code=204, tags=["admin"])
     async def release_session(email: str, _: Admin) -> Response:
         """Release a person's WebUI now."""
-        if not await runtime.core.allocations.release(email.lower()):
+        if not await runtime.core.allocations.release(email.lower(), by="admin"):
             raise HTTPException(404, f"{email} has no session.")
         return Response(status_code=204)
 
@@ -345,6 +355,8 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
             title="Sessions",
             sessions=await all_sessions(),
             queue=await queue_entries(),
+            usage=await report(runtime, None),
+            hours=hours,
         )
 
     @app.post(f"{PREFIX}/admin/dequeue", include_in_schema=False)
@@ -360,5 +372,5 @@ def _add_admin(app: FastAPI, runtime: Runtime) -> None:
         request: Request, _: Admin, email: Annotated[str, Form(max_length=320)]
     ) -> Response:
         _check_origin(request)
-        await runtime.core.allocations.release(email.lower())
+        await runtime.core.allocations.release(email.lower(), by="admin")
         return RedirectResponse(f"{PREFIX}/admin", status_code=303)

@@ -60,6 +60,40 @@ QUEUE_WAIT_SECONDS = Histogram(
 )
 QUEUE_SERVED = Counter("sda_queue_served_total", "WebUIs allocated for the queue's head")
 
+# Store-wide figures read from the store: every replica reports the same (aggregate with max).
+GPU_ALLOCATED_SECONDS = Gauge(
+    "sda_gpu_allocated_seconds",
+    "GPU-seconds allocated to people, everyone, all time (monotonic: use rate())",
+    multiprocess_mode="mostrecent",
+)
+GPU_BUSY_SECONDS = Gauge(
+    "sda_gpu_busy_seconds",
+    "GPU-seconds with a generation or stream in flight, everyone, all time (use rate())",
+    multiprocess_mode="mostrecent",
+)
+RECLAIMS = Gauge(
+    "sda_reclaims",
+    "WebUIs given back, all time, by reason (idle, pressure, max_age, over_quota, released, "
+    "admin, orphan, stale), whichever process gave them back",
+    ["reason"],
+    multiprocess_mode="mostrecent",
+)
+CRUISE_LAST_PASS = Gauge(
+    "sda_cruise_last_pass_timestamp_seconds",
+    "When the last cruiser pass ended (any cruiser: in-process, CronJob or Cloud Function)",
+    multiprocess_mode="mostrecent",
+)
+CRUISE_LAST_FAILURES = Gauge(
+    "sda_cruise_last_pass_failures",
+    "Releases the last cruiser pass could not do",
+    multiprocess_mode="mostrecent",
+)
+STORE_UP = Gauge(
+    "sda_store_up",
+    "1 when this replica's last look at the store was answered, else 0",
+    multiprocess_mode="mostrecent",
+)
+
 _by_status: dict[int, Counter] = {}
 
 

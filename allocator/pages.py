@@ -29,6 +29,7 @@ TITLES = {
     State.QUEUED: "Waiting for a GPU",
     State.NO_CAPACITY: "All GPUs are busy",
     State.FAILED: "Your WebUI could not start",
+    State.OVER_QUOTA: "Today's GPU hours are used up",
 }
 _templates = Environment(
     loader=PackageLoader("allocator", "templates"),

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from starlette.responses import Response
 
 from allocator import metrics
+from allocator.ledger import resets_at
 from allocator.pages import SECURITY_HEADERS, TITLES, render
 from allocator.types import Progress, Scope, Send, State
 
@@ -98,19 +99,22 @@ def challenge(scope: Scope, login_path: str | None) -> Reply:
 def waiting(scope: Scope, progress: Progress) -> Reply:
     """503 with Retry-After while a WebUI is not ready (a refresh when it just became ready).
     A queued person's page updates itself by script (reloading only without one)."""
-    retry = RETRY_AFTER.get(progress.state, 2)
+    over_quota = progress.state is State.OVER_QUOTA
+    resets = resets_at(time.time()) if over_quota else None
+    retry = max(1, int(resets - time.time())) if resets else RETRY_AFTER.get(progress.state, 2)
     extra = [(b"retry-after", str(retry).encode())]
     spot = progress.spot
     if wants_html(scope):
         queued = spot is not None
+        settled = progress.state is State.FAILED or over_quota
         page = render(
             "progress.html",
             title=TITLES[progress.state],
             state=progress.state.value,
             message=progress.message,
             restarted=progress.restarted,
-            waited=int(time.time() - progress.since),
-            refresh=None if progress.state is State.FAILED or queued else retry,
+            waited=None if over_quota else int(time.time() - progress.since),
+            refresh=None if settled or queued else retry,
             noscript_refresh=retry if queued else None,
             position=spot.position if spot else None,
             queue_length=spot.length if spot else None,
@@ -123,6 +127,8 @@ def waiting(scope: Scope, progress: Progress) -> Reply:
         "restarted": progress.restarted,
         "retry_after": retry,
     }
+    if resets is not None:
+        data["resets_at"] = resets
     if spot is not None:
         data |= {
             "position": spot.position,

@@ -8,12 +8,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from allocator import metrics
 from allocator.activity import RETURN_AFTER, ActivityTracker
 from allocator.allocation import Allocations
 from allocator.backends import create_backend
 from allocator.cache import SessionCache
 from allocator.dispatch import Dispatcher
+from allocator.gauges import StoreGauges
 from allocator.headers import Withheld
 from allocator.identity import create_identity
 from allocator.identity.dev import COOKIE_NAME
@@ -28,8 +28,6 @@ from allocator.waitqueue import WaitQueue
 from allocator.wsproxy import WebSocketForwarder, create_client
 
 log = logging.getLogger(__name__)
-
-GAUGE_SECONDS = 15.0
 
 
 @dataclass
@@ -46,7 +44,9 @@ class Core:
 
     @classmethod
     def build(cls, settings: Settings) -> Core:
-        store = SessionStore.from_url(settings.redis_url, settings.redis_ca_cert)
+        store = SessionStore.from_url(
+            settings.redis_url, settings.redis_ca_cert, settings.usage_days
+        )
         return cls.from_parts(settings, store, create_backend(settings))
 
     @classmethod
@@ -117,7 +117,8 @@ class Runtime:
         await self.core.backend.start()
         await self.identity.start()
         await self.tracker.start()
-        self._tasks.append(asyncio.create_task(self._count_sessions(), name="session-gauge"))
+        gauges = StoreGauges(self.core.store)
+        self._tasks.append(asyncio.create_task(gauges.run(), name="store-gauges"))
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="queue-dispatcher"))
         if self.settings.cruise_in_process:
             self._tasks.append(asyncio.create_task(self._cruise(), name="cruiser"))
@@ -159,12 +160,6 @@ class Runtime:
             before_pass=self.tracker.flush,  # this process's latest activity counts
         )
 
-    async def _count_sessions(self) -> None:
-        while True:
-            with contextlib.suppress(StoreUnavailable):
-                metrics.ACTIVE_SESSIONS.set(await self.core.store.count())
-            await asyncio.sleep(GAUGE_SECONDS)
-
 
 def _pressure_pass(core: Core, tracker: ActivityTracker) -> Callable[[], Awaitable[None]]:
     """A reclaim-only cruiser pass for while people wait (the dispatcher runs it every turn):
@@ -172,7 +167,10 @@ def _pressure_pass(core: Core, tracker: ActivityTracker) -> Callable[[], Awaitab
     from cruiser.reaper import CruiseOptions, cruise_once
 
     options = replace(
-        CruiseOptions.from_settings(core.settings, core.backend), reconcile=False, quiet=True
+        CruiseOptions.from_settings(core.settings, core.backend),
+        reconcile=False,
+        quiet=True,
+        bookkeeping=False,
     )
 
     async def run() -> None:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from allocator.ledger import resets_at
 from allocator.runtime import Runtime
 from allocator.store import SessionView
 from allocator.types import Person, Progress, State
@@ -30,6 +31,7 @@ class SessionStatus(BaseModel):
     eta_seconds: int | None = None  # queued: null when there is no basis for an estimate
     starting_servers: int | None = None  # queued: new WebUIs on their way (a Fleet scaling up)
     waited_seconds: int | None = None  # queued: since they joined
+    resets_at: float | None = None  # over_quota: when a new WebUI is possible (UTC midnight)
 
 
 async def status_of(runtime: Runtime, person: Person) -> SessionStatus:
@@ -39,6 +41,11 @@ async def status_of(runtime: Runtime, person: Person) -> SessionStatus:
     view = await core.store.view(person.email, now)
     if view is not None:
         return describe(runtime, view, now, await core.queue.unserved())
+    refusal = await core.allocations.quota.refusal(person.email, now)
+    if refusal is not None:
+        status = from_progress(person.email, refusal, now)
+        status.resets_at = resets_at(now)
+        return status
     progress = await core.store.get_progress(person.email)
     locked = await core.store.lock_held(person.email)
     if progress is not None and progress.state in IN_FLIGHT and locked:

@@ -35,6 +35,7 @@ class State(enum.StrEnum):
     QUEUED = "queued"
     NO_CAPACITY = "no_capacity"  # before the queue; only records written by older versions
     FAILED = "failed"
+    OVER_QUOTA = "over_quota"  # used today's GPU hours (SDA_DAILY_GPU_HOURS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,13 @@ def test_sessions_list_show_release(
             f"{allocator.url}/_allocator/status", headers=header_for("ann@example.com")
         )
         assert status.json()["state"] == "none"
-        assert cli("sessions", "show", "ann@example.com", **env).exit_code == 2
+        # No session any more, but its history says what became of it.
+        history = cli("sessions", "show", "ann@example.com", **env)
+        assert history.exit_code == 0, history.stderr
+        lines = history.stdout.splitlines()
+        assert "session       none" in lines
+        assert any(line.strip().startswith("An administrator gave your WebUI") for line in lines)
+        assert cli("sessions", "show", "nobody@example.com", **env).exit_code == 2
 
 
 def test_show_names_the_gpu_of_a_local_webui(redis_server: RedisServer) -> None:
