@@ -45,13 +45,13 @@ def render(*sets: str, values: Obj | None = None, tmp: Path | None = None) -> li
     return [doc for doc in yaml.safe_load_all(manifests.helm_template(*extra)) if doc]
 
 
-def render_error(*sets: str) -> str:
+def render_error(*sets: str, values: Obj | None = None, tmp: Path | None = None) -> str:
     """helm's message when the chart refuses the values."""
     try:
-        render(*sets)
+        render(*sets, values=values, tmp=tmp)
     except subprocess.CalledProcessError as exc:
         return str(exc.stderr)
-    raise AssertionError(f"helm accepted {sets}")
+    raise AssertionError(f"helm accepted {sets} {values or ''}")
 
 
 def one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:

@@ -114,6 +114,21 @@ seccompProfile:
 {{- if lt (int $fleet.maxReplicas) (max (int $fleet.buffer) (int $fleet.minReplicas) | int) -}}
 {{- fail (printf "fleet.maxReplicas (%v) must be at least fleet.buffer and fleet.minReplicas" $fleet.maxReplicas) -}}
 {{- end -}}
+{{- if $fleet.schedule.enabled -}}
+{{- $names := list -}}
+{{- range $fleet.schedule.entries -}}
+{{- if eq .name "default" -}}
+{{- fail "fleet.schedule.entries: \"default\" names the plain buffer's entry; choose another name" -}}
+{{- end -}}
+{{- if has .name $names -}}
+{{- fail (printf "fleet.schedule.entries: the name %q is used twice; Agones needs unique ids" .name) -}}
+{{- end -}}
+{{- $names = append $names .name -}}
+{{- if gt (int .buffer) (int $fleet.maxReplicas) -}}
+{{- fail (printf "fleet.schedule.entries %q: buffer (%v) must be at most fleet.maxReplicas (%v)" .name .buffer $fleet.maxReplicas) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $storage := .Values.storage -}}
 {{- $subPaths := list $storage.modelsSubPath $storage.usersSubPath $storage.deletionsSubPath -}}
 {{- if ne (len (uniq $subPaths)) 3 -}}
