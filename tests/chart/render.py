@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,17 @@ def require_helm() -> Path:
     if HELM.exists():
         return HELM
     message = f"{HELM} is missing: run `make tools`"
+    if os.environ.get("SDA_REQUIRE_ALL") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_promtool() -> Path:
+    """Prometheus' promtool (scripts/system-deps.sh installs it), or $PROMTOOL."""
+    found = os.environ.get("PROMTOOL") or shutil.which("promtool")
+    if found:
+        return Path(found)
+    message = "promtool is missing: run `make system-deps`"
     if os.environ.get("SDA_REQUIRE_ALL") == "1":
         pytest.fail(message)
     pytest.skip(message)

@@ -11,6 +11,7 @@ import pytest
 from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 
 from tests.chart.gke_schemas import SCHEMAS
+from tests.chart.monitoring_schemas import SCHEMAS as MONITORING_SCHEMAS
 from tests.chart.render import CHART, manifests, one, render, render_error, require_helm
 from tests.fake_agones.schemas import pruned_fields, validation_errors
 from tests.support.processes import REPO
@@ -18,6 +19,7 @@ from tests.support.processes import REPO
 KUBE_VERSION = manifests.KUBE_VERSION
 AGONES_CRDS = {"Fleet": "fleets", "FleetAutoscaler": "fleetautoscalers.autoscaling"}
 GKE_KINDS = {"BackendConfig", "ManagedCertificate", "FrontendConfig"}  # see gke_schemas.py
+MONITORING_KINDS = set(MONITORING_SCHEMAS)  # see monitoring_schemas.py
 VARIANTS = {
     "defaults": (),
     "filestore+cronjob": (
@@ -38,6 +40,14 @@ VARIANTS = {
         "redis.tls=false",
         "networkPolicy.enabled=false",
     ),
+    "schedule+monitoring": (
+        "fleet.schedule.enabled=true",
+        "fleet.schedule.timezone=Europe/Berlin",
+        "monitoring.dashboard.enabled=true",
+        "monitoring.podMonitoring.enabled=true",
+        "monitoring.prometheusRule.enabled=true",
+        "monitoring.gmp.rules.enabled=true",
+    ),
 }
 
 
@@ -55,7 +65,7 @@ def test_helm_lint_strict() -> None:
 def test_core_objects_pass_strict_kubernetes_schemas(sets: tuple[str, ...]) -> None:
     checked = 0
     for obj in render(*sets):
-        if obj["kind"] in GKE_KINDS or obj["kind"] in AGONES_CRDS:
+        if obj["kind"] in GKE_KINDS | MONITORING_KINDS or obj["kind"] in AGONES_CRDS:
             continue
         _validate_strict(obj)
         checked += 1
@@ -79,6 +89,26 @@ def test_gke_objects_pass_schemas_written_from_ingress_gce(sets: tuple[str, ...]
             error.message for error in Draft7Validator(schema).iter_errors(one(objects, kind))
         ]
         assert errors == [], kind
+
+
+def test_monitoring_objects_pass_schemas_written_from_their_crds() -> None:
+    objects = render(*VARIANTS["schedule+monitoring"], "monitoring.gmp.rules.clusterScoped=true")
+    objects += render(*VARIANTS["schedule+monitoring"])
+    checked = set()
+    for obj in (o for o in objects if o["kind"] in MONITORING_KINDS):
+        validator = Draft7Validator(MONITORING_SCHEMAS[obj["kind"]])
+        assert [error.message for error in validator.iter_errors(obj)] == [], obj["kind"]
+        checked.add(obj["kind"])
+    assert checked == MONITORING_KINDS
+
+
+def test_the_monitoring_schemas_catch_a_misplaced_field() -> None:
+    objects = render(*VARIANTS["schedule+monitoring"])
+    rules, monitoring = one(objects, "Rules"), one(objects, "PodMonitoring")
+    rules["spec"]["groups"][0]["rules"][0]["record"] = "sda:alert"  # an alert or a record
+    monitoring["spec"]["endpoints"][0]["scrapeInterval"] = "30s"  # it is `interval`
+    for obj in (rules, monitoring):
+        assert list(Draft7Validator(MONITORING_SCHEMAS[obj["kind"]]).iter_errors(obj))
 
 
 def test_the_gke_schemas_catch_a_misplaced_field() -> None:
@@ -136,6 +166,12 @@ BAD_VALUES = {
     "gpu": ("webui.gpuType=l4", "/webui/gpuType"),
     "shared sub-folder": ("storage.deletionsSubPath=users", "three different folders"),
     "kept settings period": ("webui.keptSettingsSeconds=0", "/webui/keptSettingsSeconds"),
+    "alert duration": ("monitoring.alerts.storeUnreachable.for=3 minutes", "/for"),
+    "failure ratio": ("monitoring.alerts.allocationsFailing.ratio=10", "/ratio"),
+    "alert label": ("monitoring.alerts.labels.team-name=x", "'team-name' does not match"),
+    "dashboard label": ("monitoring.dashboard.label=grafana dashboard", "/dashboard/label"),
+    "scrape interval": ("monitoring.podMonitoring.interval=often", "/podMonitoring/interval"),
+    "runbook url": ("monitoring.alerts.runbookBaseUrl=docs/monitoring.md", "/runbookBaseUrl"),
 }
 
 
