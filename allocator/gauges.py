@@ -42,8 +42,8 @@ class StoreGauges:
             log.debug("store gauges not refreshed: %s", exc)
             return
         metrics.STORE_UP.set(1)
-        metrics.GPU_ALLOCATED_SECONDS.set(totals.allocated)
-        metrics.GPU_BUSY_SECONDS.set(totals.busy)
+        metrics.GPU_ALLOCATED_SECONDS.labels(scope="store").set(totals.allocated)
+        metrics.GPU_BUSY_SECONDS.labels(scope="store").set(totals.busy)
         for reason, count in totals.reclaims.items():
             metrics.RECLAIMS.labels(reason=reason).set(count)
         if totals.last_pass is not None:

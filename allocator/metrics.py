@@ -61,14 +61,18 @@ QUEUE_WAIT_SECONDS = Histogram(
 QUEUE_SERVED = Counter("sda_queue_served_total", "WebUIs allocated for the queue's head")
 
 # Store-wide figures read from the store: every replica reports the same (aggregate with max).
+# The GPU-seconds carry a label so that they appear only once read: a 0 scraped from a replica
+# just started would look like a counter reset to rate(), and its next value like a spike.
 GPU_ALLOCATED_SECONDS = Gauge(
     "sda_gpu_allocated_seconds",
     "GPU-seconds allocated to people, everyone, all time (monotonic: use rate())",
+    ["scope"],
     multiprocess_mode="mostrecent",
 )
 GPU_BUSY_SECONDS = Gauge(
     "sda_gpu_busy_seconds",
     "GPU-seconds with a generation or stream in flight, everyone, all time (use rate())",
+    ["scope"],
     multiprocess_mode="mostrecent",
 )
 RECLAIMS = Gauge(
