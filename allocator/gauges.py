@@ -1,7 +1,7 @@
 """Gauges every replica refreshes from the store: sessions, GPU time, reclaims by reason, the
-last cruiser pass and whether the store answers. Also where a replica counts the running
-sessions' allocated time now and then, so the figures move while nobody's session ends, even
-when the cruiser runs elsewhere (a Cloud Function's metrics are never scraped)."""
+last cruiser pass and whether the store answers. Also where the running sessions' allocated
+time is counted about once a minute (by whichever replica comes first), so the figures move
+while nobody's session ends, wherever the cruiser runs."""
 
 from __future__ import annotations
 
@@ -16,14 +16,12 @@ from allocator.usage import UsageBook
 log = logging.getLogger(__name__)
 
 GAUGE_SECONDS = 15.0
-ACCRUE_SECONDS = 60.0
 
 
 class StoreGauges:
     def __init__(self, store: SessionStore) -> None:
         self._store = store
         self._usage = UsageBook(store)
-        self._accrued = float("-inf")  # monotonic time of the last accrual
 
     async def run(self) -> None:
         while True:
@@ -33,9 +31,7 @@ class StoreGauges:
     async def refresh(self) -> None:
         try:
             metrics.ACTIVE_SESSIONS.set(await self._store.count())
-            if time.monotonic() - self._accrued >= ACCRUE_SECONDS:
-                await self._usage.accrue_all(time.time())
-                self._accrued = time.monotonic()
+            await self._usage.accrue_all_if_due(time.time())
             totals = await self._usage.totals()
         except StoreUnavailable as exc:
             metrics.STORE_UP.set(0)

@@ -1,8 +1,9 @@
 """Usage: allocated and busy GPU-seconds per person per UTC day (layout in ledger.py).
 
-Allocated time is counted by `accrue` (every session, up to now) and by the drop of a mapping;
-busy time (a request or stream in flight) by each replica's activity tracker, when it writes
-activity. Readers accrue first, so what they show includes the sessions running right now.
+Allocated time is counted by `accrue` and by the drop of a mapping: every session about once
+a minute (`accrue_all_if_due`, whichever replica comes first), one person when they look at
+their own, everyone when the cruiser judges quotas. Busy time (a request or stream in flight)
+is counted by each replica's activity tracker when it writes activity.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ return {tostring(added), redis.call('HGET', KEYS[4], 'a:' .. ARGV[1]) or '0'}
 """
 )
 MAX_REPORT_DAYS = 3660
+CHUNK = 2_000  # sessions accrued per round trip
+ACCRUE_EVERY = 60.0  # a full accrual at most this often, across every replica and cruiser
+ACCRUAL_LEASE = "sda:accrual"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +85,21 @@ class UsageBook:
         return {email: float(reply[1]) for email, reply in zip(emails, replies, strict=True)}
 
     async def accrue_all(self, now: float) -> dict[str, float]:
-        """`accrue` for every session in the store."""
-        return await self.accrue(await self._store.emails(), now)
+        """`accrue` for every session in the store, CHUNK per round trip."""
+        emails = await self._store.emails()
+        used: dict[str, float] = {}
+        for start in range(0, len(emails), CHUNK):
+            used |= await self.accrue(emails[start : start + CHUNK], now)
+        return used
+
+    async def accrue_all_if_due(self, now: float, every: float = ACCRUE_EVERY) -> bool:
+        """`accrue_all`, unless a replica or cruiser did within `every` seconds: the cost is
+        one pass over the sessions per interval, however many replicas ask."""
+        async with translate_errors():
+            due = await self._redis.set(ACCRUAL_LEASE, repr(now), nx=True, px=int(every * 1000))
+        if due:
+            await self.accrue_all(now)
+        return bool(due)
 
     async def add_busy(self, seconds: Mapping[str, float], now: float) -> None:
         """Busy seconds that ended (or were counted) by `now`, to today's figures."""

@@ -68,8 +68,8 @@ def parse_since(text: str | None, now: float, keep_days: int) -> date:
 
 
 async def usage_report(usage: UsageBook, since: date, now: float) -> UsageReport:
-    """From `since` to today; sessions running now are counted up to now."""
-    await usage.accrue_all(now)
+    """From `since` to today; sessions running now are counted up to a minute ago at most."""
+    await usage.accrue_all_if_due(now)
     until = day_of(now)
     rows = await usage.days(since, until)
     people: dict[str, list[float]] = {}

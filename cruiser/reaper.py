@@ -3,8 +3,9 @@
 Candidates come from the store's activity index (idle longer than the timeout, or the shorter
 pressure timeout while people wait for a GPU; cost grows with the idle count, not the total),
 when a maximum age is set its allocation index, and with a daily quota (quota.py) the people
-past it, given back once quiet for QUOTA_QUIET. Every pass first counts the sessions'
-allocated time (usage.py); each reclaim and "kept" goes to the person's events (events.py).
+past it, given back once quiet for QUOTA_QUIET (judged after counting every session's time
+so far: usage.py). Each reclaim and "kept" goes to the person's events (events.py), and each
+pass leaves its time in the store for the "cruiser not running" alert.
 Each is re-checked and claimed atomically in Redis right before its release: activity that
 arrived during the pass, a busy lease (a generation, an open stream) or another pass's claim
 keeps it. The WebUI is released first and the mapping removed after, so a failed release
@@ -131,7 +132,7 @@ class Reaper:
         if self._options.max_age > 0:
             for email, _ in await self._store.allocated_before(now - self._options.max_age):
                 candidates[email] = Candidate(MAX_AGE, None, self._options.max_age)
-        if options.bookkeeping:
+        if options.bookkeeping and options.quota_seconds > 0:
             for email in self._quota.over(await self._used_today(now)):
                 candidates.setdefault(email, Candidate(OVER_QUOTA, now - QUOTA_QUIET, 0.0))
         summary.candidates = len(candidates)

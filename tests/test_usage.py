@@ -13,7 +13,7 @@ from allocator.activity import ActivityTracker
 from allocator.ledger import STATS, day_key, day_of, day_start
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Placement, Session
-from allocator.usage import UsageBook
+from allocator.usage import ACCRUAL_LEASE, UsageBook
 from allocator.usage_report import ReportError, as_csv, parse_since, usage_report
 from tests.support.processes import RedisServer
 
@@ -206,3 +206,17 @@ async def test_totals_carry_reclaims_and_the_last_pass(store: SessionStore) -> N
     assert totals.reclaims == {"idle": 3, "admin": 1}
     assert (totals.last_pass, totals.last_failures) == (1234.5, 2)
     assert await store.client.exists(STATS)
+
+
+async def test_a_full_count_runs_once_per_interval_however_many_replicas_ask(
+    store: SessionStore,
+) -> None:
+    start = MIDNIGHT + 10
+    await store.save(session(EMAIL, start), start)
+    replicas = [UsageBook(store) for _ in range(3)]
+    due = [await replica.accrue_all_if_due(start + 100, every=60) for replica in replicas]
+    assert due == [True, False, False]
+    assert (await replicas[0].totals()).allocated == pytest.approx(100)
+    await store.client.delete(ACCRUAL_LEASE)  # the interval has passed
+    assert await replicas[2].accrue_all_if_due(start + 130, every=60)
+    assert (await replicas[0].totals()).allocated == pytest.approx(130)
