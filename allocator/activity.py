@@ -20,12 +20,11 @@ import time
 import uuid
 from collections.abc import Iterable
 
+from allocator.settings import RETURN_AFTER
 from allocator.store import SessionStore, StoreUnavailable
 from allocator.usage import UsageBook
 
 log = logging.getLogger(__name__)
-
-RETURN_AFTER = 60.0  # seconds without a write for this person: write their next request at once
 
 
 def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str]:
@@ -169,9 +168,9 @@ class ActivityTracker:
 
     async def _flush_busy_time(self, now: float) -> None:
         """Busy time so far, of work that ended and of work still running (counted up to now)."""
-        for email, since in self._busy_counted.items():
+        for email, since in self._busy_counted.items():  # flushes may overlap: never back
             self._count_busy(email, since, now)
-            self._busy_counted[email] = now
+            self._busy_counted[email] = max(since, now)
         seconds, self._busy_seconds = self._busy_seconds, {}
         try:
             await self._usage.add_busy(seconds, now)

@@ -71,8 +71,8 @@ class Allocations:
         self._queue = queue or WaitQueue(store)
         self._outlook = outlook or QueueOutlook(self._queue, store, settings)
         self.usage = UsageBook(store)
-        self.quota = quota or Quota.from_settings(settings, self.usage)
         self.events = EventLog(store)
+        self.quota = quota or Quota.from_settings(settings, self.usage, self.events)
         self._tasks: dict[str, asyncio.Task[Session | None]] = {}
         self._pacer = Pacer(STEPS_PER_TURN)
         self.on_change: Changed = _nothing  # the queue may move: a GPU freed, someone queued
@@ -98,7 +98,6 @@ class Allocations:
         email = person.email
         refusal = await self.quota.refusal(email, time.time())
         if refusal is not None:
-            await self.events.record(email, self.quota.event(refusal.since))
             return refusal
         deadline = time.monotonic() + wait
         while True:
@@ -196,11 +195,15 @@ class Allocations:
 
     async def serve_queued(self, person: Person, heads: int) -> str:
         """For the dispatcher: start allocating for `person`, one of the first `heads` in the
-        queue. "ok", or why not: "exists" (has a WebUI: no longer waits), "held" (something
-        runs for them already), "not_head" (not among the first `heads` any more)."""
+        queue. "ok", or why not: "exists" (has a WebUI: no longer waits), "over_quota" (used
+        today's GPU hours meanwhile: taken out of the queue), "held" (something runs for them
+        already), "not_head" (not among the first `heads` any more)."""
         email = person.email
         if email in self._tasks:
             return "held"
+        if await self.quota.refusal(email, time.time()) is not None:  # the quota was lowered
+            await self.leave_queue(email, "removed")
+            return "over_quota"
         token = QUEUE_TOKEN + uuid.uuid4().hex
         first = Progress(State.ALLOCATING, YOUR_TURN, time.time())
         ttl = self._settings.allocation_lock_ttl
@@ -374,13 +377,14 @@ class Allocations:
         if session is None:
             return False
         await self._backend.release(session)
-        await self._store.drop(email, session.server)
+        dropped = await self._store.drop(email, session.server)
         await self._store.clear_progress(email)  # given back on purpose: no stale notice
         self._cache.forget(email)
         log.info("released %s of %s (%s)", session.server, email, by)
-        await self.events.record(email, Event(time.time(), "reclaimed", session.server, by))
-        with contextlib.suppress(StoreUnavailable):
-            await self.usage.count_reclaims({by: 1})
+        if dropped:  # else the cruiser took it meanwhile, and told them itself
+            await self.events.record(email, Event(time.time(), "reclaimed", session.server, by))
+            with contextlib.suppress(StoreUnavailable):
+                await self.usage.count_reclaims({by: 1})
         await self.freed()
         return True
 

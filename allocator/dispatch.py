@@ -131,7 +131,7 @@ class Dispatcher:
             began = await self._allocations.serve_queued(person, rank + 1)
             if began == "ok":
                 started += 1
-            elif began != "exists":  # something runs for them after all: look again next turn
+            elif began not in ("exists", "over_quota"):  # something runs for them: next turn
                 return
 
     async def _room(self, free: int | None, heads: list[Head]) -> int:

@@ -60,8 +60,9 @@ class Event:
 
     @property
     def tag(self) -> str:
-        """Events that replace an equal newest one instead of adding another."""
-        return f"{self.kind}:{self.reason}" if self.kind in ("kept", "over_quota") else ""
+        """Events that replace a newest one of the same kind instead of adding another: the
+        cruiser keeping a session pass after pass (busy or active, alternating) is one."""
+        return self.kind if self.kind in ("kept", "over_quota") else ""
 
     @property
     def message(self) -> str:
@@ -163,7 +164,7 @@ def describe(event: Event) -> str:
         return f"Your running WebUI {event.server} was found again at {at}."
     if event.kind == "restarted":
         why = "stopped answering" if event.reason == "refused" else "was gone"
-        return f"At {at} your WebUI {event.server} {why}, so you got a new one."
+        return f"At {at} your WebUI {event.server} {why}; the next visit starts a new one."
     if event.kind == "kept":
         why = "a generation or stream was running" if event.reason == "busy" else "you were active"
         return f"Your WebUI was kept at {at}: {why}."

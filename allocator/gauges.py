@@ -25,7 +25,10 @@ class StoreGauges:
 
     async def run(self) -> None:
         while True:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # a bug here must not end the gauges for the process's life
+                log.exception("store gauges not refreshed")
             await asyncio.sleep(GAUGE_SECONDS)
 
     async def refresh(self) -> None:

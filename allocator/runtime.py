@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from allocator.activity import RETURN_AFTER, ActivityTracker
+from allocator.activity import ActivityTracker
 from allocator.allocation import Allocations
 from allocator.backends import create_backend
 from allocator.cache import SessionCache
@@ -94,8 +94,7 @@ class Runtime:
             settings.activity_period,
             settings.busy_delay,
             settings.busy_lease_ttl,
-            # Back after half the shortest reclaim timeout: written before the request goes on.
-            min(RETURN_AFTER, settings.shortest_reclaim / 2),
+            settings.return_after,  # back after this long: written before the request goes on
         )
         return cls(
             core=core,

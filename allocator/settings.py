@@ -48,6 +48,7 @@ def former_default_data_dir() -> Path:
 
 DEFAULT_ACTIVITY_INTERVAL = 5.0
 DEFAULT_BUSY_AFTER = 3.0
+RETURN_AFTER = 60.0  # seconds without an activity write: a person's next request is written at once
 MIN_QUEUE_ABANDON = 15
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -120,7 +121,8 @@ class Settings(BaseSettings):
     failure_retry: float = Field(30.0, gt=0)
     daily_gpu_hours: float = Field(0, ge=0, le=24)  # allocated hours per person per UTC day; 0: off
     quota_exempt: CommaList = ()  # besides the admins
-    usage_days: int = Field(90, ge=1, le=3660)  # how long per-person daily usage is kept
+    # How long per-person daily usage is kept; at least 2: one accrual writes up to 3 days.
+    usage_days: int = Field(90, ge=2, le=3660)
 
     upstream_connect_timeout: float = Field(5.0, gt=0)
     upstream_read_timeout: float = Field(0, ge=0)  # 0: none (generations and streams are long)
@@ -290,6 +292,20 @@ class Settings(BaseSettings):
     def shortest_reclaim(self) -> float:
         """The least idleness after which a session may be reclaimed (under pressure, if on)."""
         return self.reclaim_after(queued=True)
+
+    @property
+    def return_after(self) -> float:
+        """A person's first request after this long without an activity write is written
+        before it goes on (activity.py): half the shortest reclaim timeout, at most 60 s."""
+        return min(RETURN_AFTER, self.shortest_reclaim / 2)
+
+    @property
+    def quota_quiet(self) -> float:
+        """Past the daily quota, a WebUI goes once quiet this long with no busy lease. Longer
+        than the stored activity may lag a request (the return threshold plus two writes)
+        and than a generation takes to hold its lease, so a request just made always
+        counts: a generation is never cut."""
+        return max(60.0, self.return_after + 2 * self.activity_period + self.busy_delay + 10)
 
     @property
     def activity_period(self) -> float:

@@ -13,7 +13,7 @@ from allocator.store import SessionView
 from allocator.types import Person, Progress, State
 
 IN_FLIGHT = (State.ALLOCATING, State.STARTING)
-ReclaimReason = Literal["idle", "pressure", "max_age"]
+ReclaimReason = Literal["idle", "pressure", "max_age", "over_quota"]
 
 
 class SessionStatus(BaseModel):
@@ -40,7 +40,8 @@ async def status_of(runtime: Runtime, person: Person) -> SessionStatus:
     core = runtime.core
     view = await core.store.view(person.email, now)
     if view is not None:
-        return describe(runtime, view, now, await core.queue.unserved())
+        used_up = await core.allocations.quota.used_up(person.email, now)
+        return describe(runtime, view, now, await core.queue.unserved(), used_up)
     refusal = await core.allocations.quota.refusal(person.email, now)
     if refusal is not None:
         status = from_progress(person.email, refusal, now)
@@ -70,9 +71,12 @@ def from_progress(email: str, progress: Progress, now: float) -> SessionStatus:
     return status
 
 
-def describe(runtime: Runtime, view: SessionView, now: float, queued: int) -> SessionStatus:
+def describe(
+    runtime: Runtime, view: SessionView, now: float, queued: int, used_up: bool = False
+) -> SessionStatus:
     """A stored session, with this process's not-yet-written activity taken into account;
-    `queued`: how many wait for a GPU (the pressure timeout applies while anyone does)."""
+    `queued`: how many wait for a GPU (the pressure timeout applies while anyone does);
+    `used_up`: the person is past today's quota (it goes once quiet for a short while)."""
     email = view.session.email
     tracker = runtime.tracker
     last = max(view.last_activity, tracker.last_seen(email) or 0.0)
@@ -86,6 +90,8 @@ def describe(runtime: Runtime, view: SessionView, now: float, queued: int) -> Se
         age_left = view.session.allocated_at + settings.max_session_age - now
         if age_left < reclaim_in:
             reclaim_in, reason = age_left, "max_age"
+    if used_up and settings.quota_quiet - idle < reclaim_in:
+        reclaim_in, reason = settings.quota_quiet - idle, "over_quota"
     return SessionStatus(
         state=State.READY,
         email=email,

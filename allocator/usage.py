@@ -152,7 +152,7 @@ class UsageBook:
                 pipe.hmget(day_key(day), [ALLOCATED + email, BUSY + email])
             found = await pipe.execute()
         return [
-            DayUsage(day, email, float(allocated or 0), float(busy or 0))
+            _day_usage(day, email, float(allocated or 0), float(busy or 0))
             for day, (allocated, busy) in zip(wanted, found, strict=True)
         ]
 
@@ -201,4 +201,9 @@ def _rows(day: date, fields: dict[str, str]) -> list[DayUsage]:
         if email and kind in ("a", "b"):
             pair = figures.setdefault(email, [0.0, 0.0])
             pair[0 if kind == "a" else 1] += float(value)
-    return [DayUsage(day, email, pair[0], pair[1]) for email, pair in sorted(figures.items())]
+    return [_day_usage(day, email, pair[0], pair[1]) for email, pair in sorted(figures.items())]
+
+
+def _day_usage(day: date, email: str, allocated: float, busy: float) -> DayUsage:
+    """Busy within allocated: work on two replicas (or workers) at once is counted by both."""
+    return DayUsage(day, email, allocated, min(busy, allocated) if allocated else busy)

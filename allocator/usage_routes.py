@@ -34,7 +34,8 @@ def add_usage_routes(
     )
     async def session_events(email: str, _: Admin) -> list[EventOut]:
         """That person's recent events, newest first: allocated, kept, reclaimed and why, …"""
-        return [event_out(event) for event in await allocations.events.recent(email.lower())]
+        events = await allocations.events.recent(email.strip().lower())
+        return [event_out(event) for event in events]
 
     @app.get(f"{PREFIX}/api/usage", response_model=UsageReport, tags=["admin"])
     async def usage(

@@ -3,7 +3,7 @@
 Candidates come from the store's activity index (idle longer than the timeout, or the shorter
 pressure timeout while people wait for a GPU; cost grows with the idle count, not the total),
 when a maximum age is set its allocation index, and with a daily quota (quota.py) the people
-past it, given back once quiet for QUOTA_QUIET (judged after counting every session's time
+past it, given back once quiet for `quota_quiet` (judged after counting every session's time
 so far: usage.py). Each reclaim and "kept" goes to the person's events (events.py), and each
 pass leaves its time in the store for the "cruiser not running" alert.
 Each is re-checked and claimed atomically in Redis right before its release: activity that
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 IDLE, PRESSURE, MAX_AGE, OVER_QUOTA = "idle", "pressure", "max_age", "over_quota"
 BATCH = 500  # candidates read per round trip
-QUOTA_QUIET = 60.0  # past the quota: given back after this long without a request
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +63,7 @@ class CruiseOptions:
     bookkeeping: bool = True  # count usage, judge quotas, record the pass (not pressure passes)
     quota_seconds: float = 0.0  # allocated per person per UTC day; 0: off
     quota_exempt: frozenset[str] = frozenset()
+    quota_quiet: float = 90.0  # past the quota: given back after this long without a request
 
     @classmethod
     def from_settings(
@@ -79,6 +79,7 @@ class CruiseOptions:
             claim_ttl=max(120.0, 4 * backend.release_timeout),
             quota_seconds=settings.daily_gpu_hours * 3600,
             quota_exempt=frozenset(settings.admins) | frozenset(settings.quota_exempt),
+            quota_quiet=settings.quota_quiet,
         )
 
 
@@ -95,26 +96,29 @@ class Reaper:
     async def run_pass(self) -> Summary:
         began = time.monotonic()
         summary = Summary(dry_run=self._options.dry_run)
+        crashed = True
         try:
             await self._reap(summary)
             if self._options.reconcile:
                 reconciler = Reconciler(self._store, self._backend, self._options)
                 await reconciler.run(summary)
+            crashed = False
         finally:
             summary.seconds = time.monotonic() - began
             metrics.CRUISE_SECONDS.observe(summary.seconds)
             if summary.failed:
                 metrics.CRUISE_FAILURES.inc(summary.failed)
             if self._options.bookkeeping and not self._options.dry_run:
-                await self._record_pass(summary)
+                await self._record_pass(summary.failed + crashed)
         quiet = self._options.quiet and not (summary.reclaimed or summary.failed)
         log.log(logging.DEBUG if quiet else logging.INFO, "cruise pass: %s", summary.line())
         return summary
 
-    async def _record_pass(self, summary: Summary) -> None:
-        """For the "cruiser not running or failing" alerts, whichever process runs passes."""
+    async def _record_pass(self, failures: int) -> None:
+        """For the "cruiser not running or failing" alerts, whichever process runs passes; a
+        pass that ended in an error counts as a failure."""
         try:
-            await self._usage.record_pass(time.time(), summary.failed)
+            await self._usage.record_pass(time.time(), failures)
         except StoreUnavailable as exc:
             log.warning("could not record the cruise pass: %s", exc)
 
@@ -134,7 +138,8 @@ class Reaper:
                 candidates[email] = Candidate(MAX_AGE, None, self._options.max_age)
         if options.bookkeeping and options.quota_seconds > 0:
             for email in self._quota.over(await self._used_today(now)):
-                candidates.setdefault(email, Candidate(OVER_QUOTA, now - QUOTA_QUIET, 0.0))
+                quiet_since = now - options.quota_quiet
+                candidates.setdefault(email, Candidate(OVER_QUOTA, quiet_since, 0.0))
         summary.candidates = len(candidates)
         emails = list(candidates)
         for start in range(0, len(emails), BATCH):
@@ -142,11 +147,18 @@ class Reaper:
 
     async def _used_today(self, now: float) -> dict[str, float]:
         """Every session's allocated time today, counted up to now first (a dry run counts
-        nothing: it reads what is counted already)."""
-        if not self._options.dry_run:
-            return await self._usage.accrue(await self._store.emails(), now)
-        today = day_of(now)
-        return {row.email: row.allocated for row in await self._usage.days(today, today)}
+        nothing: it reads what is counted already). Not known: no quota judged this pass,
+        the idle still go."""
+        try:
+            if not self._options.dry_run:
+                return await self._usage.accrue_all(now)
+            today = day_of(now)
+            running = set(await self._store.emails())
+            rows = await self._usage.days(today, today)
+            return {row.email: row.allocated for row in rows if row.email in running}
+        except StoreUnavailable as exc:
+            log.warning("quotas not judged this pass: %s", exc)
+            return {}
 
     async def _reap_batch(
         self, emails: list[str], candidates: dict[str, Candidate], summary: Summary
@@ -176,7 +188,7 @@ class Reaper:
                 kept.append((session.email, Event(now, "kept", session.server, outcome)))
             if outcome == "ok":
                 claimed.append(session)
-        if not self._options.dry_run:
+        if self._options.bookkeeping and not self._options.dry_run:
             await self._events.record_many(kept)
         if self._options.dry_run:
             summary.would_reclaim += len(claimed)
@@ -201,8 +213,11 @@ class Reaper:
             log.info("reclaimed %s of %s (%s)", session.server, session.email, why.reason)
             event = Event(now, "reclaimed", session.server, why.reason, seconds=why.seconds)
             events.append((session.email, event))
-        await self._usage.count_reclaims(Counter(candidates[s.email].reason for s in released))
         await self._events.record_many(events)
+        try:
+            await self._usage.count_reclaims(Counter(candidates[s.email].reason for s in released))
+        except StoreUnavailable as exc:  # only the store-wide count misses them
+            log.warning("could not count %d reclaim(s): %s", len(released), exc)
 
     async def _release_all(
         self, sessions: list[Session], summary: Summary

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from allocator.cli import main
 from allocator.store import SessionStore
 from allocator.types import Placement, Session
+from allocator.usage import UsageBook
 from tests.support.inprocess import InProcessAllocator
 from tests.support.origin import Origin
 from tests.support.processes import RedisServer, header_for
@@ -109,3 +110,35 @@ def test_unreachable_store_is_one_clear_line() -> None:
     assert result.stderr.startswith("sd-allocator: error: cannot reach the session store")
     assert len(result.stderr.splitlines()) == 1
     assert "secret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_per_person_as_a_table_json_and_csv(redis_server: RedisServer) -> None:
+    now = time.time()
+    placement = Placement("gs-9", "10.0.0.9", 7860, {})
+    running = Session("dee@example.com", "dee-example-com-1", "static", placement, now - 1800)
+
+    async def seed() -> None:
+        store = SessionStore.from_url(redis_server.url)
+        await store.save(running, now - 1800)  # half an hour so far, counted when asked
+        await UsageBook(store).add_busy({"dee@example.com": 600.0, "eve@example.com": 60.0}, now)
+        await store.close()
+
+    asyncio.run(seed())
+    env = {"SDA_REDIS_URL": redis_server.url}
+    table = cli("usage", **env)
+    assert table.exit_code == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[1].split() == ["EMAIL", "ALLOCATED", "GENERATING"]
+    assert lines[2].split()[0] == "dee@example.com"  # most allocated first
+    assert lines[-1].split()[0] == "total"
+
+    report = json.loads(cli("usage", "--json", **env).stdout)
+    [dee] = [person for person in report["people"] if person["email"] == "dee@example.com"]
+    assert dee["allocated_seconds"] >= 1800 and dee["busy_seconds"] == 600
+    rows = cli("usage", "--csv", "--since", report["since"], **env).stdout.splitlines()
+    assert rows[0] == "day,email,allocated_seconds,busy_seconds"
+    assert {row.split(",")[1] for row in rows[1:]} == {"dee@example.com", "eve@example.com"}
+
+    for bad in (["--since", "yesterday"], ["--json", "--csv"]):
+        refused = cli("usage", *bad, **env)
+        assert refused.exit_code == 2 and refused.stderr.startswith("sd-allocator: error:")

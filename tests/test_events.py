@@ -44,13 +44,14 @@ async def test_the_cruiser_keeping_a_session_again_and_again_is_one_event(
 ) -> None:
     log = EventLog(store)
     await log.record(EMAIL, Event(1000.0, "allocated", "gs-1"))
-    for at in (1100.0, 1200.0, 1300.0):
-        await log.record(EMAIL, Event(at, "kept", "gs-1", "busy"))
-    await log.record(EMAIL, Event(1400.0, "kept", "gs-1", "active"))  # another reason: new
-    await log.record(EMAIL, Event(1500.0, "kept", "gs-1", "active"))
+    for at, why in ((1100.0, "busy"), (1200.0, "active"), (1300.0, "busy")):
+        await log.record(EMAIL, Event(at, "kept", "gs-1", why))  # pass after pass
+    await log.record(EMAIL, Event(1400.0, "reclaimed", "gs-1", "idle", seconds=900))
+    await log.record(EMAIL, Event(1500.0, "kept", "gs-2", "busy"))  # a later session: new
     recent = await log.recent(EMAIL)
     assert [(e.kind, e.reason, e.at) for e in recent] == [
-        ("kept", "active", 1500.0),
+        ("kept", "busy", 1500.0),
+        ("reclaimed", "idle", 1400.0),
         ("kept", "busy", 1300.0),
         ("allocated", "", 1000.0),
     ]
@@ -85,7 +86,7 @@ async def test_a_store_that_does_not_answer_loses_the_event_and_says_so(
 
 
 def test_every_event_reads_as_a_sentence_with_its_time_and_reason() -> None:
-    at = time.time()
+    at = time.time() - 3600 if time.gmtime().tm_hour else time.time()  # today, never tomorrow
     clock = time.strftime("%H:%M", time.gmtime(at))
     idle = describe(Event(at, "reclaimed", "gs-1", "idle", seconds=900))
     assert idle == f"Your WebUI was given back at {clock} UTC after 15 minutes without activity."
@@ -100,7 +101,9 @@ def test_every_event_reads_as_a_sentence_with_its_time_and_reason() -> None:
     assert "found gone" in describe(Event(at, "reclaimed", "gs-1", "stale"))
     assert "a generation or stream was running" in describe(Event(at, "kept", "", "busy"))
     assert "you were active" in describe(Event(at, "kept", "", "active"))
-    assert "stopped answering" in describe(Event(at, "restarted", "gs-1", "refused"))
+    assert describe(Event(at, "restarted", "gs-1", "refused")).endswith(
+        "stopped answering; the next visit starts a new one."
+    )
     assert "was gone" in describe(Event(at, "restarted", "gs-1", "vanished"))
     assert "number 3" in describe(Event(at, "queued", position=3))
     ready = describe(Event(at, "allocated", "gs-1", seconds=42, waited=300))

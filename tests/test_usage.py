@@ -64,12 +64,13 @@ async def test_dropping_a_mapping_counts_its_time_up_to_the_drop(store: SessionS
     before = time.time()
     assert await store.drop(EMAIL, "gs-1")
     after = time.time()
-    used = (await UsageBook(store).accrue([EMAIL], after))[EMAIL]
+    used = (await UsageBook(store).totals()).allocated  # all days: midnight may lie between
     assert before - start <= used <= after - start
     assert await store.get(EMAIL) is None
     # Nothing more is counted for a session that is gone, and dropping it again adds nothing.
     assert not await store.drop(EMAIL, "gs-1")
-    assert (await UsageBook(store).accrue([EMAIL], after + 500))[EMAIL] == used
+    await UsageBook(store).accrue([EMAIL], after + 500)
+    assert (await UsageBook(store).totals()).allocated == used
 
 
 async def test_a_drop_for_another_server_counts_nothing(store: SessionStore) -> None:
@@ -116,12 +117,20 @@ async def test_a_day_of_usage_expires_after_the_days_kept(store: SessionStore) -
     assert expires_at == MIDNIGHT + 86_400 + 3 * 86_400
 
 
+def clock_moves_past(stamp: float) -> None:
+    """Until time.time() shows a later value (a coarse clock may repeat one): a tick of the
+    clock, not a wait for the machine."""
+    while time.time() <= stamp:
+        pass
+
+
 async def test_busy_time_is_what_the_tracker_saw_in_flight(store: SessionStore) -> None:
     tracker = ActivityTracker(store, [], interval=60, busy_after=60, lease_ttl=60)
     start = time.time()
     await store.save(session(EMAIL, start), start)
     tracker.begin(EMAIL)
     tracker.begin(EMAIL)  # two requests at once are one busy stretch
+    clock_moves_past(time.time())  # after the begin
     await tracker.flush()  # counted up to here while still running
     tracker.end(EMAIL)
     tracker.end(EMAIL)
@@ -133,19 +142,27 @@ async def test_busy_time_is_what_the_tracker_saw_in_flight(store: SessionStore) 
     assert (await UsageBook(store).totals()).busy == pytest.approx(seconds)
 
 
-async def test_busy_time_waits_for_the_store_and_is_not_lost(redis_server: RedisServer) -> None:
-    store = SessionStore.from_url(redis_server.url)
+async def test_busy_time_waits_for_the_store_and_is_not_lost(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tracker = ActivityTracker(store, [], interval=60, busy_after=60, lease_ttl=60)
+    began = time.time()
     tracker.begin(EMAIL)
+    clock_moves_past(time.time())  # after the begin
     tracker.end(EMAIL)
-    redis_server.kill()
+    ended = time.time()
+    written = UsageBook.add_busy
+
+    async def store_fails(*args: object) -> None:
+        raise StoreUnavailable("ConnectionError: gone")
+
+    monkeypatch.setattr(UsageBook, "add_busy", store_fails)
     with pytest.raises(StoreUnavailable):
-        await tracker.flush()
-    redis_server.start()
+        await tracker.flush()  # activity was written, the busy time was not
+    monkeypatch.setattr(UsageBook, "add_busy", written)
     await tracker.flush()
-    busy = await UsageBook(store).totals()
-    assert busy.busy > 0
-    await store.close()
+    busy = (await UsageBook(store).totals()).busy
+    assert 0 < busy <= ended - began
 
 
 async def test_the_report_adds_up_people_days_and_the_running_sessions(
@@ -157,8 +174,8 @@ async def test_the_report_adds_up_people_days_and_the_running_sessions(
     await UsageBook(store).add_busy({"big@example.com": 30.0}, now)
     report = await usage_report(UsageBook(store), day_of(now) - timedelta(days=6), now)
     assert [person.email for person in report.people] == ["big@example.com", "small@example.com"]
-    big = report.people[0]
-    assert big.allocated_seconds == pytest.approx(min(7200, now - MIDNIGHT), abs=5)
+    big = report.people[0]  # the report covers the week: yesterday's part counts too
+    assert big.allocated_seconds == pytest.approx(7200, abs=5)
     assert big.busy_seconds == 30.0
     assert report.allocated_seconds == pytest.approx(
         sum(p.allocated_seconds for p in report.people)

@@ -110,8 +110,11 @@
   function show(status) {
     deadline = Date.now() + status.reclaim_in_seconds * 1000;
     render();
-    const pressure = status.reclaim_reason === "pressure";
-    badge.note.textContent = pressure ? " (people are waiting for a GPU)" : "";
+    const notes = {
+      pressure: " (people are waiting for a GPU)",
+      over_quota: " (today's GPU hours are used up)",
+    };
+    badge.note.textContent = notes[status.reclaim_reason] || "";
     badge.host.dataset.reason = status.reclaim_reason || "";
     if (!tickTimer) tickTimer = setInterval(guarded(render), 1000);
   }
