@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from allocator.store import SessionStore
 from tests.support.origin import Origin
 from tests.support.processes import RedisServer, require
 
@@ -65,3 +66,15 @@ def browser() -> Iterator[Browser]:
         )
         yield launched
         launched.close()
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def any_store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    """A store on real Redis and on the embedded one: the same scripts must hold on both."""
+    url = "memory"
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = server.url
+    opened = SessionStore.from_url(url)
+    yield opened
+    await opened.close()

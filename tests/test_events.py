@@ -5,26 +5,18 @@ request."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from allocator.events import KEEP, Event, EventLog, describe, duration
 from allocator.store import SessionStore, StoreUnavailable
-from tests.support.processes import RedisServer
 
 EMAIL = "ann@example.com"
 
 
-@pytest.fixture(params=["redis", "memory"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
-    url = "memory"
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        url = server.url
-    opened = SessionStore.from_url(url)
-    yield opened
-    await opened.close()
+@pytest.fixture
+def store(any_store: SessionStore) -> SessionStore:
+    return any_store
 
 
 async def test_events_come_back_newest_first_and_only_the_last_ones_are_kept(

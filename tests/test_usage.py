@@ -4,7 +4,6 @@ often; busy time comes from the activity tracker; reports add it up for people a
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -15,21 +14,14 @@ from allocator.store import SessionStore, StoreUnavailable
 from allocator.types import Placement, Session
 from allocator.usage import ACCRUAL_LEASE, UsageBook
 from allocator.usage_report import ReportError, as_csv, parse_since, usage_report
-from tests.support.processes import RedisServer
 
 MIDNIGHT = day_start(day_of(time.time()))  # today's start: in the past, its keys kept 90 days
 EMAIL = "ann@example.com"
 
 
-@pytest.fixture(params=["redis", "memory"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
-    url = "memory"
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        url = server.url
-    opened = SessionStore.from_url(url)
-    yield opened
-    await opened.close()
+@pytest.fixture
+def store(any_store: SessionStore) -> SessionStore:
+    return any_store
 
 
 def session(email: str, allocated_at: float, server: str = "gs-1") -> Session:
