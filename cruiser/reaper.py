@@ -96,20 +96,23 @@ class Reaper:
     async def run_pass(self) -> Summary:
         began = time.monotonic()
         summary = Summary(dry_run=self._options.dry_run)
-        crashed = True
+        ended = "crashed"
         try:
             await self._reap(summary)
             if self._options.reconcile:
                 reconciler = Reconciler(self._store, self._backend, self._options)
                 await reconciler.run(summary)
-            crashed = False
+            ended = "done"
+        except asyncio.CancelledError:  # shutdown: neither a pass nor a failure
+            ended = "cancelled"
+            raise
         finally:
             summary.seconds = time.monotonic() - began
             metrics.CRUISE_SECONDS.observe(summary.seconds)
             if summary.failed:
                 metrics.CRUISE_FAILURES.inc(summary.failed)
-            if self._options.bookkeeping and not self._options.dry_run:
-                await self._record_pass(summary.failed + crashed)
+            if self._options.bookkeeping and not self._options.dry_run and ended != "cancelled":
+                await self._record_pass(summary.failed + (ended == "crashed"))
         quiet = self._options.quiet and not (summary.reclaimed or summary.failed)
         log.log(logging.DEBUG if quiet else logging.INFO, "cruise pass: %s", summary.line())
         return summary

@@ -4,6 +4,7 @@ is written by the quick pressure passes or a dry run."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -71,3 +72,26 @@ async def test_pressure_passes_and_dry_runs_write_no_bookkeeping(store: SessionS
     assert await EventLog(store).recent(session.email) == []
     assert (await Reaper(store, RecordingBackend(), OPTIONS).run_pass()).kept_busy == 1
     assert [e.reason for e in await EventLog(store).recent(session.email)] == ["busy"]
+
+
+class HangingRelease(RecordingBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.releasing = asyncio.Event()
+
+    async def release(self, session: Session) -> None:
+        self.releasing.set()
+        await asyncio.Event().wait()  # until cancelled
+
+
+async def test_a_pass_cancelled_at_shutdown_is_neither_a_pass_nor_a_failure(
+    store: SessionStore,
+) -> None:
+    await saved(store, "idle@example.com", 2 * TIMEOUT, "gs-1")
+    backend = HangingRelease()
+    running = asyncio.create_task(Reaper(store, backend, OPTIONS).run_pass())
+    await backend.releasing.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert (await UsageBook(store).totals()).last_pass is None
