@@ -8,17 +8,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from allocator.ledger import ALLOCATED, day_key, day_of, resets_at
-from allocator.runtime import Runtime
-from cruiser.reaper import CruiseOptions, cruise_once
-from cruiser.summary import Summary
 from fake_agones import AppBacking, FakeAgones
+from tests.support.accounting import cruise, last_active, next_midnights, used_today
 from tests.support.inprocess import InProcessAllocator, on_fake_agones
 from tests.support.pods import pod_app
 from tests.support.processes import RedisServer, header_for, tiny_webui
@@ -68,49 +64,6 @@ def start(
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=60) as client:
         yield client
-
-
-def cruise(allocator: InProcessAllocator) -> Summary:
-    """One cruiser pass on the allocator's own store and backend, as its in-process one runs,
-    after its tracker wrote the activity it saw."""
-    runtime: Runtime = allocator.runtime
-    options = CruiseOptions.from_settings(runtime.settings, runtime.core.backend)
-
-    async def one_pass() -> Summary:
-        await runtime.tracker.flush()
-        return await cruise_once(runtime.core.store, runtime.core.backend, options)
-
-    return allocator.call(one_pass())
-
-
-def last_active(allocator: InProcessAllocator, email: str, seconds_ago: float) -> None:
-    """As if the person's last request was `seconds_ago` (after the tracker wrote what it saw)."""
-    runtime = allocator.runtime
-
-    async def rewind() -> None:
-        await runtime.tracker.flush()
-        await runtime.core.store.client.zadd("sda:activity", {email: time.time() - seconds_ago})
-
-    allocator.call(rewind())
-
-
-def used_today(allocator: InProcessAllocator, email: str, seconds: float) -> None:
-    """As if the person's earlier WebUIs today had been allocated this long (and tomorrow
-    too: a test that runs past midnight UTC finds the same)."""
-    client = allocator.runtime.core.store.client
-    today = day_of(time.time())
-
-    async def add() -> None:
-        for day in (today, today + timedelta(days=1)):
-            await client.hincrbyfloat(day_key(day), ALLOCATED + email, seconds)
-
-    allocator.call(add())
-
-
-def next_midnights() -> tuple[float, float]:
-    """The next UTC midnight now and a day later: what a test spanning midnight may see."""
-    upcoming = resets_at(time.time())
-    return upcoming, upcoming + 86_400
 
 
 async def test_a_person_reads_why_their_webui_was_given_back(

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 
 from allocator.allocation import Allocations
 from allocator.cache import SessionCache
-from allocator.ledger import ALLOCATED, day_key, day_of
 from allocator.settings import load_settings
 from allocator.slugs import slug_for
 from allocator.store import SessionStore
 from allocator.types import Person, Progress, State
 from allocator.waitqueue import WaitQueue
+from tests.support.accounting import add_used_today
 from tests.support.recording import RecordingBackend
 
 ANN = Person("ann@example.com", slug_for("ann@example.com"))
@@ -39,17 +38,10 @@ def allocations_for(store: SessionStore, backend: RecordingBackend) -> Allocatio
     return Allocations(store, backend, SessionCache(store, 2.0, 60.0), settings)
 
 
-async def used_today(store: SessionStore, email: str, seconds: float) -> None:
-    """As if allocated this long today (and tomorrow: the test may run past midnight)."""
-    today = day_of(time.time())
-    for day in (today, today + timedelta(days=1)):
-        await store.client.hincrbyfloat(day_key(day), ALLOCATED + email, seconds)
-
-
 async def test_past_the_quota_no_allocation_one_look_and_one_event(store: SessionStore) -> None:
     backend = RecordingBackend(hold=False)
     allocations = allocations_for(store, backend)
-    await used_today(store, ANN.email, 2 * 3600)
+    await add_used_today(store.client, ANN.email, 2 * 3600)
     looked: list[str] = []
     original = allocations.usage.allocated_today
 
@@ -71,7 +63,7 @@ async def test_admins_and_the_exempt_have_no_quota(store: SessionStore) -> None:
     backend = RecordingBackend(hold=False)
     allocations = allocations_for(store, backend)
     for person in (BOSS, FRIEND):
-        await used_today(store, person.email, 10 * 3600)
+        await add_used_today(store.client, person.email, 10 * 3600)
         assert not isinstance(await allocations.ensure(person, wait=30), Progress)
     assert len(backend.allocated) == 2
 
@@ -79,7 +71,7 @@ async def test_admins_and_the_exempt_have_no_quota(store: SessionStore) -> None:
 async def test_under_the_quota_a_webui_as_usual(store: SessionStore) -> None:
     backend = RecordingBackend(hold=False)
     allocations = allocations_for(store, backend)
-    await used_today(store, ANN.email, 2 * 3600 - 60)
+    await add_used_today(store.client, ANN.email, 2 * 3600 - 60)
     assert not isinstance(await allocations.ensure(ANN, wait=30), Progress)
 
 
@@ -90,7 +82,7 @@ async def test_the_dispatcher_takes_someone_past_the_quota_out_of_the_queue(
     allocations = allocations_for(store, backend)
     queue = WaitQueue(store)
     await queue.join(ANN.email, time.time())
-    await used_today(store, ANN.email, 2 * 3600)  # e.g. the quota was lowered meanwhile
+    await add_used_today(store.client, ANN.email, 2 * 3600)  # e.g. the quota was lowered meanwhile
     assert await allocations.serve_queued(ANN, heads=1) == "over_quota"
     assert await queue.waiting() == []
     assert backend.allocated == []
